@@ -1,0 +1,68 @@
+# onemap — the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+PY := .venv/bin/python
+ONEMAP := .venv/bin/onemap
+SAMPLE ?= var/sample
+TILES ?= var/tiles
+SEED ?= 7
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test setup setup-test system system-test venv npm db sample tiles load serve bench lint clean
+
+## run: install everything, start PostGIS, build + load the sample district, serve the viewer
+run: setup db sample tiles load serve
+
+## test: install what tests need and run the whole suite
+test: setup-test
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -p no:cacheprovider
+
+setup: system venv npm
+setup-test: system-test venv npm
+	@$(PY) -c "import pytest, playwright" 2>/dev/null || .venv/bin/pip install -q -e '.[test]'
+
+system:
+	@bash scripts/install-system-deps.sh
+system-test:
+	@bash scripts/install-system-deps.sh --with-browser
+
+venv: .venv/.installed
+.venv/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv .venv
+	.venv/bin/pip install -q --upgrade pip
+	.venv/bin/pip install -q -e '.[test]'
+	@touch $@
+
+npm: node_modules/.installed
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+db:
+	$(ONEMAP) db up
+
+sample: $(SAMPLE)/clean/README.txt
+$(SAMPLE)/clean/README.txt:
+	$(ONEMAP) sample generate --out $(SAMPLE) --seed $(SEED)
+
+tiles:
+	$(ONEMAP) tiles build --sample $(SAMPLE) --out $(TILES)
+
+load:
+	$(ONEMAP) load sample $(SAMPLE)
+
+serve:
+	$(ONEMAP) serve --host $(HOST) --port $(PORT) --tiles $(TILES)
+
+## bench: print speed/size figures (see bench/README.md)
+bench: setup
+	@.venv/bin/pip install -q -e '.[bench]'
+	$(PY) bench/run_all.py
+
+lint:
+	$(PY) -m ruff check .
+
+clean:
+	-$(ONEMAP) db down
+	rm -rf var/tiles var/sample

@@ -1,0 +1,241 @@
+"""The embedded PostGIS: a private PostgreSQL 15 cluster under ``var/pg`` that onemap starts itself.
+
+Layout (all under ``settings.var_dir``):
+
+    var/pg/data/        the cluster (owned by the cluster's OS user)
+    var/pg/run/         its Unix socket directory
+    var/pg/postgres.log server log
+    var/pg/cluster.json port and database name chosen at first ``up``
+
+PostgreSQL refuses to run as root. When onemap runs as root, the cluster belongs to the
+``postgres`` system user (Debian's packages create it) and every server binary is run through
+``runuser``; otherwise it belongs to the current user. With ``ONEMAP_DATABASE_URL`` set, none of
+this is used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from onemap.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ClusterError(RuntimeError):
+    """The embedded cluster could not be initialised, started or reached."""
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    initialised: bool
+    running: bool
+    port: int | None
+    database: str
+    data_dir: Path
+    postgis_version: str | None = None
+    server_version: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "initialised": self.initialised,
+            "running": self.running,
+            "port": self.port,
+            "database": self.database,
+            "data_dir": str(self.data_dir),
+            "postgis_version": self.postgis_version,
+            "server_version": self.server_version,
+        }
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedCluster:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.root = settings.pg_dir
+        self.data_dir = self.root / "data"
+        self.run_dir = self.root / "run"
+        self.log_file = self.root / "postgres.log"
+        self.state_file = self.root / "cluster.json"
+        self.bin_dir = settings.pg_bin_dir
+
+    # -- helpers -----------------------------------------------------------------------------
+    @property
+    def _as_root(self) -> bool:
+        return os.geteuid() == 0
+
+    def _os_user(self) -> pwd.struct_passwd:
+        if not self._as_root:
+            return pwd.getpwuid(os.geteuid())
+        try:
+            return pwd.getpwnam(self.settings.pg_os_user)
+        except KeyError as exc:
+            raise ClusterError(
+                f"running as root but OS user {self.settings.pg_os_user!r} does not exist; "
+                "install postgresql-15-postgis-3 (creates it) or set ONEMAP_PG_OS_USER"
+            ) from exc
+
+    def _bin(self, name: str) -> str:
+        path = self.bin_dir / name
+        if not path.exists():
+            raise ClusterError(
+                f"{path} not found: install PostgreSQL 15 + PostGIS 3 "
+                "(`apt-get install postgresql-15-postgis-3`, done by `make setup`) or set ONEMAP_PG_BIN_DIR"
+            )
+        return str(path)
+
+    def _run(self, args: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+        if self._as_root:
+            args = ["runuser", "-u", self.settings.pg_os_user, "--", *args]
+        log.debug("run %s", " ".join(args))
+        proc = subprocess.run(args, capture_output=True, text=True, cwd="/")
+        if check and proc.returncode != 0:
+            raise ClusterError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+        return proc
+
+    def _state(self) -> dict[str, object]:
+        if self.state_file.exists():
+            return json.loads(self.state_file.read_text())
+        return {}
+
+    @property
+    def port(self) -> int | None:
+        port = self._state().get("port")
+        return int(port) if port else None
+
+    @property
+    def database(self) -> str:
+        return str(self._state().get("database", self.settings.pg_database))
+
+    def url(self, driver: str = "postgresql+psycopg") -> str:
+        port = self.port
+        if port is None:
+            raise ClusterError(f"the embedded cluster in {self.root} is not initialised: run `onemap db up`")
+        return f"{driver}://postgres@127.0.0.1:{port}/{self.database}"
+
+    def _check_traversable(self, user: pwd.struct_passwd) -> None:
+        """Every parent of var/pg must be searchable by the cluster's OS user."""
+        path = self.root.resolve()
+        for parent in [*reversed(path.parents)]:
+            mode = parent.stat().st_mode
+            if self._as_root and not mode & 0o001 and parent.stat().st_uid != user.pw_uid:
+                raise ClusterError(
+                    f"{parent} is not searchable by OS user {user.pw_name}: the cluster lives in {self.root}; "
+                    f"`chmod o+x {parent}` or set ONEMAP_VAR_DIR to a folder it can reach"
+                )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def initialised(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def running(self) -> bool:
+        if not self.initialised():
+            return False
+        proc = self._run([self._bin("pg_ctl"), "-D", str(self.data_dir), "status"], check=False)
+        return proc.returncode == 0
+
+    def init(self) -> None:
+        user = self._os_user()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._check_traversable(user)
+        for d in (self.root, self.run_dir):
+            d.mkdir(parents=True, exist_ok=True)
+            os.chown(d, user.pw_uid, user.pw_gid)
+        if self.initialised():
+            return
+        log.info("initialising PostgreSQL cluster in %s", self.data_dir)
+        port = self.settings.pg_port or free_port()
+        self._run([
+            self._bin("initdb"), "-D", str(self.data_dir), "-A", "trust", "-U", "postgres",
+            "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions",
+        ])
+        conf = self.data_dir / "postgresql.conf"
+        extra = (
+            "\n# --- onemap embedded cluster ---\n"
+            f"port = {port}\n"
+            "listen_addresses = '127.0.0.1'\n"
+            f"unix_socket_directories = '{self.run_dir}'\n"
+            "max_connections = 200\n"
+            "shared_buffers = 512MB\n"
+            "work_mem = 32MB\n"
+            "maintenance_work_mem = 512MB\n"
+            "effective_cache_size = 4GB\n"
+            "max_wal_size = 4GB\n"
+            "synchronous_commit = on\n"
+            "fsync = on\n"
+            "jit = off\n"
+            "timezone = 'UTC'\n"
+            "log_min_messages = warning\n"
+        )
+        self._run(["sh", "-c", f"cat >> '{conf}' <<'EOF'\n{extra}EOF"])
+        self.state_file.write_text(json.dumps({"port": port, "database": self.settings.pg_database}, indent=2))
+
+    def start(self) -> None:
+        if self.running():
+            return
+        port = self.port
+        if port is not None and not _port_free(port):
+            raise ClusterError(
+                f"port {port} of the embedded cluster is taken by another process; stop it or "
+                f"remove {self.root} to re-initialise on a free port"
+            )
+        stale = self.data_dir / "postmaster.pid"
+        if stale.exists():
+            log.warning("removing stale %s", stale)
+            self._run(["rm", "-f", str(stale)])
+        self._run([self._bin("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60", "start"])
+
+    def stop(self) -> None:
+        if self.running():
+            self._run([self._bin("pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"])
+
+    def ensure_database(self) -> None:
+        import psycopg
+
+        admin = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+                    exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
+                    if not exists:
+                        conn.execute(f'CREATE DATABASE "{self.database}"')
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        with psycopg.connect(self.url("postgresql"), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+
+    def up(self) -> None:
+        self.init()
+        self.start()
+        self.ensure_database()
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

@@ -1,0 +1,123 @@
+"""`onemap db ...`: the embedded PostGIS (or the one ONEMAP_DATABASE_URL names)."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from gis import db as gisdb
+from gis import migrate
+from gis.cluster import ClusterError, EmbeddedCluster
+from onemap.settings import get_settings
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+@app.command("up")
+def up(migrations: bool = typer.Option(True, "--migrate/--no-migrate", help="Apply migrations.")) -> None:
+    """Initialise (first time) and start the embedded cluster, create the database, migrate."""
+    settings = get_settings()
+    try:
+        if gisdb.uses_external(settings):
+            typer.echo("ONEMAP_DATABASE_URL is set: using that PostGIS, not starting var/pg")
+            _ensure_postgis(gisdb.libpq_url(settings))
+        else:
+            cluster = EmbeddedCluster(settings)
+            cluster.up()
+            typer.echo(f"PostgreSQL running on 127.0.0.1:{cluster.port} (data {cluster.data_dir})")
+        if migrations:
+            migrate.upgrade(gisdb.database_url(settings))
+            typer.echo("migrations applied")
+    except ClusterError as exc:
+        _fail(str(exc))
+
+
+def _ensure_postgis(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+
+
+@app.command("down")
+def down() -> None:
+    """Stop the embedded cluster (data is kept)."""
+    settings = get_settings()
+    if gisdb.uses_external(settings):
+        typer.echo("ONEMAP_DATABASE_URL is set: nothing to stop")
+        return
+    try:
+        cluster = EmbeddedCluster(settings)
+        was_running = cluster.running()
+        cluster.stop()
+    except ClusterError as exc:
+        _fail(str(exc))
+    typer.echo("stopped" if was_running else "not running")
+
+
+@app.command("status")
+def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Tell whether the database is up, and its PostgreSQL and PostGIS versions. Exit 1 if down."""
+    from sqlalchemy import text
+
+    settings = get_settings()
+    info: dict[str, object] = {"external": gisdb.uses_external(settings)}
+    if not info["external"]:
+        cluster = EmbeddedCluster(settings)
+        info.update({"initialised": cluster.initialised(), "running": cluster.running(),
+                     "port": cluster.port, "data_dir": str(cluster.data_dir)})
+    info["reachable"] = False
+    try:
+        engine = gisdb.get_engine(settings)
+        with engine.connect() as conn:
+            info["server_version"] = conn.execute(text("SHOW server_version")).scalar_one()
+            info["postgis_version"] = conn.execute(text("SELECT postgis_full_version()")).scalar_one().split('"')[1]
+        info["reachable"] = True
+        info["migrations_current"] = sorted(migrate.current_revisions(gisdb.database_url(settings)))
+        info["migrations_pending"] = migrate.pending(gisdb.database_url(settings))
+    except Exception as exc:  # noqa: BLE001 - status reports any failure
+        info["error"] = str(exc).splitlines()[0]
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+    else:
+        if info["reachable"]:
+            where = "external" if info["external"] else f"embedded, 127.0.0.1:{info.get('port')}"
+            typer.echo(f"running ({where}): PostgreSQL {info['server_version']}, PostGIS {info['postgis_version']}")
+            typer.echo(f"migrations: {', '.join(info['migrations_current']) or 'none'}"
+                       f"{' (pending upgrades)' if info['migrations_pending'] else ' (up to date)'}")
+        else:
+            state = "not initialised" if not info.get("initialised", True) else "not running"
+            typer.echo(f"down: {state}" + (f" ({info['error']})" if "error" in info and info.get("running") else ""))
+    if not info["reachable"]:
+        raise typer.Exit(1)
+
+
+@app.command("url")
+def url(libpq: bool = typer.Option(False, "--libpq", help="Plain postgresql:// URL instead of SQLAlchemy's.")) -> None:
+    """Print the SQLAlchemy URL of the database."""
+    try:
+        typer.echo(gisdb.libpq_url() if libpq else gisdb.database_url())
+    except ClusterError as exc:
+        _fail(str(exc))
+
+
+@app.command("migrate")
+def migrate_cmd(target: str = typer.Argument("heads", help="Alembic target revision.")) -> None:
+    """Apply Alembic migrations."""
+    migrate.upgrade(gisdb.database_url(), target)
+    typer.echo(f"migrated to {target}")
+
+
+@app.command("destroy")
+def destroy(yes: bool = typer.Option(False, "--yes", help="Really delete var/pg.")) -> None:
+    """Stop the embedded cluster and delete its data."""
+    if not yes:
+        _fail("this deletes every row in the embedded cluster; pass --yes")
+    EmbeddedCluster(get_settings()).destroy()
+    typer.echo("destroyed")

@@ -1,0 +1,170 @@
+"""Coordinate frames: survey CRS → ellipsoidal lon/lat/h → ECEF → local ENU tile frames.
+
+Survey deliveries carry orthometric heights (1985 National Height Datum). Cesium needs
+ellipsoidal heights in ECEF (EPSG:4978). We apply the EGM96 geoid undulation from Debian's
+``proj-data`` (``egm96_15.gtx``) explicitly, through a PROJ ``vgridshift`` pipeline, so that a
+missing grid is an error and never PROJ's silent "ballpark" (no-op) vertical transform.
+
+    h_ellipsoidal = H_orthometric + N_egm96(lon, lat)
+
+CGCS2000 and WGS84 agree to centimetres at the district scale, so CGCS2000 lon/lat are used
+as WGS84 for ECEF.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pyproj
+from pyproj import CRS, Transformer
+
+GEOID_GRID = "egm96_15.gtx"
+_PROJ_DATA_DIRS = ("/usr/share/proj",)
+
+
+class GeoidGridMissing(RuntimeError):
+    """The EGM96 grid is not installed: heights would be wrong by ~-5 m near Bengbu."""
+
+
+def _ensure_proj_data() -> Path:
+    for d in _PROJ_DATA_DIRS:
+        grid = Path(d) / GEOID_GRID
+        if grid.exists():
+            if d not in pyproj.datadir.get_data_dir().split(":"):
+                pyproj.datadir.append_data_dir(d)
+            return grid
+    raise GeoidGridMissing(
+        f"geoid grid {GEOID_GRID} not found in {', '.join(_PROJ_DATA_DIRS)}: "
+        "install it with `apt-get install proj-data` (make run does this)"
+    )
+
+
+@lru_cache
+def _geoid_transformer() -> Transformer:
+    grid = _ensure_proj_data()
+    # vgridshift with multiplier +1 adds the grid value (N) to the input height.
+    pipeline = f"+proj=pipeline +step +proj=unitconvert +xy_in=deg +xy_out=rad " \
+               f"+step +proj=vgridshift +grids={grid} +multiplier=1 " \
+               f"+step +proj=unitconvert +xy_in=rad +xy_out=deg"
+    return Transformer.from_pipeline(pipeline)
+
+
+def geoid_undulation(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """EGM96 geoid undulation N (metres) at CGCS2000/WGS84 lon/lat degrees."""
+    lon = np.asarray(lon, dtype=np.float64)
+    lat = np.asarray(lat, dtype=np.float64)
+    _, _, n = _geoid_transformer().transform(lon, lat, np.zeros_like(lon))
+    n = np.asarray(n, dtype=np.float64)
+    if not np.all(np.isfinite(n)):
+        raise GeoidGridMissing(f"geoid grid {GEOID_GRID} gave no value for some points")
+    return n
+
+
+@lru_cache(maxsize=64)
+def _to_lonlat(crs_wkt: str) -> Transformer:
+    return Transformer.from_crs(CRS.from_user_input(crs_wkt), CRS.from_epsg(4326), always_xy=True)
+
+
+@lru_cache(maxsize=2)
+def _lonlath_to_ecef() -> Transformer:
+    return Transformer.from_crs(CRS.from_epsg(4979), CRS.from_epsg(4978), always_xy=True)
+
+
+@lru_cache(maxsize=2)
+def _ecef_to_lonlath() -> Transformer:
+    return Transformer.from_crs(CRS.from_epsg(4978), CRS.from_epsg(4979), always_xy=True)
+
+
+def crs_key(crs: CRS | str | int) -> str:
+    """A hashable, cacheable representation of a CRS."""
+    return CRS.from_user_input(crs).to_wkt()
+
+
+def projected_to_lonlat(x: np.ndarray, y: np.ndarray, crs: CRS | str | int) -> tuple[np.ndarray, np.ndarray]:
+    """Horizontal transform of any CRS pyproj knows to lon/lat degrees."""
+    lon, lat = _to_lonlat(crs_key(crs)).transform(np.asarray(x, float), np.asarray(y, float))
+    return np.asarray(lon), np.asarray(lat)
+
+
+def lonlat_orthometric_to_ecef(lon: np.ndarray, lat: np.ndarray, h_ortho: np.ndarray) -> np.ndarray:
+    """(N,3) ECEF metres from lon/lat degrees and orthometric heights."""
+    h_ellipsoidal = np.asarray(h_ortho, float) + geoid_undulation(lon, lat)
+    return lonlat_ellipsoidal_to_ecef(lon, lat, h_ellipsoidal)
+
+
+def lonlat_ellipsoidal_to_ecef(lon: np.ndarray, lat: np.ndarray, h_ellipsoidal: np.ndarray) -> np.ndarray:
+    x, y, z = _lonlath_to_ecef().transform(
+        np.asarray(lon, float), np.asarray(lat, float), np.asarray(h_ellipsoidal, float)
+    )
+    return np.column_stack([x, y, z])
+
+
+def ecef_to_lonlat_ellipsoidal(ecef: np.ndarray) -> np.ndarray:
+    """(N,3) lon, lat degrees and ellipsoidal height from ECEF."""
+    ecef = np.asarray(ecef, float).reshape(-1, 3)
+    lon, lat, h = _ecef_to_lonlath().transform(ecef[:, 0], ecef[:, 1], ecef[:, 2])
+    return np.column_stack([lon, lat, h])
+
+
+def projected_orthometric_to_ecef(x, y, h_ortho, crs: CRS | str | int) -> np.ndarray:
+    lon, lat = projected_to_lonlat(x, y, crs)
+    return lonlat_orthometric_to_ecef(lon, lat, h_ortho)
+
+
+def enu_rotation(lon_deg: float, lat_deg: float) -> np.ndarray:
+    """3x3 matrix whose columns are the east, north, up unit vectors in ECEF."""
+    lon, lat = np.radians(lon_deg), np.radians(lat_deg)
+    east = np.array([-np.sin(lon), np.cos(lon), 0.0])
+    north = np.array([-np.sin(lat) * np.cos(lon), -np.sin(lat) * np.sin(lon), np.cos(lat)])
+    up = np.array([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
+    return np.column_stack([east, north, up])
+
+
+@dataclass(frozen=True)
+class EnuFrame:
+    """A local east-north-up frame anchored at an ECEF origin (a tile's frame)."""
+
+    origin_ecef: tuple[float, float, float]
+    lon_deg: float
+    lat_deg: float
+
+    @classmethod
+    def at_lonlat(cls, lon_deg: float, lat_deg: float, h_ellipsoidal: float = 0.0) -> EnuFrame:
+        ecef = lonlat_ellipsoidal_to_ecef(np.array([lon_deg]), np.array([lat_deg]), np.array([h_ellipsoidal]))[0]
+        return cls(tuple(float(v) for v in ecef), float(lon_deg), float(lat_deg))
+
+    @property
+    def rotation(self) -> np.ndarray:
+        return enu_rotation(self.lon_deg, self.lat_deg)
+
+    def ecef_to_enu(self, ecef: np.ndarray) -> np.ndarray:
+        return (np.asarray(ecef, float).reshape(-1, 3) - np.asarray(self.origin_ecef)) @ self.rotation
+
+    def enu_to_ecef(self, enu: np.ndarray) -> np.ndarray:
+        return np.asarray(enu, float).reshape(-1, 3) @ self.rotation.T + np.asarray(self.origin_ecef)
+
+    def matrix(self) -> np.ndarray:
+        """4x4 ENU→ECEF matrix (row-major numpy)."""
+        m = np.eye(4)
+        m[:3, :3] = self.rotation
+        m[:3, 3] = self.origin_ecef
+        return m
+
+    def tileset_transform(self) -> list[float]:
+        """The 16 numbers of a 3D Tiles ``transform`` (column-major)."""
+        return [float(v) for v in self.matrix().T.reshape(-1)]
+
+
+# glTF is y-up; 3D Tiles 1.1 glb content is rotated from y-up to z-up by the runtime.
+def enu_to_gltf(enu: np.ndarray) -> np.ndarray:
+    """ENU (x east, y north, z up) → glTF y-up (x, z, -y)."""
+    enu = np.asarray(enu)
+    return np.column_stack([enu[:, 0], enu[:, 2], -enu[:, 1]])
+
+
+def gltf_to_enu(xyz: np.ndarray) -> np.ndarray:
+    xyz = np.asarray(xyz)
+    return np.column_stack([xyz[:, 0], -xyz[:, 2], xyz[:, 1]])
