@@ -1,0 +1,164 @@
+"""Feature checks shared by the roads, vegetation and furniture pipelines.
+
+Each check rejects (or repairs) rows in the layer's :class:`~pipelines.report.RunReport` with a
+message naming the file, the feature id and the field; valid features around them are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyogrio
+import shapely
+from pyproj import CRS
+
+from pipelines.report import RunReport
+from pipelines.sources import DELIVERY_CRS, SourceLayer
+
+BOUNDARY_TOLERANCE_M = 10.0
+
+_KINDS = {
+    "point": ({"Point"}, {"MultiPoint"}),
+    "line": ({"LineString", "MultiLineString"}, set()),
+    "polygon": ({"Polygon", "MultiPolygon"}, set()),
+}
+
+
+def load_boundary(path: Path | str | None) -> shapely.Geometry | None:
+    """The district boundary (union of the layer's polygons) in EPSG:4548, or None."""
+    if path is None:
+        return None
+    gdf = pyogrio.read_dataframe(path)
+    if gdf.crs is not None and not CRS.from_user_input(gdf.crs).equals(CRS.from_user_input(DELIVERY_CRS)):
+        gdf = gdf.to_crs(DELIVERY_CRS)
+    return shapely.union_all(gdf.geometry.values)
+
+
+def find_boundary(src: Path, given: Path | None) -> Path | None:
+    """``given``, else ``boundary.gpkg`` beside the source file (the delivery layout), else None."""
+    if given is not None:
+        return given
+    candidate = Path(src).parent / "boundary.gpkg"
+    return candidate if candidate.exists() else None
+
+
+def survey_geometries(src: SourceLayer) -> np.ndarray:
+    """The layer's geometries in EPSG:4548 (reprojected when the file is in another CRS)."""
+    gdf = src.gdf
+    if not src.crs.equals(CRS.from_user_input(DELIVERY_CRS), ignore_axis_order=True):
+        gdf = gdf.to_crs(DELIVERY_CRS)
+    return np.asarray(gdf.geometry.values, dtype=object)
+
+
+def check_features(
+    src: SourceLayer,
+    kind: str,
+    *,
+    compare: Sequence[str],
+    boundary: shapely.Geometry | None = None,
+    min_size: float = 0.01,
+) -> np.ndarray:
+    """Common checks; returns the (repaired) EPSG:4548 geometries, None where rejected.
+
+    missing_id, empty_geometry, wrong_geometry_type, self_intersection (polygons make_valid'ed
+    when possible), zero_length / zero_area, duplicate (same geometry to 1 cm and same
+    ``compare`` attributes as an earlier row), duplicate_id, outside_boundary.
+    """
+    report: RunReport = src.report
+    geoms = survey_geometries(src)
+    ok_types, single_part = _KINDS[kind]
+    ids = report.ids
+
+    missing_id = np.array([v is None for v in ids])
+    if missing_id.any():
+        report.reject(missing_id, "missing_id", "no id", field="id")
+
+    empty = np.array([g is None or shapely.is_empty(g) for g in geoms])
+    report.reject(empty, "empty_geometry", "the feature has no geometry")
+    out = np.array([None if e else g for g, e in zip(geoms, empty, strict=True)], dtype=object)
+
+    types = np.array(["" if g is None else g.geom_type for g in out])
+    for r in np.flatnonzero(np.isin(types, list(single_part))):
+        parts = shapely.get_parts(out[r])
+        if len(parts) == 1:
+            out[r] = parts[0]
+            types[r] = out[r].geom_type
+            report.repair(r, "single_part", f"{single_part} with one part read as {types[r]}")
+    bad_type = (types != "") & ~np.isin(types, list(ok_types))
+    if bad_type.any():
+        rows = np.flatnonzero(bad_type)
+        report.reject(rows, "wrong_geometry_type",
+                      [f"geometry {types[r]} is not a {kind}" for r in rows])
+        out[rows] = None
+
+    if kind == "polygon":
+        for r in np.flatnonzero(np.array([g is not None and not g.is_valid for g in out])):
+            fixed = shapely.make_valid(out[r])
+            polys = [p for p in shapely.get_parts(fixed) if p.geom_type in ("Polygon", "MultiPolygon")]
+            if polys and shapely.union_all(polys).area > min_size:
+                out[r] = shapely.union_all(polys)
+                report.repair(r, "make_valid", "invalid polygon (self-intersection) repaired with make_valid")
+            else:
+                report.reject(r, "self_intersection", "invalid polygon that make_valid cannot repair")
+                out[r] = None
+        alive = np.flatnonzero(out != None)  # noqa: E711 - object array
+        small = alive[shapely.area(out[alive]) <= min_size]
+        report.reject(small, "zero_area", "polygon area is (near) zero")
+        out[small] = None
+    elif kind == "line":
+        alive = np.flatnonzero(out != None)  # noqa: E711
+        short = alive[shapely.length(out[alive]) <= min_size]
+        report.reject(short, "zero_length", "line length is (near) zero")
+        out[short] = None
+
+    # duplicates: identical geometry (1 cm) and identical compared attributes
+    alive = np.flatnonzero((out != None) & ~missing_id)  # noqa: E711
+    if len(alive):
+        wkb = shapely.to_wkb(shapely.set_precision(out[alive], 0.01), hex=True)
+        attrs = pd.DataFrame({c: src.gdf[c].iloc[alive].astype(str).to_numpy() for c in compare})
+        key = pd.Series(wkb).str.cat([attrs[c] for c in compare], sep="|") if compare else pd.Series(wkb)
+        first_of_key: dict[str, int] = {}
+        first_of_id: dict[str, int] = {}
+        for r, k in zip(alive.tolist(), key.tolist(), strict=True):
+            fid = str(ids[r])
+            if k in first_of_key:
+                f = first_of_key[k]
+                report.reject(r, "duplicate", f"same geometry and attributes as feature {ids[f]}",
+                              related_id=str(ids[f]))
+                out[r] = None
+                continue
+            first_of_key[k] = r
+            if fid in first_of_id:
+                report.reject(r, "duplicate_id",
+                              f"id already used by a different feature (row {first_of_id[fid]})",
+                              field="id", related_id=fid)
+                out[r] = None
+                continue
+            first_of_id[fid] = r
+
+    if boundary is not None:
+        alive = np.flatnonzero(out != None)  # noqa: E711
+        zone = shapely.buffer(boundary, BOUNDARY_TOLERANCE_M)
+        shapely.prepare(zone)
+        outside = alive[~shapely.intersects(zone, out[alive])]
+        if len(outside):
+            c = shapely.get_coordinates(shapely.centroid(out[outside]))
+            d = shapely.distance(boundary, out[outside])
+            report.reject(outside, "outside_boundary",
+                          [f"at x={x:.1f} y={y:.1f}, {dist:.0f} m outside the district boundary"
+                           for (x, y), dist in zip(c, d, strict=True)])
+            out[outside] = None
+    return out
+
+
+def numeric_column(src: SourceLayer, name: str) -> np.ndarray:
+    """A float column of the canonical layer (NaN = missing)."""
+    return np.asarray(src.gdf[name].to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+
+
+def text_column(src: SourceLayer, name: str) -> np.ndarray:
+    return np.array([None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+                     for v in src.gdf[name].tolist()], dtype=object)

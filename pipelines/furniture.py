@@ -1,0 +1,162 @@
+"""Street furniture points → instanced 3D Tiles (one schematic template per ``type``).
+
+Input (docs/sample-delivery.md ``furniture.gpkg``): ``id``, ``type``, ``heading`` (deg clockwise
+from grid north), ``height`` (m above ground), ``name``, ``road_id``. Bus shelters, street
+lamps, billboards and traffic signals are placed at their exact surveyed point and heading; the
+shape is schematic (:mod:`tiles.models`), scaled vertically to the surveyed height and
+horizontally by the same factor clamped to [0.75, 1.33] so proportions stay plausible.
+
+Checks: common ones (:mod:`pipelines.checks`), ``unknown_type``, ``absurd_height`` (≤ 0 or
+> 60 m), ``outside_dem``; repairs: missing height → template height, missing heading → 0.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import shapely
+
+from pipelines.checks import check_features, find_boundary, load_boundary, numeric_column, text_column
+from pipelines.drape import DemGrid, sample_heights
+from pipelines.instanced import InstancedBuild, InstanceSet, build_instanced_tileset, summary_dict
+from pipelines.report import RunReport
+from pipelines.sources import FieldMapping, FieldSpec, read_layer
+from tiles.gltf import PropertyColumn
+from tiles.models import FURNITURE_TYPES, furniture_template
+
+log = logging.getLogger(__name__)
+
+MAX_HEIGHT_M = 60.0
+# thinning priority at coarse levels: landmarks first, small items last
+PROMINENCE = {"sculpture": 12, "billboard": 11, "bus_shelter": 10, "toilet": 9, "kiosk": 8,
+              "traffic_signal": 7, "street_lamp": 6, "sign": 5, "fitness": 4, "bench": 3,
+              "waste_bin": 2, "fire_hydrant": 1}
+
+SPECS = (
+    FieldSpec("id", "str", required=True),
+    FieldSpec("type", "str", required=True),
+    FieldSpec("heading", "float"),
+    FieldSpec("height", "float"),
+    FieldSpec("name", "str"),
+    FieldSpec("road_id", "str"),
+)
+
+
+@dataclass
+class FurnitureResult:
+    report: RunReport
+    build: InstancedBuild | None
+    instances: InstanceSet | None
+
+
+def prepare_furniture(src_path: Path, dem: DemGrid, *, boundary: shapely.Geometry | None,
+                      mapping: FieldMapping | None = None, src_crs: str | None = None) -> tuple[InstanceSet,
+                                                                                              RunReport]:
+    """Read, check and place furniture points (no files written)."""
+    src = read_layer(src_path, SPECS, layer_name="furniture", mapping=mapping, src_crs=src_crs)
+    report = src.report
+    geoms = check_features(src, "point", compare=["type", "heading", "height", "name"], boundary=boundary)
+    kind = np.array([(t or "").strip().lower() for t in text_column(src, "type")], dtype=object)
+    height = numeric_column(src, "height")
+    heading = numeric_column(src, "heading")
+    alive = np.array([g is not None for g in geoms]) & ~report.rejected_mask()
+
+    unknown = alive & ~np.isin(kind, FURNITURE_TYPES)
+    if unknown.any():
+        rows = np.flatnonzero(unknown)
+        report.reject(rows, "unknown_type",
+                      [f"type {kind[r]!r} is not one of {', '.join(FURNITURE_TYPES)}" for r in rows],
+                      field="type", value=[kind[r] for r in rows])
+    alive &= ~unknown
+    absurd = alive & np.isfinite(height) & ((height <= 0) | (height > MAX_HEIGHT_M))
+    if absurd.any():
+        rows = np.flatnonzero(absurd)
+        report.reject(rows, "absurd_height",
+                      [f"height {height[r]:g} m not in (0, {MAX_HEIGHT_M:g}]" for r in rows],
+                      field="height", value=[height[r] for r in rows])
+    alive &= ~absurd
+    nominal = np.array([furniture_template(k).meta.get("nominal_height", furniture_template(k).height)
+                        if k in FURNITURE_TYPES else 1.0 for k in kind])
+    no_h = alive & ~np.isfinite(height)
+    if no_h.any():
+        rows = np.flatnonzero(no_h)
+        report.repair(rows, "default_height", [f"no height: the {kind[r]} template's {nominal[r]:g} m"
+                                               for r in rows], field="height")
+        height = np.where(no_h, nominal, height)
+    no_heading = alive & ~np.isfinite(heading)
+    if no_heading.any():
+        report.repair(np.flatnonzero(no_heading), "default_heading", "no heading: facing grid north (0°)",
+                      field="heading")
+        heading = np.where(no_heading, 0.0, heading)
+
+    rows = np.flatnonzero(alive)
+    xy = shapely.get_coordinates(np.array(list(geoms[rows]), dtype=object)).reshape(-1, 2)
+    base = sample_heights(dem, xy[:, 0], xy[:, 1])
+    off = ~np.isfinite(base)
+    if off.any():
+        report.reject(rows[off], "outside_dem", "no DEM height at this point (outside the DEM or nodata)")
+        rows, xy, base = rows[~off], xy[~off], base[~off]
+    sculptures = int(np.sum(kind[rows] == "sculpture"))
+    if sculptures > 3:
+        report.note(f"{sculptures} sculptures (the specification allows at most 3 in the scene)")
+    low = rows[(kind[rows] == "sculpture") & (height[rows] <= 2.5)]
+    if len(low):
+        report.note(f"{len(low)} sculptures are ≤ 2.5 m (the specification models only taller ones)")
+
+    sz = height[rows] / nominal[rows]
+    sxy = np.clip(sz, 0.75, 1.33)
+    keys = kind[rows]
+    templates = {k: furniture_template(k) for k in sorted(set(keys.tolist()))}
+    radius = np.array([templates[k].radius_xy for k in keys])
+    names, road_ids, ids = text_column(src, "name"), text_column(src, "road_id"), report.ids
+    inst = InstanceSet(
+        xy=xy, base_h=base, heading_grid=np.mod(heading[rows], 360.0), template_keys=keys,
+        templates=templates,
+        scales=np.column_stack([sxy, sxy, sz]),
+        priority=np.array([PROMINENCE[k] for k in keys]) * 1000.0 + height[rows],
+        size=np.maximum(height[rows], 2 * radius * sxy),
+        columns={
+            "id": PropertyColumn([str(ids[r]) for r in rows], "STRING", required=True),
+            "type": PropertyColumn(keys.tolist(), "STRING", required=True),
+            "name": PropertyColumn(names[rows].tolist(), "STRING"),
+            "height": PropertyColumn(height[rows].astype(np.float32), "FLOAT32",
+                                     description="m above ground"),
+            "heading": PropertyColumn(np.mod(heading[rows], 360.0).astype(np.float32), "FLOAT32",
+                                      description="degrees clockwise from grid north (EPSG:4548)"),
+            "road_id": PropertyColumn(road_ids[rows].tolist(), "STRING"),
+            "base_height": PropertyColumn(base.astype(np.float32), "FLOAT32",
+                                          description="orthometric ground height (m)"),
+        },
+        rows=rows,
+    )
+    return inst, report
+
+
+def build_furniture(
+    src_path: Path, out_dir: Path, *, dem_path: Path | None = None, boundary_path: Path | None = None,
+    mapping: FieldMapping | None = None, src_crs: str | None = None, dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> FurnitureResult:
+    """The ``onemap tiles furniture`` pipeline; writes the tileset (unless dry run) and the report."""
+    dem = DemGrid.read(dem_path) if dem_path else DemGrid.flat()
+    boundary = load_boundary(find_boundary(src_path, boundary_path))
+    inst, report = prepare_furniture(src_path, dem, boundary=boundary, mapping=mapping, src_crs=src_crs)
+    if dem_path is None:
+        report.note("no DEM given: every base at 0 m orthometric")
+    if boundary is None:
+        report.note("no boundary.gpkg found or given: outside_boundary not checked")
+    report.mark_written(inst.rows)
+    report.finalize()
+    build = None
+    if not dry_run and inst.count:
+        build = build_instanced_tileset(inst, out_dir, dem, class_name="furniture",
+                                        description="street furniture", progress=progress)
+        report.output.update(summary_dict(build))
+        types, counts = np.unique(inst.template_keys.astype(str), return_counts=True)
+        report.output["by_type"] = dict(zip(types.tolist(), counts.tolist(), strict=True))
+    report.write(out_dir)
+    return FurnitureResult(report, build, inst)

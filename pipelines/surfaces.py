@@ -1,0 +1,228 @@
+"""Draped surface layers (roads, green spaces, water) → a mesh 3D Tiles 1.1 tileset.
+
+Leaves: the whole layer is cut into grid pieces of ``leaf_cell`` metres (:func:`grid_pieces`);
+a quadtree over the pieces splits until a leaf holds ≤ ``max_pieces``; each leaf triangulates
+and drapes its pieces. Extra meshes (bridge decks) go to the leaf holding their centre.
+
+Parents (REPLACE refinement) are rebuilt from the polygons clipped to their square with a
+coarser grid (``leaf_cell``·2^d, at most ``max_cell``) after dropping features whose
+``lod_rank`` is below d (d = height of the node above its deepest leaf). A parent's
+geometricError is measured: max(drape error of the coarse mesh against the DEM, the size of the
+largest dropped feature, simplification tolerance), and never below its children's.
+
+Every glb carries ``EXT_mesh_features`` (``_FEATURE_ID_0`` per vertex) and an
+``EXT_structural_metadata`` property table of the features present in that tile.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+
+from pipelines.drape import DemGrid, drape, grid_pieces, layer_frame, to_mesh_data, triangulate
+from tiles.frames import EnuFrame
+from tiles.gltf import FeatureTable, Material, PropertyColumn, encode_mesh_glb
+from tiles.tileset import QuadNode, Tile, Tileset, box_from_points, build_quadtree, enforce_monotonic_errors
+
+log = logging.getLogger(__name__)
+
+# (enu (V,3), normals (V,3), triangles (T,3), vertex colours (V,4) uint8 or None), layer ENU frame
+ExtraMesh = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
+
+
+@dataclass
+class SurfaceSet:
+    """Features of a surface layer (arrays of length M)."""
+
+    polygons: np.ndarray  # (M,) EPSG:4548 polygons to drape (None/empty for mesh-only features)
+    lift: np.ndarray  # (M,) metres above the DEM (or above flat_level)
+    flat_level: np.ndarray  # (M,) orthometric level for flat features (water), NaN = drape
+    colors: np.ndarray  # (M,4) uint8 linear RGBA
+    lod_rank: np.ndarray  # (M,) int: kept in tiles up to this height above the leaves
+    size: np.ndarray  # (M,) visual size (m) when dropped
+    columns: dict[str, PropertyColumn]
+    rows: np.ndarray  # (M,) source rows
+    extra_xy: dict[int, np.ndarray] = field(default_factory=dict)  # feature → (2,) centre, 4548
+    extra_builder: Callable[[EnuFrame], dict[int, ExtraMesh]] | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.polygons)
+
+
+@dataclass
+class SurfaceBuild:
+    tileset: Path
+    tiles: int
+    leaves: int
+    depth: int
+    triangles_leaves: int
+    triangles_all_levels: int
+    bytes: int
+    root_error: float
+    drape_error_leaves: float
+    area_m2_leaves: float
+    frame: EnuFrame
+    seconds: float
+    leaf_meshes: list[dict[str, Any]] = field(default_factory=list)  # for tests: per leaf tri_xy/owner
+
+    def summary(self) -> dict[str, Any]:
+        return {"tiles": self.tiles, "leaves": self.leaves, "depth": self.depth,
+                "triangles": self.triangles_leaves, "triangles_all_levels": self.triangles_all_levels,
+                "bytes": self.bytes, "root_geometric_error_m": round(self.root_error, 3),
+                "drape_error_max_m": round(self.drape_error_leaves, 3),
+                "surface_area_m2": round(self.area_m2_leaves, 1), "seconds": round(self.seconds, 2)}
+
+
+def _heights_above_leaves(root: QuadNode) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for n in root.post_order():
+        out[n.key] = 0 if n.is_leaf else 1 + max(out[c.key] for c in n.children)
+    return out
+
+
+def _table(s: SurfaceSet, features: np.ndarray, class_name: str, description: str) -> FeatureTable:
+    cols = {name: PropertyColumn(
+        values=(np.asarray(c.values)[features] if isinstance(c.values, np.ndarray)
+                else [c.values[i] for i in features]),
+        kind=c.kind, no_data=c.no_data, description=c.description, required=c.required)
+        for name, c in s.columns.items()}
+    return FeatureTable(class_name, cols, class_description=description)
+
+
+def build_surface_tileset(
+    s: SurfaceSet,
+    out_dir: Path,
+    dem: DemGrid,
+    *,
+    class_name: str,
+    description: str = "",
+    leaf_cell: float = 8.0,
+    max_cell: float = 64.0,
+    max_pieces: int = 6000,
+    frame: EnuFrame | None = None,
+    material: Material | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    keep_leaf_geometry: bool = False,
+) -> SurfaceBuild:
+    """Write ``out_dir/tileset.json`` + ``out_dir/tiles/{z}/{x}/{y}.glb`` for a surface layer."""
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    polys = np.asarray(s.polygons, dtype=object)
+    has_poly = np.array([p is not None and not shapely.is_empty(p) for p in polys])
+    polys_ok = np.where(has_poly, polys, shapely.Point(0, 0))
+    pieces, owner = grid_pieces(polys_ok[has_poly], leaf_cell)
+    owner = np.flatnonzero(has_poly)[owner]
+    extra_ids = np.array(sorted(s.extra_xy), dtype=np.int64)
+    extra_pts = np.array([s.extra_xy[i] for i in extra_ids]).reshape(-1, 2)
+    piece_pts = shapely.get_coordinates(shapely.point_on_surface(pieces)).reshape(-1, 2)
+    all_pts = np.vstack([piece_pts, extra_pts])
+    if len(all_pts) == 0:
+        raise ValueError(f"{class_name}: nothing to write")
+    frame = frame or layer_frame(all_pts, dem)
+    extras = s.extra_builder(frame) if s.extra_builder is not None else {}
+    root_node = build_quadtree(all_pts, max_items=max_pieces)
+    height = _heights_above_leaves(root_node)
+    nodes = list(root_node.walk())
+    n_pieces = len(pieces)
+    tiles: dict[str, Tile] = {}
+    leaf_meshes: list[dict[str, Any]] = []
+    total_bytes = tri_leaves = tri_all = 0
+    drape_err_leaves = area_leaves = 0.0
+    mat = material or Material(roughness=0.95)
+    poly_tree = shapely.STRtree(polys_ok)
+    done = 0
+    for node in root_node.post_order():
+        d = height[node.key]
+        error = 0.0
+        if node.is_leaf:
+            idx = node.indices
+            sel_pieces = idx[idx < n_pieces]
+            sel_extra = extra_ids[idx[idx >= n_pieces] - n_pieces]
+            tri_xy, tri_owner = triangulate(pieces[sel_pieces], owner[sel_pieces])
+        else:
+            cell = min(leaf_cell * 2.0**d, max_cell)
+            xmin, ymin, xmax, ymax = node.bounds
+            sub = np.asarray(poly_tree.query(shapely.box(*node.bounds)), np.int64)
+            sub = sub[has_poly[sub]]
+            keep = sub[s.lod_rank[sub] >= d]
+            dropped = sub[s.lod_rank[sub] < d]
+            tol = cell / 16.0
+            simplified = shapely.simplify(polys_ok[keep], tol, preserve_topology=True)
+            p2, o2 = grid_pieces(simplified, cell, bounds=node.bounds)
+            tri_xy, tri_owner = triangulate(p2, keep[o2])
+            error = max(float(s.size[dropped].max()) if len(dropped) else 0.0, tol)
+            inside = (extra_pts[:, 0] >= xmin) & (extra_pts[:, 0] <= xmax) \
+                & (extra_pts[:, 1] >= ymin) & (extra_pts[:, 1] <= ymax)
+            sel_extra = extra_ids[inside]
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]] = []
+        n_tri = 0
+        if len(tri_xy):
+            dm = drape(frame, dem, tri_xy, tri_owner, s.lift, s.flat_level)
+            parts.append((dm.enu, dm.normals, dm.owner, dm.triangles, None))
+            n_tri += len(dm.triangles)
+            if node.is_leaf:
+                drape_err_leaves = max(drape_err_leaves, dm.drape_error)
+                area_leaves += dm.area_m2
+            else:
+                error = max(error, dm.drape_error)
+            if keep_leaf_geometry and node.is_leaf:
+                leaf_meshes.append({"key": node.key, "tri_xy": tri_xy, "owner": tri_owner, "enu": dm.enu,
+                                    "triangles": dm.triangles, "vertex_owner": dm.owner})
+        for k in sel_extra.tolist():
+            enu, nrm, tris, vcol = extras[k]
+            parts.append((enu, nrm, np.full(len(enu), k, np.int64), tris, vcol))
+            n_tri += len(tris)
+        children = [tiles[c.key] for c in node.children]
+        rel = None
+        content_pts = None
+        if parts:
+            features = np.unique(np.concatenate([p[2] for p in parts]))
+            remap = np.full(s.count, -1, np.int64)
+            remap[features] = np.arange(len(features))
+            mesh = to_mesh_data([(e, n, remap[o], t, c) for e, n, o, t, c in parts], s.colors[features])
+            glb = encode_mesh_glb(mesh, _table(s, features, class_name, description), material=mat)
+            rel = f"tiles/{node.level}/{node.x}/{node.y}.glb"
+            path = out_dir / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(glb)
+            total_bytes += len(glb)
+            tri_all += n_tri
+            if node.is_leaf:
+                tri_leaves += n_tri
+            content_pts = np.vstack([p[0] for p in parts])
+        pts = [c.box.corners() for c in children]
+        if content_pts is not None:
+            pts.append(content_pts)
+        if not pts:
+            done += 1
+            continue
+        box = box_from_points(np.vstack(pts), pad=0.05)
+        tiles[node.key] = Tile(box=box, geometric_error=error, content_uri=rel, children=children,
+                               refine="REPLACE")
+        done += 1
+        if progress:
+            progress(done, len(nodes))
+    # drop children that ended empty (no content, no children)
+    for n in nodes:
+        if n.key in tiles:
+            tiles[n.key].children = [tiles[c.key] for c in n.children if c.key in tiles]
+    root = tiles[root_node.key]
+    root.transform = frame.tileset_transform()
+    root_error = enforce_monotonic_errors(root)
+    tileset = Tileset(root=root, geometric_error=max(2.0 * root_error, 1.0),
+                      extras={"layer": class_name, "features": s.count})
+    path = tileset.write(out_dir / "tileset.json")
+    return SurfaceBuild(
+        tileset=path, tiles=len(tiles), leaves=sum(1 for n in nodes if n.is_leaf and n.key in tiles),
+        depth=max(n.level for n in nodes), triangles_leaves=tri_leaves, triangles_all_levels=tri_all,
+        bytes=total_bytes, root_error=root_error, drape_error_leaves=drape_err_leaves,
+        area_m2_leaves=area_leaves, frame=frame, seconds=time.perf_counter() - t0, leaf_meshes=leaf_meshes,
+    )
