@@ -1,0 +1,606 @@
+"""Buildings pipeline: survey footprints → hierarchical 3D Tiles 1.1 (glb + EXT_structural_metadata).
+
+Stages (all vectorised over the whole layer):
+
+1. **read** (:mod:`pipelines.sources`): any vector format/CRS, field mapping, lenient numbers.
+2. **clean** (:func:`prepare_buildings`), in this order, every drop reported:
+   missing id → ``missing_id``; no geometry → ``empty_geometry``; not a polygon →
+   ``wrong_geometry_type``; invalid → ``make_valid`` (all polygonal parts kept; none left →
+   ``self_intersection``); area < ``min_area_m2`` → ``zero_area``; same geometry + attributes as an
+   earlier feature → ``duplicate`` (naming the kept id); same id as an earlier different feature →
+   ``duplicate_id``; representative point outside ``--boundary`` → ``outside_boundary``.
+   Heights: ``floors`` < 0 or > 120 → ``absurd_height``; ``height`` ≤ 0 or > 500 m →
+   ``absurd_height``; no height → ``floors × floor_height`` (repair ``height_from_floors``); neither
+   → ``missing_height`` (or ``default_height`` when the policy is ``default``).
+3. **ground**: base = lowest DEM height under the footprint (orthometric), so walls reach the
+   ground everywhere; ellipsoidal = orthometric + EGM96 N (:mod:`tiles.frames`).
+4. **tile**: a quadtree over the buildings (≤ ``max_features`` per leaf). Leaves hold every
+   building at full LOD (LOD2 roofs, or LOD1). Inner tiles (refine REPLACE) hold the
+   ``max_features`` tallest buildings of their subtree as LOD1 prisms on simplified footprints.
+   A tile's geometricError is MEASURED against the leaves: the max over its subtree of
+   ``height`` for omitted buildings (they vanish: every point is within ``height`` of the
+   ground) and ``hypot(hausdorff(simplified, footprint), LOD2 roof drop)`` for kept ones; leaves
+   have 0; the tileset's is the tallest building (nothing drawn).
+5. **publish** (:mod:`pipelines.publish`): unchanged tiles reused via the manifest; atomic swap.
+
+Roof inference when ``roof_type`` is missing (documented rule, :func:`infer_roof`):
+flat if the building is narrow (< 4 m), large (> 1500 m²) or tall (> 24 m); otherwise
+courtyard houses get gable roofs; industrial/market/commercial/office/hospital/school get flat
+roofs; residential and public buildings ≤ 12 m get gable roofs when elongated (length/width ≥
+1.4) and hip roofs when squarish; everything else is flat.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import shapely
+from pyproj import CRS, Transformer
+
+from pipelines.ground import Ground
+from pipelines.publish import Staging, digest, read_manifest, write_manifest
+from pipelines.report import RunReport
+from pipelines.sources import FieldMapping, FieldSpec, SourceLayer, load_mapping, read_layer
+from tiles import building_mesh as bm
+from tiles.frames import (
+    EnuFrame,
+    enu_to_gltf,
+    geoid_undulation,
+    local_tm_crs,
+    projected_orthometric_to_enu,
+    projected_to_lonlat,
+)
+from tiles.gltf import FeatureTable, MeshData, PropertyColumn, encode_mesh_glb
+from tiles.tileset import (
+    OrientedBox,
+    Tile,
+    Tileset,
+    box_enclosing,
+    box_from_points,
+    build_quadtree,
+    enforce_monotonic_errors,
+    snapped_square,
+)
+
+log = logging.getLogger(__name__)
+
+PIPELINE_VERSION = "buildings-1"
+
+BUILDING_SPECS: tuple[FieldSpec, ...] = (
+    FieldSpec("id", required=True),
+    FieldSpec("name"),
+    FieldSpec("floors", "int"),
+    FieldSpec("height", "float"),
+    FieldSpec("use"),
+    FieldSpec("roof_type"),
+    FieldSpec("community"),
+)
+
+USE_COLORS: dict[str, tuple[int, int, int]] = {
+    "residential": (232, 220, 196),
+    "commercial": (125, 172, 222),
+    "office": (152, 172, 194),
+    "school": (242, 196, 96),
+    "hospital": (246, 206, 206),
+    "market": (232, 146, 78),
+    "public": (164, 204, 152),
+    "industrial": (172, 168, 162),
+    "courtyard_house": (196, 176, 154),
+}
+DEFAULT_COLOR = (205, 205, 205)
+PITCHED_ROOF_COLOR = (156, 74, 58)
+COURTYARD_ROOF_COLOR = (88, 88, 98)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class BuildingOptions:
+    """Options of :func:`build_buildings` (the CLI maps its flags onto these)."""
+
+    fields: dict[str, str | None] = field(default_factory=dict)  # canonical → source field
+    mapping: Path | None = None
+    encoding: str | None = None
+    src_crs: str | None = None
+    layer: str | None = None
+    dem: Path | None = None
+    boundary: Path | None = None
+    floor_height: float = 3.0
+    missing_height: Literal["reject", "default"] = "reject"
+    default_height: float = 9.0
+    max_height: float = 500.0
+    max_floors: int = 120
+    min_area_m2: float = 0.5
+    lod: int = 2
+    max_features: int = 1000
+    roof_pitch_deg: float = 30.0
+    expected_crs: str | None = "EPSG:4548"
+    dry_run: bool = False
+    gzip_level: int = 6
+
+
+@dataclass
+class PreparedBuildings:
+    """Clean buildings ready for meshing (working metric CRS, orthometric heights)."""
+
+    rows: np.ndarray  # (B,) source row of each building
+    ids: np.ndarray
+    names: np.ndarray
+    uses: np.ndarray
+    communities: np.ndarray
+    roof_names: np.ndarray
+    floors: np.ndarray  # float, NaN = unknown
+    height: np.ndarray  # metres above base
+    roof: np.ndarray  # ROOF_* codes
+    footprints: np.ndarray  # shapely (Multi)Polygons in working_crs
+    base: np.ndarray  # orthometric ground under the footprint
+    working_crs: CRS
+    report: RunReport
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: getattr(self, k)[idx] for k in ("ids", "names", "uses", "communities", "roof_names",
+                                                   "floors", "height", "base")}
+
+
+@dataclass
+class BuildResult:
+    out: Path | None
+    report: RunReport
+    tiles: int = 0
+    tiles_written: int = 0
+    tiles_reused: int = 0
+    bytes: int = 0
+    gzip_bytes: int = 0
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        c = self.report.counts
+        return {**c, "tiles": self.tiles, "tiles_written": self.tiles_written,
+                "tiles_reused": self.tiles_reused, "bytes": self.bytes, "gzip_bytes": self.gzip_bytes,
+                "seconds": round(self.seconds, 3)}
+
+
+# ------------------------------------------------------------------------------------ cleaning
+def infer_roof(use: np.ndarray, height: np.ndarray, area: np.ndarray, length: np.ndarray,
+               width: np.ndarray) -> np.ndarray:
+    """Roof code per building from use, height, footprint size and shape (module docstring rule)."""
+    use = np.asarray(use, dtype=object)
+    kind = np.full(len(use), bm.ROOF_FLAT)
+    low = height <= 12.0
+    elongated = length >= 1.4 * np.maximum(width, 1e-9)
+    homely = np.isin(use, ["residential", "public"]) & low
+    kind[homely & elongated] = bm.ROOF_GABLE
+    kind[homely & ~elongated] = bm.ROOF_HIP
+    kind[use == "courtyard_house"] = bm.ROOF_GABLE
+    kind[(width < 4.0) | (area > 1500.0) | (height > 24.0)] = bm.ROOF_FLAT
+    return kind
+
+
+def working_crs_for(geoms: np.ndarray, crs: CRS) -> CRS:
+    """Local TM centred on the data (centre snapped to 0.01° so reruns share the frame)."""
+    b = shapely.total_bounds(geoms)
+    lon, lat = projected_to_lonlat(np.array([(b[0] + b[2]) / 2]), np.array([(b[1] + b[3]) / 2]), crs)
+    return local_tm_crs(round(float(lon[0]), 2), round(float(lat[0]), 2), crs)
+
+
+def _transform_geoms(geoms: np.ndarray, src: CRS, dst: CRS) -> np.ndarray:
+    if src.equals(dst):
+        return geoms
+    t = Transformer.from_crs(src, dst, always_xy=True)
+    return shapely.transform(geoms, lambda c: np.column_stack(t.transform(c[:, 0], c[:, 1])))
+
+
+def read_boundary(path: Path, working_crs: CRS, src_crs: str | None = None) -> shapely.Geometry:
+    layer = read_layer(path, (), layer_name="boundary", src_crs=src_crs, expected_crs=None)
+    geoms = np.asarray(layer.gdf.geometry.values, dtype=object)
+    geoms = geoms[~(shapely.is_missing(geoms) | shapely.is_empty(geoms))]
+    return shapely.union_all(shapely.make_valid(_transform_geoms(geoms, layer.crs, working_crs)))
+
+
+def prepare_buildings(layer: SourceLayer, options: BuildingOptions, ground: Ground | None = None,
+                      progress: Progress | None = None) -> PreparedBuildings:
+    """Clean, repair and reject (see module docstring); compute heights, roofs and bases."""
+    report = layer.report
+    gdf = layer.gdf
+    n = len(gdf)
+    geoms = np.asarray(gdf.geometry.values, dtype=object)
+    ids = report.ids
+
+    # ids
+    missing_id = np.array([v is None for v in ids])
+    if missing_id.any():
+        report.reject(missing_id, "missing_id", "id is empty", field="id")
+
+    # geometry type / emptiness
+    empty = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+    report.reject(empty, "empty_geometry", "feature has no geometry")
+    types = shapely.get_type_id(geoms)
+    wrong = ~empty & ~np.isin(types, (3, 6, 7))
+    if wrong.any():
+        report.reject(wrong, "wrong_geometry_type",
+                      [f"geometry is a {g.geom_type}, buildings need polygons" for g in geoms[wrong]])
+    alive = ~report.rejected_mask()
+
+    # reproject to a local metric CRS
+    working = working_crs_for(geoms[alive], layer.crs) if alive.any() else local_tm_crs(117.39, 32.93)
+    work = np.full(n, None, dtype=object)
+    work[alive] = _transform_geoms(geoms[alive], layer.crs, working)
+
+    # validity
+    valid = np.ones(n, bool)
+    valid[alive] = shapely.is_valid(work[alive])
+    invalid = np.flatnonzero(alive & ~valid)
+    if len(invalid):
+        reasons = shapely.is_valid_reason(work[invalid])
+        fixed = shapely.make_valid(work[invalid])
+        parts, src = bm.explode_polygons(fixed)
+        merged = np.full(len(invalid), None, dtype=object)
+        if len(parts):
+            groups = pd.Series(np.arange(len(parts))).groupby(src).apply(list)
+            for g, members in groups.items():
+                merged[g] = shapely.multipolygons(parts[members]) if len(members) > 1 else parts[members[0]]
+        ok = np.array([m is not None for m in merged])
+        if (~ok).any():
+            report.reject(invalid[~ok], "self_intersection",
+                          [f"invalid polygon ({r}); make_valid left no area" for r in reasons[~ok]])
+        if ok.any():
+            after = shapely.area(merged[ok].astype(object))
+            n_parts = shapely.get_num_geometries(merged[ok].astype(object))
+            msgs = [f"invalid polygon ({r}) repaired with make_valid: {k} part(s), {a:.1f} m²"
+                    for r, k, a in zip(reasons[ok], n_parts, after, strict=True)]
+            report.repair(invalid[ok], "make_valid", msgs)
+            work[invalid[ok]] = merged[ok]
+        alive = ~report.rejected_mask()
+
+    # drop repeated vertices, zero area
+    work[alive] = shapely.remove_repeated_points(work[alive], 0.005)
+    area = np.zeros(n)
+    area[alive] = shapely.area(work[alive])
+    tiny = alive & (area < options.min_area_m2)
+    if tiny.any():
+        report.reject(tiny, "zero_area", [f"footprint area {a:.3f} m² < {options.min_area_m2} m²"
+                                          for a in area[tiny]])
+        alive &= ~tiny
+
+    # duplicates: same geometry (to the millimetre) and same attributes, any id
+    attr_cols = [c for c in gdf.columns if c not in ("id", gdf.geometry.name)]
+    rows = np.flatnonzero(alive)
+    if len(rows):
+        norm = shapely.normalize(shapely.set_precision(work[rows], 0.001))
+        wkb = shapely.to_wkb(norm, hex=True)
+        attrs = gdf.iloc[rows][attr_cols].astype(str).agg("|".join, axis=1).to_numpy() if attr_cols \
+            else np.array([""] * len(rows))
+        key = pd.Series(wkb + "#" + attrs)
+        first = key.groupby(key).transform(lambda s: s.index[0]).to_numpy()
+        dup = first != np.arange(len(rows))
+        if dup.any():
+            kept_ids = [ids[rows[first[i]]] for i in np.flatnonzero(dup)]
+            report.reject(rows[dup], "duplicate",
+                          [f"same geometry and attributes as {k}; {k} kept" for k in kept_ids],
+                          related_id=kept_ids)
+            alive[rows[dup]] = False
+        rows = np.flatnonzero(alive)
+        id_series = pd.Series(ids[rows].astype(str))
+        again = id_series.duplicated(keep="first").to_numpy()
+        if again.any():
+            report.reject(rows[again], "duplicate_id",
+                          [f"id {i} already used by an earlier feature with different geometry/attributes"
+                           for i in ids[rows[again]]], field="id")
+            alive[rows[again]] = False
+
+    # boundary
+    if options.boundary is not None and alive.any():
+        boundary = read_boundary(options.boundary, working, options.src_crs)
+        shapely.prepare(boundary)
+        rp = shapely.point_on_surface(work[alive])
+        outside = ~shapely.contains_xy(boundary, shapely.get_x(rp), shapely.get_y(rp))
+        if outside.any():
+            out_rows = np.flatnonzero(alive)[outside]
+            report.reject(out_rows, "outside_boundary",
+                          f"footprint lies outside the boundary {Path(options.boundary).name}")
+            alive[out_rows] = False
+
+    # heights
+    floors = gdf["floors"].to_numpy(dtype=float)
+    height = gdf["height"].to_numpy(dtype=float)
+    bad_floors = alive & np.isfinite(floors) & ((floors < 0) | (floors > options.max_floors))
+    if bad_floors.any():
+        report.reject(bad_floors, "absurd_height",
+                      [f"floors {f:g} outside 0..{options.max_floors}" for f in floors[bad_floors]],
+                      field="floors", value=[f"{f:g}" for f in floors[bad_floors]])
+        alive &= ~bad_floors
+    floors = np.where(floors > 0, floors, np.nan)
+    has_h = np.isfinite(height)
+    bad_h = alive & has_h & ((height <= 0) | (height > options.max_height))
+    if bad_h.any():
+        report.reject(bad_h, "absurd_height",
+                      [f"height {h:g} m outside (0, {options.max_height:g}] m" for h in height[bad_h]],
+                      field="height", value=[f"{h:g}" for h in height[bad_h]])
+        alive &= ~bad_h
+    from_floors = alive & ~has_h & np.isfinite(floors)
+    if from_floors.any():
+        height[from_floors] = floors[from_floors] * options.floor_height
+        report.repair(from_floors, "height_from_floors",
+                      [f"no height; {f:g} floors × {options.floor_height:g} m = {h:g} m"
+                       for f, h in zip(floors[from_floors], height[from_floors], strict=True)],
+                      field="height")
+    neither = alive & ~has_h & ~np.isfinite(floors)
+    if neither.any():
+        if options.missing_height == "default":
+            height[neither] = options.default_height
+            report.repair(neither, "default_height",
+                          f"no height and no floors; default {options.default_height:g} m", field="height")
+        else:
+            report.reject(neither, "missing_height", "no height and no floors", field="height")
+            alive &= ~neither
+
+    rows = np.flatnonzero(alive)
+    foot = work[rows].astype(object)
+    h = height[rows]
+
+    # roofs
+    roof_raw = gdf["roof_type"].to_numpy(dtype=object)[rows]
+    roof = np.array([bm.ROOF_CODES.get(str(r).lower(), -1) if r is not None else -1 for r in roof_raw])
+    unknown = np.array([r is not None for r in roof_raw]) & (roof < 0)
+    if unknown.any():
+        report.repair(rows[unknown], "roof_type_inferred",
+                      [f"unknown roof type {r!r}; inferred from size/use" for r in roof_raw[unknown]],
+                      field="roof_type", value=list(roof_raw[unknown]))
+    need = roof < 0
+    uses = gdf["use"].to_numpy(dtype=object)[rows]
+    if need.any():
+        frame = bm.roof_frames(foot[need])
+        roof[need] = infer_roof(uses[need], h[need], shapely.area(foot[need]), frame.length, frame.width)
+
+    # ground
+    base = np.zeros(len(rows))
+    if ground is not None and len(rows):
+        base = ground.min_under(foot, working)
+        nodata = ~np.isfinite(base)
+        if nodata.any():
+            fill = float(np.nanmedian(base)) if (~nodata).any() else 0.0
+            base[nodata] = fill
+            report.repair(rows[nodata], "base_outside_dem",
+                          f"DEM has no data under the footprint; base set to the median ground {fill:.2f} m")
+    elif len(rows):
+        report.note("no --dem given: building bases at 0 m orthometric")
+
+    return PreparedBuildings(
+        rows=rows, ids=ids[rows].astype(object), names=gdf["name"].to_numpy(dtype=object)[rows],
+        uses=uses, communities=gdf["community"].to_numpy(dtype=object)[rows],
+        roof_names=np.array([bm.ROOF_NAMES[int(r)] for r in roof], dtype=object),
+        floors=floors[rows], height=h, roof=roof, footprints=foot, base=base,
+        working_crs=working, report=report,
+    )
+
+
+# ------------------------------------------------------------------------------------ encoding
+def _colors(b: PreparedBuildings, content: np.ndarray, mesh: bm.MeshArrays, lod2: bool) -> np.ndarray:
+    uses = b.uses[content]
+    wall = np.array([USE_COLORS.get(u, DEFAULT_COLOR) for u in uses], dtype=np.float64).reshape(-1, 3)
+    roof = wall * 0.82
+    if lod2:
+        pitched = b.roof[content] != bm.ROOF_FLAT
+        roof[pitched] = PITCHED_ROOF_COLOR
+        roof[pitched & (uses == "courtyard_house")] = COURTYARD_ROOF_COLOR
+    rgb = np.where(mesh.is_roof[:, None], roof[mesh.building], wall[mesh.building])
+    out = np.empty((mesh.n_vertices, 4), np.uint8)
+    out[:, :3] = np.clip(np.round(rgb), 0, 255)
+    out[:, 3] = 255
+    return out
+
+
+def feature_table(b: PreparedBuildings, content: np.ndarray) -> FeatureTable:
+    a = b.take(content)
+    floors = [None if not np.isfinite(f) else int(f) for f in a["floors"]]
+    return FeatureTable("building", {
+        "id": PropertyColumn(a["ids"], "STRING", required=True,
+                             description="stable building id (PostGIS key)"),
+        "name": PropertyColumn(a["names"], "STRING", no_data=""),
+        "floors": PropertyColumn(floors, "UINT16", no_data=0),
+        "height": PropertyColumn(a["height"], "FLOAT32", required=True, description="metres above base"),
+        "use": PropertyColumn(a["uses"], "STRING", no_data=""),
+        "community": PropertyColumn(a["communities"], "STRING", no_data=""),
+        "roof_type": PropertyColumn(a["roof_names"], "STRING", required=True),
+        "ground_height": PropertyColumn(a["base"], "FLOAT32", required=True,
+                                        description="orthometric base (lowest ground under the footprint)"),
+    }, schema_id="onemap_buildings", class_description="A building footprint extruded (LOD1/LOD2)")
+
+
+def encode_tile(b: PreparedBuildings, content: np.ndarray, facets: bm.Facets, footprints: np.ndarray,
+                to_enu: bm.ToEnu, lod2: bool) -> tuple[bytes, np.ndarray]:
+    """glb bytes and ENU vertices of one tile (``facets`` numbered by position in ``content``)."""
+    mesh = bm.facets_to_mesh(facets, footprints, b.base[content], to_enu)
+    data = MeshData(
+        positions=enu_to_gltf(mesh.positions).astype(np.float32),
+        indices=mesh.indices,
+        normals=enu_to_gltf(mesh.normals.astype(np.float64)).astype(np.float32),
+        colors=_colors(b, content, mesh, lod2),
+        feature_ids=mesh.building,
+    )
+    return encode_mesh_glb(data, feature_table(b, content)), mesh.positions
+
+
+def feature_hashes(b: PreparedBuildings) -> np.ndarray:
+    wkb = shapely.to_wkb(b.footprints)
+    out = np.empty(len(b), dtype=object)
+    for i in range(len(b)):
+        out[i] = digest([wkb[i], str(b.ids[i]), str(b.names[i]), f"{b.floors[i]:.3f}", f"{b.height[i]:.4f}",
+                         str(b.uses[i]), str(b.communities[i]), str(int(b.roof[i])), f"{b.base[i]:.4f}"])
+    return out
+
+
+# ------------------------------------------------------------------------------------ build
+def build_buildings(src: Path | str, out: Path | str | None, options: BuildingOptions | None = None,
+                    progress: Progress | None = None) -> BuildResult:
+    """Read, clean, mesh, tile and publish buildings; returns counts, sizes and the report."""
+    options = options or BuildingOptions()
+    t0 = time.perf_counter()
+    stages: dict[str, float] = {}
+    tick = time.perf_counter()
+
+    def stage(name: str) -> None:
+        nonlocal tick
+        now = time.perf_counter()
+        stages[name] = round(now - tick, 4)
+        tick = now
+
+    def say(name: str, done: int, total: int) -> None:
+        if progress:
+            progress(name, done, total)
+
+    mapping = load_mapping(options.mapping) if options.mapping else FieldMapping()
+    say("read", 0, 1)
+    layer = read_layer(src, BUILDING_SPECS, layer_name="buildings", fields=options.fields, mapping=mapping,
+                       encoding=options.encoding, src_crs=options.src_crs, layer=options.layer,
+                       expected_crs=options.expected_crs)
+    stage("read")
+    ground = None
+    if options.dem is not None:
+        geoms = np.asarray(layer.gdf.geometry.values, dtype=object)
+        ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+        bounds = tuple(shapely.total_bounds(geoms[ok])) if ok.any() else None
+        ground = Ground.open(options.dem, bounds=bounds, bounds_crs=layer.crs)
+    say("clean", 0, 1)
+    b = prepare_buildings(layer, options, ground)
+    report = b.report
+    stage("clean")
+    result = BuildResult(out=Path(out) if out else None, report=report)
+    if len(b) == 0:
+        report.mark_written([])
+        report.finalize()
+        if out is not None and not options.dry_run:
+            staging = Staging(Path(out))
+            report.write(staging.tmp)
+            staging.publish()
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    # quadtree in the working CRS
+    rp = shapely.point_on_surface(b.footprints)
+    xy = np.column_stack([shapely.get_x(rp), shapely.get_y(rp)])
+    square = snapped_square(xy, 250.0)
+    tree = build_quadtree(xy, options.max_features, square)
+    nodes = list(tree.post_order())
+    result.tiles = len(nodes)
+    if options.dry_run or out is None:
+        report.mark_written(b.rows)
+        report.finalize()
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    # frame: ENU at the root square centre, on the median ground
+    cx, cy = 0.5 * (square[0] + square[2]), 0.5 * (square[1] + square[3])
+    lon, lat = projected_to_lonlat(np.array([cx]), np.array([cy]), b.working_crs)
+    h0 = round(float(np.median(b.base)), 0)
+    h_ell = h0 + float(geoid_undulation(lon, lat)[0])
+    frame = EnuFrame.at_lonlat(float(lon[0]), float(lat[0]), h_ell)
+    to_enu = projected_orthometric_to_enu(frame, b.working_crs)
+
+    lod2 = options.lod >= 2
+    if lod2:
+        full_facets, roof_drop = bm.lod2_facets(b.footprints, b.base, b.height, b.roof,
+                                                pitch_deg=options.roof_pitch_deg)
+    else:
+        full_facets, roof_drop = bm.lod1_facets(b.footprints, b.base + b.height), np.zeros(len(b))
+    stage("roofs")
+
+    hashes = feature_hashes(b)
+    settings = digest([PIPELINE_VERSION, str(options.lod), str(options.max_features),
+                       f"{options.roof_pitch_deg}", b.working_crs.to_wkt(), repr(frame.origin_ecef)])
+    old = read_manifest(Path(out))
+    old_tiles = old.get("tiles", {}) if old.get("settings") == settings else {}
+    staging = Staging(Path(out))
+    new_tiles: dict[str, Any] = {}
+    tiles_of: dict[str, Tile] = {}
+    depth_below: dict[str, int] = {}
+    try:
+        for done, node in enumerate(nodes):
+            say("tiles", done, len(nodes))
+            key = node.key
+            uri = f"tiles/{key}.glb"
+            depth_below[key] = 0 if node.is_leaf else 1 + max(depth_below[c.key] for c in node.children)
+            subtree = node.indices
+            if node.is_leaf:
+                content = subtree
+            else:
+                order = np.lexsort((-shapely.area(b.footprints[subtree]), -b.height[subtree]))
+                content = np.sort(subtree[order[:options.max_features]])
+            tile_hash = digest([settings, key, "leaf" if node.is_leaf else "node",
+                                *sorted(hashes[subtree].tolist())])
+            prev = old_tiles.get(key)
+            children = [tiles_of[c.key] for c in node.children]
+            if prev and prev.get("hash") == tile_hash and staging.reuse(uri):
+                content_box = OrientedBox.from_json(prev["content_box"])
+                error = float(prev["error"])
+                size, gz = int(prev["bytes"]), int(prev["gzip_bytes"])
+                result.tiles_reused += 1
+            else:
+                renumber = np.full(len(b), -1, np.int64)
+                renumber[content] = np.arange(len(content))
+                if node.is_leaf:
+                    facets = full_facets.select(content, renumber)
+                    footprints = b.footprints[content]
+                    error = 0.0
+                else:
+                    tol = min(0.5 * 2 ** (depth_below[key] - 1), 4.0)
+                    simple = shapely.simplify(b.footprints[content], tol, preserve_topology=True)
+                    hd = bm.footprint_deviation(simple, b.footprints[content])
+                    facets = bm.lod1_facets(simple, b.base[content] + b.height[content])
+                    footprints = simple
+                    kept_err = float(np.max(np.hypot(hd, roof_drop[content]))) if len(content) else 0.0
+                    omitted = np.setdiff1d(subtree, content, assume_unique=True)
+                    omit_err = float(b.height[omitted].max()) if len(omitted) else 0.0
+                    error = max(kept_err, omit_err)
+                glb, verts = encode_tile(b, content, facets, footprints, to_enu, lod2 and node.is_leaf)
+                staging.write_bytes(uri, glb)
+                content_box = box_from_points(verts)
+                size, gz = len(glb), len(gzip.compress(glb, options.gzip_level))
+                result.tiles_written += 1
+            box = box_enclosing([content_box, *[c.box for c in children]])
+            tile = Tile(box=box, geometric_error=error, content_uri=uri, children=children, refine="REPLACE")
+            tiles_of[key] = tile
+            result.bytes += size
+            result.gzip_bytes += gz
+            new_tiles[key] = {"uri": uri, "hash": tile_hash, "ids": [str(i) for i in b.ids[content]],
+                              "content_box": content_box.to_json(), "error": error, "bytes": size,
+                              "gzip_bytes": gz}
+        say("tiles", len(nodes), len(nodes))
+        stage("tiles")
+        root = tiles_of[tree.key]
+        enforce_monotonic_errors(root)
+        root.transform = frame.tileset_transform()
+        tileset = Tileset(root=root, geometric_error=max(float(b.height.max()), root.geometric_error),
+                          extras={"layer": "buildings", "generator": PIPELINE_VERSION})
+        tileset.write(staging.tmp / "tileset.json")
+        report.mark_written(b.rows)
+        report.finalize()
+        result.seconds = time.perf_counter() - t0
+        report.output.update({"tiles": result.tiles, "tiles_written": result.tiles_written,
+                              "tiles_reused": result.tiles_reused, "bytes": result.bytes,
+                              "gzip_bytes": result.gzip_bytes, "seconds": round(result.seconds, 3),
+                              "lod": options.lod})
+        report.write(staging.tmp)
+        write_manifest(staging.tmp, {"version": PIPELINE_VERSION, "settings": settings, "tiles": new_tiles,
+                                     "frame": {"origin_ecef": list(frame.origin_ecef), "lon": frame.lon_deg,
+                                               "lat": frame.lat_deg}})
+        stage("write")
+        staging.publish()
+    except BaseException:
+        staging.abort()
+        raise
+    result.stage_seconds = stages
+    result.seconds = time.perf_counter() - t0
+    return result

@@ -1,0 +1,121 @@
+"""Ground heights from a DEM GeoTIFF (orthometric), for placing objects on the terrain.
+
+- :meth:`Ground.at_points` — bilinear heights at points (trees, furniture, road vertices);
+- :meth:`Ground.min_under` — the lowest ground under each polygon (building bases: walls reach
+  down to it so nothing floats): min of bilinear samples at the vertices and of every DEM cell
+  the polygon touches.
+
+Points are given in any CRS and transformed to the DEM's CRS. NaN marks "no data here".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.features
+import rasterio.windows
+import shapely
+from pyproj import CRS, Transformer
+
+
+@dataclass
+class Ground:
+    """A DEM band held in memory (window covering the data), with its affine transform."""
+
+    path: Path
+    crs: CRS
+    heights: np.ndarray  # (rows, cols) float64, NaN = nodata
+    transform: rasterio.Affine
+
+    @classmethod
+    def open(cls, path: Path | str, bounds: tuple[float, float, float, float] | None = None,
+             bounds_crs: CRS | str | None = None, margin_cells: int = 2) -> Ground:
+        """Read band 1 (optionally only the window covering ``bounds`` given in ``bounds_crs``)."""
+        path = Path(path)
+        with rasterio.open(path) as ds:
+            if ds.crs is None:
+                raise ValueError(f"{path}: DEM has no CRS")
+            crs = CRS.from_user_input(ds.crs.to_wkt())
+            window = None
+            if bounds is not None:
+                if bounds_crs is not None and not CRS.from_user_input(bounds_crs).equals(crs):
+                    t = Transformer.from_crs(bounds_crs, crs, always_xy=True)
+                    bounds = t.transform_bounds(*bounds)
+                w = rasterio.windows.from_bounds(*bounds, transform=ds.transform)
+                col0, row0 = math.floor(w.col_off) - margin_cells, math.floor(w.row_off) - margin_cells
+                window = rasterio.windows.Window(col0, row0, math.ceil(w.width) + 2 * margin_cells + 1,
+                                                 math.ceil(w.height) + 2 * margin_cells + 1)
+                window = window.intersection(rasterio.windows.Window(0, 0, ds.width, ds.height))
+            band = ds.read(1, window=window, masked=True).astype(np.float64)
+            heights = band.filled(np.nan)
+            transform = ds.window_transform(window) if window is not None else ds.transform
+        return cls(path, crs, heights, transform)
+
+    def _to_dem(self, x: np.ndarray, y: np.ndarray, crs: CRS | str) -> tuple[np.ndarray, np.ndarray]:
+        src = CRS.from_user_input(crs)
+        if src.equals(self.crs):
+            return np.asarray(x, float), np.asarray(y, float)
+        xx, yy = Transformer.from_crs(src, self.crs, always_xy=True).transform(x, y)
+        return np.asarray(xx), np.asarray(yy)
+
+    def _bilinear(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        inv = ~self.transform
+        col, row = inv * (x, y)
+        col, row = np.asarray(col) - 0.5, np.asarray(row) - 0.5  # cell centres
+        rows, cols = self.heights.shape
+        c0 = np.floor(col).astype(np.int64)
+        r0 = np.floor(row).astype(np.int64)
+        fc, fr = col - c0, row - r0
+        out = np.zeros(len(x))
+        weight = np.zeros(len(x))
+        for dr, dc, w in ((0, 0, (1 - fr) * (1 - fc)), (0, 1, (1 - fr) * fc), (1, 0, fr * (1 - fc)),
+                          (1, 1, fr * fc)):
+            rr, cc = r0 + dr, c0 + dc
+            inside = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
+            v = np.full(len(x), np.nan)
+            v[inside] = self.heights[rr[inside], cc[inside]]
+            ok = np.isfinite(v) & (w > 0)
+            out[ok] += w[ok] * v[ok]
+            weight[ok] += w[ok]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            res = out / weight
+        res[weight < 1e-9] = np.nan
+        return res
+
+    def at_points(self, x: np.ndarray, y: np.ndarray, crs: CRS | str) -> np.ndarray:
+        """Bilinear orthometric ground height at points (NaN outside the DEM / on nodata)."""
+        xx, yy = self._to_dem(np.asarray(x, float), np.asarray(y, float), crs)
+        return self._bilinear(xx, yy)
+
+    def min_under(self, polygons: np.ndarray, crs: CRS | str) -> np.ndarray:
+        """Lowest ground under each polygon (NaN where the DEM has no data under it)."""
+        polygons = np.asarray(polygons, dtype=object)
+        n = len(polygons)
+        result = np.full(n, np.inf)
+        if n == 0:
+            return result
+        coords, idx = shapely.get_coordinates(polygons, return_index=True)
+        xx, yy = self._to_dem(coords[:, 0], coords[:, 1], crs)
+        vals = self._bilinear(xx, yy)
+        ok = np.isfinite(vals)
+        np.minimum.at(result, idx[ok], vals[ok])
+        src = CRS.from_user_input(crs)
+        if not src.equals(self.crs):
+            t = Transformer.from_crs(src, self.crs, always_xy=True)
+            polys_dem = shapely.transform(polygons, lambda c: np.column_stack(t.transform(c[:, 0], c[:, 1])))
+        else:
+            polys_dem = polygons
+        labels = rasterio.features.rasterize(
+            ((g, i + 1) for i, g in enumerate(polys_dem)), out_shape=self.heights.shape,
+            transform=self.transform, all_touched=True, fill=0, dtype="int32",
+        )
+        cells = labels > 0
+        cell_vals = self.heights[cells]
+        cell_ok = np.isfinite(cell_vals)
+        np.minimum.at(result, labels[cells][cell_ok] - 1, cell_vals[cell_ok])
+        result[~np.isfinite(result)] = np.nan
+        return result
