@@ -467,6 +467,7 @@ def build_buildings(src: Path | str, out: Path | str | None, options: BuildingOp
                        encoding=options.encoding, src_crs=options.src_crs, layer=options.layer,
                        expected_crs=options.expected_crs)
     stage("read")
+    say("read", 1, 1)
     ground = None
     if options.dem is not None:
         geoms = np.asarray(layer.gdf.geometry.values, dtype=object)
@@ -477,6 +478,7 @@ def build_buildings(src: Path | str, out: Path | str | None, options: BuildingOp
     b = prepare_buildings(layer, options, ground)
     report = b.report
     stage("clean")
+    say("clean", 1, 1)
     result = BuildResult(out=Path(out) if out else None, report=report)
     if len(b) == 0:
         report.mark_written([])

@@ -1,3 +1,100 @@
+"""`onemap tiles ...`: survey data → Cesium 3D Tiles.
+
+One function per command, each in its own section; commands only parse options, call a
+pipeline and print a summary. Shared CLI helpers are at the top.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 app = typer.Typer(no_args_is_help=True)
+console = Console(stderr=True)
+
+
+# ============================================================================ shared helpers
+@contextmanager
+def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar driven by a pipeline's ``progress(stage, done, total)`` callback."""
+    with Progress(TextColumn("[bold]{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=False) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=max(total, 1))
+            bar.update(tasks[stage], completed=done, total=max(total, 1))
+
+        yield update
+
+
+def print_summary(title: str, summary: dict[str, Any], report_txt: Path | None) -> None:
+    table = Table(title=title, show_header=False)
+    for key, value in summary.items():
+        if isinstance(value, int) and key.endswith("bytes"):
+            value = f"{value:,} ({value / 1e6:.2f} MB)"
+        table.add_row(key, str(value))
+    console.print(table)
+    if report_txt is not None:
+        console.print(f"report: {report_txt}")
+
+
+def fail(exc: Exception) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(2)
+
+
+# ============================================================================ buildings
+@app.command("buildings")
+def buildings(
+    src: Path = typer.Argument(..., help="Footprints: GeoPackage, Shapefile, GeoJSON, FlatGeobuf, CSV."),
+    out: Path = typer.Option(..., "--out", help="Output folder (tileset.json, tiles/, report.json/txt)."),
+    id_field: str = typer.Option(None, "--id-field", help="Source field of the stable building id."),
+    height_field: str = typer.Option(None, "--height-field", help="Source field of the height (m)."),
+    floors_field: str = typer.Option(None, "--floors-field", help="Source field of the number of floors."),
+    roof_field: str = typer.Option(None, "--roof-field", help="Source field of the roof type."),
+    floor_height: float = typer.Option(3.0, "--floor-height", help="Metres per floor when no height."),
+    src_crs: str = typer.Option(None, "--src-crs", help="CRS of a file that declares none (e.g. EPSG:4548)."),
+    dem: Path = typer.Option(None, "--dem", help="DEM GeoTIFF (orthometric) for building bases."),
+    encoding: str = typer.Option(None, "--encoding", help="Text encoding of a Shapefile/CSV (e.g. GBK)."),
+    mapping: Path = typer.Option(None, "--mapping", help="YAML field mapping (fields/values/encoding)."),
+    boundary: Path = typer.Option(None, "--boundary", help="Reject buildings outside this polygon layer."),
+    layer: str = typer.Option(None, "--layer", help="Layer of a multi-layer file."),
+    lod: int = typer.Option(2, "--lod", min=1, max=2, help="Leaf level of detail: 1 prisms, 2 roofs."),
+    max_features: int = typer.Option(1000, "--max-features", help="Buildings per tile at most."),
+    missing_height: str = typer.Option("reject", "--missing-height",
+                                       help="No height and no floors: 'reject' or 'default'."),
+    default_height: float = typer.Option(9.0, "--default-height",
+                                         help="Height used by --missing-height default."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Read, check and report; write nothing."),
+) -> None:
+    """Footprints → LOD1/LOD2 buildings as a 3D Tiles 1.1 tileset (per-building metadata)."""
+    from pipelines.buildings import BuildingOptions, build_buildings
+    from pipelines.report import REPORT_TXT
+    from pipelines.sources import SourceError
+
+    if missing_height not in ("reject", "default"):
+        raise typer.BadParameter("--missing-height must be 'reject' or 'default'")
+    options = BuildingOptions(
+        fields={"id": id_field, "height": height_field, "floors": floors_field, "roof_type": roof_field},
+        mapping=mapping, encoding=encoding, src_crs=src_crs, layer=layer, dem=dem, boundary=boundary,
+        floor_height=floor_height, missing_height=missing_height,  # type: ignore[arg-type]
+        default_height=default_height, lod=lod, max_features=max_features, dry_run=dry_run,
+    )
+    try:
+        with progress_bar() as progress:
+            result = build_buildings(src, None if dry_run else out, options, progress=progress)
+    except SourceError as exc:
+        raise fail(exc) from exc
+    if dry_run:
+        console.print(result.report.summary_text(max_lines=20))
+    print_summary("buildings" + (" (dry run)" if dry_run else ""), result.summary(),
+                  None if dry_run else out / REPORT_TXT)
