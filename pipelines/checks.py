@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyogrio
 import shapely
 from pyproj import CRS
@@ -76,11 +75,15 @@ def check_features(
     if missing_id.any():
         report.reject(missing_id, "missing_id", "no id", field="id")
 
-    empty = np.array([g is None or shapely.is_empty(g) for g in geoms])
+    empty = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     report.reject(empty, "empty_geometry", "the feature has no geometry")
-    out = np.array([None if e else g for g, e in zip(geoms, empty, strict=True)], dtype=object)
+    out = geoms.copy()
+    out[empty] = None
 
-    types = np.array(["" if g is None else g.geom_type for g in out])
+    type_names = np.array(["Point", "LineString", "LinearRing", "Polygon", "MultiPoint", "MultiLineString",
+                           "MultiPolygon", "GeometryCollection"])
+    tid = shapely.get_type_id(out)
+    types = np.where(tid >= 0, type_names[np.clip(tid, 0, 7)], "").astype(object)
     for r in np.flatnonzero(np.isin(types, list(single_part))):
         parts = shapely.get_parts(out[r])
         if len(parts) == 1:
@@ -95,7 +98,7 @@ def check_features(
         out[rows] = None
 
     if kind == "polygon":
-        for r in np.flatnonzero(np.array([g is not None and not g.is_valid for g in out])):
+        for r in np.flatnonzero(~shapely.is_missing(out) & ~shapely.is_valid(out)):
             fixed = shapely.make_valid(out[r])
             polys = [p for p in shapely.get_parts(fixed) if p.geom_type in ("Polygon", "MultiPolygon")]
             if polys and shapely.union_all(polys).area > min_size:
@@ -104,25 +107,25 @@ def check_features(
             else:
                 report.reject(r, "self_intersection", "invalid polygon that make_valid cannot repair")
                 out[r] = None
-        alive = np.flatnonzero(out != None)  # noqa: E711 - object array
+        alive = np.flatnonzero(~shapely.is_missing(out))
         small = alive[shapely.area(out[alive]) <= min_size]
         report.reject(small, "zero_area", "polygon area is (near) zero")
         out[small] = None
     elif kind == "line":
-        alive = np.flatnonzero(out != None)  # noqa: E711
+        alive = np.flatnonzero(~shapely.is_missing(out))
         short = alive[shapely.length(out[alive]) <= min_size]
         report.reject(short, "zero_length", "line length is (near) zero")
         out[short] = None
 
     # duplicates: identical geometry (1 cm) and identical compared attributes
-    alive = np.flatnonzero((out != None) & ~missing_id)  # noqa: E711
+    alive = np.flatnonzero(~shapely.is_missing(out) & ~missing_id)
     if len(alive):
         wkb = shapely.to_wkb(shapely.set_precision(out[alive], 0.01), hex=True)
-        attrs = pd.DataFrame({c: src.gdf[c].iloc[alive].astype(str).to_numpy() for c in compare})
-        key = pd.Series(wkb).str.cat([attrs[c] for c in compare], sep="|") if compare else pd.Series(wkb)
-        first_of_key: dict[str, int] = {}
+        attrs = [src.gdf[c].to_numpy(dtype=object)[alive].tolist() for c in compare]
+        keys = list(zip(wkb.tolist(), *attrs, strict=True))
+        first_of_key: dict[tuple, int] = {}
         first_of_id: dict[str, int] = {}
-        for r, k in zip(alive.tolist(), key.tolist(), strict=True):
+        for r, k in zip(alive.tolist(), keys, strict=True):
             fid = str(ids[r])
             if k in first_of_key:
                 f = first_of_key[k]
@@ -140,7 +143,7 @@ def check_features(
             first_of_id[fid] = r
 
     if boundary is not None:
-        alive = np.flatnonzero(out != None)  # noqa: E711
+        alive = np.flatnonzero(~shapely.is_missing(out))
         zone = shapely.buffer(boundary, BOUNDARY_TOLERANCE_M)
         shapely.prepare(zone)
         outside = alive[~shapely.intersects(zone, out[alive])]

@@ -31,7 +31,7 @@ from tiles.frames import EnuFrame, projected_to_lonlat
 from tiles.gltf import FeatureTable, PropertyColumn
 from tiles.instancing import InstanceGroup, encode_instanced_glb, local_to_frame_rotations
 from tiles.models import TemplateMesh
-from tiles.tileset import Tile, Tileset, box_from_points, build_quadtree, enforce_monotonic_errors
+from tiles.tileset import OrientedBox, Tile, Tileset, build_quadtree, enforce_monotonic_errors
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,13 @@ def thin(xy: np.ndarray, priority: np.ndarray, size: np.ndarray, bounds: tuple[f
     return np.sort(kept), float(np.max(np.minimum(size[omitted], d)))
 
 
+def aabb_box(points: np.ndarray, pad: float = 0.05) -> OrientedBox:
+    """Axis-aligned (ENU) box around points, padded; cheap for many points."""
+    p = np.asarray(points, float).reshape(-1, 3)
+    lo, hi = p.min(axis=0) - pad, p.max(axis=0) + pad
+    return OrientedBox((lo + hi) / 2, np.diag(np.maximum((hi - lo) / 2, 0.05)))
+
+
 def _instance_corners(t: TemplateMesh, enu: np.ndarray, rot: np.ndarray, scales: np.ndarray) -> np.ndarray:
     lo, hi = t.positions.min(axis=0).astype(float), t.positions.max(axis=0).astype(float)
     corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
@@ -123,8 +130,7 @@ def _content(inst: InstanceSet, idx: np.ndarray, enu: np.ndarray, rot: np.ndarra
     """glb bytes + (8·n,3) ENU corner points of the instances ``idx``."""
     origin = (enu[idx].min(axis=0) + enu[idx].max(axis=0)) / 2
     columns = {name: PropertyColumn(
-        values=(np.asarray(col.values)[idx] if isinstance(col.values, np.ndarray)
-                else [col.values[i] for i in idx]),
+        values=np.asarray(col.values, dtype=object if col.kind == "STRING" else None)[idx],
         kind=col.kind, no_data=col.no_data, description=col.description, required=col.required,
     ) for name, col in inst.columns.items()}
     table = FeatureTable(class_name, columns, class_description=description)
@@ -135,7 +141,8 @@ def _content(inst: InstanceSet, idx: np.ndarray, enu: np.ndarray, rot: np.ndarra
         rows = idx[sel]
         t = inst.templates[key]
         groups.append(InstanceGroup(t, enu[rows] - origin, rot[rows], inst.scales[rows], sel))
-        corners.append(_instance_corners(t, enu[rows], rot[rows], inst.scales[rows]).reshape(-1, 3))
+        c = _instance_corners(t, enu[rows], rot[rows], inst.scales[rows]).reshape(-1, 3)
+        corners.append(np.vstack([c.min(axis=0), c.max(axis=0)]))
     return encode_instanced_glb(groups, table, origin), np.vstack(corners)
 
 
@@ -183,9 +190,9 @@ def build_instanced_tileset(
         per_level[node.level] = per_level.get(node.level, 0) + len(idx)
         children = [tiles[c.key] for c in node.children]
         child_pts = [c.box.corners() for c in children]
-        box = box_from_points(np.vstack([corners, *child_pts]))
+        box = aabb_box(np.vstack([corners, *child_pts]))
         tiles[node.key] = Tile(box=box, geometric_error=error, content_uri=rel, children=children,
-                               refine="REPLACE", content_box=box_from_points(corners) if children else None)
+                               refine="REPLACE", content_box=aabb_box(corners) if children else None)
         done += 1
         if progress:
             progress(done, len(nodes))

@@ -27,9 +27,10 @@ import numpy as np
 import shapely
 
 from pipelines.drape import DemGrid, drape, grid_pieces, layer_frame, to_mesh_data, triangulate
+from pipelines.instanced import aabb_box
 from tiles.frames import EnuFrame
 from tiles.gltf import FeatureTable, Material, PropertyColumn, encode_mesh_glb
-from tiles.tileset import QuadNode, Tile, Tileset, box_from_points, build_quadtree, enforce_monotonic_errors
+from tiles.tileset import QuadNode, Tile, Tileset, build_quadtree, enforce_monotonic_errors
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,36 @@ class SurfaceBuild:
                 "bytes": self.bytes, "root_geometric_error_m": round(self.root_error, 3),
                 "drape_error_max_m": round(self.drape_error_leaves, 3),
                 "surface_area_m2": round(self.area_m2_leaves, 1), "seconds": round(self.seconds, 2)}
+
+
+def subtract_earlier(polygons: np.ndarray) -> np.ndarray:
+    """Make polygons disjoint: each loses what earlier ones (lower index) cover.
+
+    The union of the result equals the union of the input and the pieces do not overlap, so a
+    draped surface never has two coplanar triangles on the same ground (no z-fighting).
+    """
+    polys = np.asarray(polygons, dtype=object)
+    if len(polys) == 0:
+        return polys.copy()
+    tree = shapely.STRtree(polys)
+    a, b = tree.query(polys, predicate="intersects")
+    earlier = b < a
+    a, b = a[earlier], b[earlier]
+    out = polys.copy()
+    if len(a):
+        order = np.argsort(a, kind="stable")
+        a, b = a[order], b[order]
+        starts = np.flatnonzero(np.r_[True, a[1:] != a[:-1]])
+        ends = np.r_[starts[1:], len(a)]
+        targets = a[starts]
+        cutters = np.array([shapely.union_all(polys[b[s:e]]) for s, e in zip(starts, ends, strict=True)],
+                           dtype=object)
+        out[targets] = shapely.difference(polys[targets], cutters)
+    # keep only the areal parts (differences can leave lines/points on shared edges)
+    for i in np.flatnonzero(shapely.get_type_id(out) == 7):
+        parts = [p for p in shapely.get_parts(out[i]) if p.geom_type in ("Polygon", "MultiPolygon")]
+        out[i] = shapely.union_all(parts) if parts else shapely.Polygon()
+    return out
 
 
 def _heights_above_leaves(root: QuadNode) -> dict[str, int]:
@@ -204,7 +235,7 @@ def build_surface_tileset(
         if not pts:
             done += 1
             continue
-        box = box_from_points(np.vstack(pts), pad=0.05)
+        box = aabb_box(np.vstack(pts))
         tiles[node.key] = Tile(box=box, geometric_error=error, content_uri=rel, children=children,
                                refine="REPLACE")
         done += 1

@@ -1,0 +1,294 @@
+"""Trees (instanced billboards) + green spaces and water (draped surfaces) → 3D Tiles.
+
+Output ``OUT/tileset.json`` has no content of its own; it references two external tilesets:
+
+- ``OUT/trees/tileset.json``: ``trees.gpkg`` points as ``EXT_mesh_gpu_instancing`` crossed
+  billboards (broadleaf or conifer texture chosen from the species), scaled to each tree's
+  crown diameter and height, turned by a yaw derived from the id (so rows do not look cloned);
+- ``OUT/areas/tileset.json``: ``green.gpkg`` polygons draped on the DEM (+0.25 m) and
+  ``water.gpkg`` polygons flat at ``water_level`` (orthometric → ellipsoidal with the geoid,
+  +0.05 m). Overlaps are resolved before meshing so no two surfaces share ground: water wins
+  over green, and smaller green polygons are carved out of larger ones.
+
+Tree checks: common ones (:mod:`pipelines.checks`), ``absurd_height`` (≤ 0 or > 60 m),
+``outside_dem``; repairs: no height → 8 m, no/absurd crown diameter → 0.6 × height (1.5–15 m).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+
+from pipelines.checks import check_features, find_boundary, load_boundary, numeric_column, text_column
+from pipelines.drape import DemGrid, color_u8, sample_heights
+from pipelines.instanced import InstancedBuild, InstanceSet, build_instanced_tileset, summary_dict
+from pipelines.report import RunReport
+from pipelines.sources import FieldMapping, FieldSpec, read_layer
+from pipelines.surfaces import SurfaceBuild, SurfaceSet, build_surface_tileset, subtract_earlier
+from tiles.frames import ecef_to_lonlat_ellipsoidal
+from tiles.gltf import PropertyColumn
+from tiles.models import tree_kind, tree_template
+from tiles.tileset import OrientedBox
+
+log = logging.getLogger(__name__)
+
+MAX_TREE_HEIGHT_M = 60.0
+DEFAULT_TREE_HEIGHT_M = 8.0
+GREEN_LIFT_M = 0.25
+WATER_LIFT_M = 0.05
+
+TREE_SPECS = (
+    FieldSpec("id", "str", required=True),
+    FieldSpec("species", "str"),
+    FieldSpec("height", "float"),
+    FieldSpec("crown_diameter", "float"),
+    FieldSpec("setting", "str"),
+)
+GREEN_SPECS = (FieldSpec("id", "str", required=True), FieldSpec("kind", "str"), FieldSpec("name", "str"))
+WATER_SPECS = (FieldSpec("id", "str", required=True), FieldSpec("name", "str"), FieldSpec("kind", "str"),
+               FieldSpec("water_level", "float"))
+
+GREEN_COLORS = {"park": "#6fa85a", "green_space": "#7cb865", "courtyard": "#8fbf72", "separator": "#5e9e4c"}
+WATER_COLORS = {"lake": "#3d7fb8", "river": "#4a8cc2"}
+
+
+@dataclass
+class VegetationResult:
+    reports: list[RunReport]
+    trees: InstancedBuild | None = None
+    areas: SurfaceBuild | None = None
+    instances: InstanceSet | None = None
+    areas_set: SurfaceSet | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare_trees(
+    src_path: Path, dem: DemGrid, *, boundary: shapely.Geometry | None, mapping: FieldMapping | None = None,
+    src_crs: str | None = None,
+) -> tuple[InstanceSet, RunReport]:
+    """Read, check and place tree points (no files written)."""
+    src = read_layer(src_path, TREE_SPECS, layer_name="trees", mapping=mapping, src_crs=src_crs)
+    report = src.report
+    geoms = check_features(src, "point", compare=["species", "height", "crown_diameter", "setting"],
+                           boundary=boundary)
+    height = numeric_column(src, "height")
+    crown = numeric_column(src, "crown_diameter")
+    alive = np.array([g is not None for g in geoms]) & ~report.rejected_mask()
+    absurd = alive & np.isfinite(height) & ((height <= 0) | (height > MAX_TREE_HEIGHT_M))
+    if absurd.any():
+        rows = np.flatnonzero(absurd)
+        report.reject(rows, "absurd_height",
+                      [f"height {height[r]:g} m not in (0, {MAX_TREE_HEIGHT_M:g}]" for r in rows],
+                      field="height", value=[height[r] for r in rows])
+    alive &= ~absurd
+    no_h = alive & ~np.isfinite(height)
+    if no_h.any():
+        report.repair(no_h, "default_height", f"no height: {DEFAULT_TREE_HEIGHT_M:g} m", field="height")
+        height = np.where(no_h, DEFAULT_TREE_HEIGHT_M, height)
+    bad_crown = alive & ~(np.isfinite(crown) & (crown > 0) & (crown <= 40))
+    derived = np.clip(0.6 * height, 1.5, 15.0)
+    if bad_crown.any():
+        rows = np.flatnonzero(bad_crown)
+        report.repair(rows, "crown_from_height",
+                      [f"crown diameter {crown[r]!s} unusable: {derived[r]:.1f} m (0.6 x height)"
+                       for r in rows],
+                      field="crown_diameter")
+        crown = np.where(bad_crown, derived, crown)
+    rows = np.flatnonzero(alive)
+    xy = shapely.get_coordinates(np.array(list(geoms[rows]), dtype=object)).reshape(-1, 2)
+    base = sample_heights(dem, xy[:, 0], xy[:, 1])
+    off = ~np.isfinite(base)
+    if off.any():
+        report.reject(rows[off], "outside_dem", "no DEM height at this point (outside the DEM or nodata)")
+        rows, xy, base = rows[~off], xy[~off], base[~off]
+    species, setting, ids = text_column(src, "species"), text_column(src, "setting"), report.ids
+    kinds = np.array([tree_kind(s) for s in species[rows]], dtype=object)
+    templates = {k: tree_template(k) for k in sorted(set(kinds.tolist()))}
+    yaw = np.array([zlib.crc32(str(ids[r]).encode()) % 360 for r in rows], dtype=np.float64)
+    h, c = height[rows], crown[rows]
+    inst = InstanceSet(
+        xy=xy, base_h=base, heading_grid=yaw, template_keys=kinds, templates=templates,
+        scales=np.column_stack([c, c, h]), priority=h, size=h,
+        columns={
+            "id": PropertyColumn([str(ids[r]) for r in rows], "STRING", required=True),
+            "species": PropertyColumn(species[rows].tolist(), "STRING"),
+            "height": PropertyColumn(h.astype(np.float32), "FLOAT32", description="m above ground"),
+            "crown_diameter": PropertyColumn(c.astype(np.float32), "FLOAT32", description="m"),
+            "setting": PropertyColumn(setting[rows].tolist(), "STRING"),
+            "base_height": PropertyColumn(base.astype(np.float32), "FLOAT32",
+                                          description="orthometric ground height (m)"),
+        },
+        rows=rows,
+    )
+    return inst, report
+
+
+def _green_rank(area: np.ndarray) -> np.ndarray:
+    return np.select([area > 20_000, area > 2_000, area > 200], [99, 2, 1], 0)
+
+
+def prepare_areas(dem: DemGrid, *, green_path: Path | None, water_path: Path | None,
+                  boundary: shapely.Geometry | None) -> tuple[SurfaceSet | None, list[RunReport]]:
+    """Green spaces and water as one surface set (water first, then green smallest first)."""
+    reports: list[RunReport] = []
+    polys: list[Any] = []
+    meta: dict[str, list[Any]] = {"id": [], "layer": [], "kind": [], "name": [], "water_level": []}
+    lift, level, colors, rank, rows_all = [], [], [], [], []
+    if water_path is not None:
+        src = read_layer(water_path, WATER_SPECS, layer_name="water")
+        rep = src.report
+        geoms = check_features(src, "polygon", compare=["name", "kind", "water_level"], boundary=boundary)
+        wl = numeric_column(src, "water_level")
+        kind, name = text_column(src, "kind"), text_column(src, "name")
+        for r in np.flatnonzero([g is not None for g in geoms]):
+            if r in rep.rejected:
+                continue
+            if not np.isfinite(wl[r]):
+                ring = shapely.get_coordinates(geoms[r].exterior if geoms[r].geom_type == "Polygon"
+                                               else shapely.get_exterior_ring(shapely.get_parts(geoms[r])[0]))
+                ground = sample_heights(dem, ring[:, 0], ring[:, 1], clamp=True)
+                wl[r] = float(np.nanmin(ground)) if np.isfinite(ground).any() else 0.0
+                rep.repair(r, "level_from_dem", f"no water level: lowest shore ground {wl[r]:.2f} m",
+                           field="water_level")
+            polys.append(geoms[r])
+            meta["id"].append(str(rep.ids[r]))
+            meta["layer"].append("water")
+            meta["kind"].append(kind[r])
+            meta["name"].append(name[r])
+            meta["water_level"].append(wl[r])
+            lift.append(WATER_LIFT_M)
+            level.append(wl[r])
+            colors.append(color_u8(WATER_COLORS.get(kind[r] or "", "#4585bd")))
+            rank.append(99)
+            rows_all.append(("water", r))
+        reports.append(rep)
+    if green_path is not None:
+        src = read_layer(green_path, GREEN_SPECS, layer_name="green")
+        rep = src.report
+        geoms = check_features(src, "polygon", compare=["kind", "name"], boundary=boundary)
+        kind, name = text_column(src, "kind"), text_column(src, "name")
+        alive = [r for r in np.flatnonzero([g is not None for g in geoms]) if r not in rep.rejected]
+        alive.sort(key=lambda r: shapely.area(geoms[r]))
+        for r in alive:
+            polys.append(geoms[r])
+            meta["id"].append(str(rep.ids[r]))
+            meta["layer"].append("green")
+            meta["kind"].append(kind[r])
+            meta["name"].append(name[r])
+            meta["water_level"].append(np.nan)
+            lift.append(GREEN_LIFT_M)
+            level.append(np.nan)
+            colors.append(color_u8(GREEN_COLORS.get(kind[r] or "", "#74b060")))
+            rank.append(int(_green_rank(np.array([shapely.area(geoms[r])]))[0]))
+            rows_all.append(("green", r))
+        reports.append(rep)
+    if not polys:
+        return None, reports
+    arr = np.array(polys, dtype=object)
+    resolved = subtract_earlier(arr)  # water first, then green smallest first: earlier wins
+    s = SurfaceSet(
+        polygons=resolved, lift=np.array(lift), flat_level=np.array(level, float), colors=np.array(colors),
+        lod_rank=np.array(rank), size=np.sqrt(shapely.area(arr)),
+        columns={
+            "id": PropertyColumn(meta["id"], "STRING", required=True),
+            "layer": PropertyColumn(meta["layer"], "STRING", required=True),
+            "kind": PropertyColumn(meta["kind"], "STRING"),
+            "name": PropertyColumn(meta["name"], "STRING"),
+            "water_level": PropertyColumn(meta["water_level"], "FLOAT32", no_data=-9999.0,
+                                          description="orthometric (m)"),
+        },
+        rows=np.array([r for _, r in rows_all]),
+    )
+    for rep in reports:
+        layer_rows = [r for lyr, r in rows_all if lyr == rep.layer]
+        rep.mark_written(np.array(layer_rows, np.int64))
+    return s, reports
+
+
+def region_of(box: OrientedBox, transform: list[float]) -> list[float]:
+    """A 3D Tiles ``region`` (radians, ellipsoidal metres) enclosing a box in a transformed frame."""
+    m = np.asarray(transform, float).reshape(4, 4).T
+    corners = box.corners() @ m[:3, :3].T + m[:3, 3]
+    llh = ecef_to_lonlat_ellipsoidal(corners)
+    lon, lat = np.radians(llh[:, 0]), np.radians(llh[:, 1])
+    return [float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()),
+            float(llh[:, 2].min()), float(llh[:, 2].max())]
+
+
+def write_group_tileset(out_dir: Path, children: list[tuple[str, Path]]) -> Path:
+    """A content-less root referencing external tilesets (``(name, path to tileset.json)``)."""
+    tiles, regions, errors = [], [], []
+    for _, path in children:
+        ts = json.loads(path.read_text())
+        root = ts["root"]
+        region = region_of(OrientedBox.from_json(root["boundingVolume"]["box"]), root["transform"])
+        regions.append(region)
+        errors.append(float(ts["geometricError"]))
+        tiles.append({"boundingVolume": {"region": region}, "geometricError": float(ts["geometricError"]),
+                      "content": {"uri": path.relative_to(out_dir).as_posix()}})
+    r = np.array(regions)
+    union = [r[:, 0].min(), r[:, 1].min(), r[:, 2].max(), r[:, 3].max(), r[:, 4].min(), r[:, 5].max()]
+    doc = {"asset": {"version": "1.1", "generator": "onemap"}, "geometricError": max(errors) * 2,
+           "root": {"boundingVolume": {"region": [float(v) for v in union]}, "geometricError": max(errors),
+                    "refine": "ADD", "children": tiles}}
+    path = out_dir / "tileset.json"
+    path.write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
+    return path
+
+
+def build_vegetation(
+    trees_path: Path, out_dir: Path, *, dem_path: Path | None = None, green_path: Path | None = None,
+    water_path: Path | None = None, boundary_path: Path | None = None, mapping: FieldMapping | None = None,
+    src_crs: str | None = None, dry_run: bool = False, progress: Callable[[int, int], None] | None = None,
+) -> VegetationResult:
+    """The ``onemap tiles trees`` pipeline (trees + optional green and water)."""
+    out_dir = Path(out_dir)
+    dem = DemGrid.read(dem_path) if dem_path else DemGrid.flat()
+    boundary = load_boundary(find_boundary(trees_path, boundary_path))
+    inst, trees_report = prepare_trees(trees_path, dem, boundary=boundary, mapping=mapping, src_crs=src_crs)
+    if dem_path is None:
+        trees_report.note("no DEM given: every base at 0 m orthometric")
+    if boundary is None:
+        trees_report.note("no boundary.gpkg found or given: outside_boundary not checked")
+    trees_report.mark_written(inst.rows)
+    areas, area_reports = prepare_areas(dem, green_path=green_path, water_path=water_path, boundary=boundary)
+    reports = [trees_report, *area_reports]
+    for rep in reports:
+        rep.finalize()
+    result = VegetationResult(reports, instances=inst, areas_set=areas)
+    if not dry_run:
+        children = []
+        if inst.count:
+            result.trees = build_instanced_tileset(inst, out_dir / "trees", dem, class_name="tree",
+                                                   description="trees (billboards)", progress=progress)
+            trees_report.output.update(summary_dict(result.trees))
+            children.append(("trees", result.trees.tileset))
+        if areas is not None:
+            frame = result.trees.frame if result.trees else None
+            result.areas = build_surface_tileset(areas, out_dir / "areas", dem, class_name="area",
+                                                 description="green spaces and water", leaf_cell=10.0,
+                                                 frame=frame)
+            for rep in area_reports:
+                rep.output.update(result.areas.summary())
+            children.append(("areas", result.areas.tileset))
+        if children:
+            write_group_tileset(out_dir, children)
+    write_reports(out_dir, reports)
+    return result
+
+
+def write_reports(out_dir: Path, reports: list[RunReport]) -> None:
+    """One report.json/report.txt per run covering every layer of it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(
+        json.dumps({"layers": [r.to_dict() for r in reports]}, ensure_ascii=False, indent=1),
+        encoding="utf-8")
+    (out_dir / "report.txt").write_text("\n".join(r.summary_text() for r in reports), encoding="utf-8")
