@@ -98,3 +98,101 @@ def buildings(
         console.print(result.report.summary_text(max_lines=20))
     print_summary("buildings" + (" (dry run)" if dry_run else ""), result.summary(),
                   None if dry_run else out / REPORT_TXT)
+
+
+# ============================================================================ roads / trees / furniture
+def _mapping(path: Path | None) -> Any:
+    from pipelines.sources import load_mapping
+
+    return load_mapping(path) if path is not None else None
+
+
+def _layer_errors() -> tuple[type[Exception], ...]:
+    from pipelines.dem import DemError
+    from pipelines.sources import SourceError
+
+    return (SourceError, DemError)
+
+
+@app.command("roads")
+def roads(
+    src: Path = typer.Argument(..., help="Road centrelines (roads.gpkg: id, name, class, width, "
+                                         "lanes, bridge, deck_height)."),
+    out: Path = typer.Option(..., "--out", help="Output folder (tileset.json, tiles/, report.json/txt)."),
+    dem: Path = typer.Option(None, "--dem", help="DEM GeoTIFF (orthometric) to drape the roads on."),
+    mapping: Path = typer.Option(None, "--mapping", help="YAML field mapping."),
+    src_crs: str = typer.Option(None, "--src-crs", help="CRS of a file that declares none (e.g. EPSG:4548)."),
+    boundary: Path = typer.Option(None, "--boundary",
+                                  help="District polygon (default: boundary.gpkg beside SRC, if any)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Read, check and report; write only the report."),
+) -> None:
+    """Centrelines + widths → draped road surfaces (disjoint at junctions) and bridge decks."""
+    from pipelines.report import REPORT_TXT
+    from pipelines.roads import build_roads
+
+    try:
+        with progress_bar() as progress:
+            result = build_roads(src, out, dem_path=dem, boundary_path=boundary, mapping=_mapping(mapping),
+                                 src_crs=src_crs, dry_run=dry_run,
+                                 progress=lambda d, t: progress("roads", d, t))
+    except _layer_errors() as exc:
+        raise fail(exc) from exc
+    print_summary("roads" + (" (dry run)" if dry_run else ""),
+                  {**result.report.counts, **result.report.output}, out / REPORT_TXT)
+
+
+@app.command("trees")
+def trees(
+    src: Path = typer.Argument(..., help="Tree points (trees.gpkg: id, species, height, "
+                                         "crown_diameter, setting)."),
+    out: Path = typer.Option(..., "--out",
+                             help="Output folder (tileset.json, trees/, areas/, report.json/txt)."),
+    dem: Path = typer.Option(None, "--dem", help="DEM GeoTIFF (orthometric): tree bases, green draping."),
+    green: Path = typer.Option(None, "--green", help="Green-space polygons (green.gpkg) to drape."),
+    water: Path = typer.Option(None, "--water", help="Water polygons (water.gpkg) flat at water_level."),
+    mapping: Path = typer.Option(None, "--mapping", help="YAML field mapping for the tree layer."),
+    src_crs: str = typer.Option(None, "--src-crs", help="CRS of a file that declares none (e.g. EPSG:4548)."),
+    boundary: Path = typer.Option(None, "--boundary",
+                                  help="District polygon (default: boundary.gpkg beside SRC, if any)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Read, check and report; write only the report."),
+) -> None:
+    """Trees → instanced billboards; green spaces and water → draped surfaces (one vegetation tileset)."""
+    from pipelines.vegetation import build_vegetation
+
+    try:
+        with progress_bar() as progress:
+            result = build_vegetation(src, out, dem_path=dem, green_path=green, water_path=water,
+                                      boundary_path=boundary, mapping=_mapping(mapping), src_crs=src_crs,
+                                      dry_run=dry_run, progress=lambda d, t: progress("trees", d, t))
+    except _layer_errors() as exc:
+        raise fail(exc) from exc
+    for rep in result.reports:
+        print_summary(rep.layer + (" (dry run)" if dry_run else ""), {**rep.counts, **rep.output}, None)
+    console.print(f"report: {out / 'report.txt'}")
+
+
+@app.command("furniture")
+def furniture(
+    src: Path = typer.Argument(..., help="Furniture points (furniture.gpkg: id, type, heading, "
+                                         "height, name)."),
+    out: Path = typer.Option(..., "--out", help="Output folder (tileset.json, tiles/, report.json/txt)."),
+    dem: Path = typer.Option(None, "--dem", help="DEM GeoTIFF (orthometric) for the bases."),
+    mapping: Path = typer.Option(None, "--mapping", help="YAML field mapping."),
+    src_crs: str = typer.Option(None, "--src-crs", help="CRS of a file that declares none (e.g. EPSG:4548)."),
+    boundary: Path = typer.Option(None, "--boundary",
+                                  help="District polygon (default: boundary.gpkg beside SRC, if any)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Read, check and report; write only the report."),
+) -> None:
+    """Street furniture → instanced schematic models at exact positions and headings."""
+    from pipelines.furniture import build_furniture
+    from pipelines.report import REPORT_TXT
+
+    try:
+        with progress_bar() as progress:
+            result = build_furniture(src, out, dem_path=dem, boundary_path=boundary,
+                                     mapping=_mapping(mapping), src_crs=src_crs, dry_run=dry_run,
+                                     progress=lambda d, t: progress("furniture", d, t))
+    except _layer_errors() as exc:
+        raise fail(exc) from exc
+    print_summary("furniture" + (" (dry run)" if dry_run else ""),
+                  {**result.report.counts, **result.report.output}, out / REPORT_TXT)
