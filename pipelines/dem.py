@@ -1,0 +1,235 @@
+"""DEM height lookups: vectorised bilinear sampling of a single-band GeoTIFF, nodata aware.
+
+Heights come back in the DEM's own vertical datum (the sample delivery's ``dem.tif`` is
+ORTHOMETRIC); add :func:`tiles.frames.geoid_undulation` for ellipsoidal heights.
+
+    >>> from pipelines.dem import sample_dem
+    >>> h_ortho = sample_dem("clean/dem.tif", x_4548, y_4548, 4548)
+
+Bilinear interpolation between pixel centres; a neighbour that is nodata (or outside the
+raster) drops out and the remaining weights are renormalised, so points near holes and edges
+still get a height; NaN only where all four neighbours are missing.
+
+:class:`DemSampler` keeps the raster in memory and builds block-mean overviews (powers of two)
+for sampling coarse grids without aliasing (terrain pyramid levels).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from pyproj import CRS, Transformer
+
+log = logging.getLogger(__name__)
+
+
+class DemError(ValueError):
+    """The DEM file cannot be used (missing CRS, rotated, unreadable)."""
+
+
+@dataclass(frozen=True)
+class _Grid:
+    heights: np.ndarray  # float64, NaN = nodata; row 0 = north
+    transform: Affine
+    padded: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "padded", pad_nan(self.heights))
+
+    @property
+    def resolution(self) -> float:
+        return max(abs(self.transform.a), abs(self.transform.e))
+
+
+def pad_nan(heights: np.ndarray, width: int = 2) -> np.ndarray:
+    """``heights`` with a NaN border of ``width`` cells (what :func:`bilinear_padded` expects)."""
+    out = np.full((heights.shape[0] + 2 * width, heights.shape[1] + 2 * width), np.nan)
+    out[width:-width, width:-width] = heights
+    return out
+
+
+def bilinear_padded(padded: np.ndarray, col: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """:func:`bilinear` on an array from :func:`pad_nan` (width 2); col/row index the unpadded
+    array. NaN neighbours drop out and the remaining weights are renormalised."""
+    col = np.asarray(col, dtype=np.float64)
+    row = np.asarray(row, dtype=np.float64)
+    nrow, ncol = padded.shape[0] - 4, padded.shape[1] - 4
+    bad = ~(np.isfinite(col) & np.isfinite(row))
+    col = np.clip(np.where(bad, -2.0, col), -2.0, ncol + 0.0)
+    row = np.clip(np.where(bad, -2.0, row), -2.0, nrow + 0.0)
+    c0 = np.floor(col)
+    r0 = np.floor(row)
+    fc = col - c0
+    fr = row - r0
+    ci = c0.astype(np.int64) + 2
+    ri = r0.astype(np.int64) + 2
+    acc = np.zeros(col.shape)
+    wsum = np.zeros(col.shape)
+    corners = ((0, 0, (1 - fr) * (1 - fc)), (0, 1, (1 - fr) * fc), (1, 0, fr * (1 - fc)), (1, 1, fr * fc))
+    for dr, dc, w in corners:
+        val = padded[ri + dr, ci + dc]
+        ok = np.isfinite(val) & (w > 0)
+        acc += np.where(ok, w * np.where(ok, val, 0.0), 0.0)
+        wsum += np.where(ok, w, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = acc / wsum
+    out[(wsum <= 0) | bad] = np.nan
+    return out
+
+
+def bilinear(heights: np.ndarray, col: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """Bilinear sample at fractional pixel-centre coordinates (col, row) of ``heights``.
+
+    Neighbours that are NaN or outside the array drop out and the remaining weights are
+    renormalised; NaN only when all four are missing."""
+    return bilinear_padded(pad_nan(np.asarray(heights, dtype=np.float64)), col, row)
+
+
+def _block_mean(heights: np.ndarray) -> np.ndarray:
+    """2x2 block mean ignoring NaN (a block of four NaN stays NaN)."""
+    nrow, ncol = heights.shape
+    padded = np.full((nrow + nrow % 2, ncol + ncol % 2), np.nan)
+    padded[:nrow, :ncol] = heights
+    blocks = padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2)
+    valid = np.isfinite(blocks)
+    total = np.where(valid, blocks, 0.0).sum(axis=(1, 3))
+    count = valid.sum(axis=(1, 3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
+class DemSampler:
+    """An in-memory DEM (band 1) with overviews; sample it in any CRS."""
+
+    def __init__(self, path: str | Path, band: int = 1) -> None:
+        self.path = Path(path)
+        try:
+            with rasterio.open(self.path) as ds:
+                if ds.crs is None:
+                    raise DemError(f"{self.path}: the DEM has no CRS")
+                if ds.transform.b != 0 or ds.transform.d != 0:
+                    raise DemError(f"{self.path}: rotated/sheared geotransforms are not supported")
+                data = ds.read(band, masked=True)
+                self.crs = CRS.from_wkt(ds.crs.to_wkt())
+                transform = ds.transform
+        except rasterio.errors.RasterioIOError as exc:
+            raise DemError(f"{self.path}: cannot read the DEM: {exc}") from exc
+        heights = np.ma.filled(data.astype(np.float64), np.nan)
+        heights[~np.isfinite(heights)] = np.nan
+        if not np.isfinite(heights).any():
+            raise DemError(f"{self.path}: the DEM has no valid (non-nodata) cell")
+        self._grids = [_Grid(heights, transform)]
+        self._transformers: dict[str, Transformer] = {}
+
+    # -------------------------------------------------------------------------- properties
+    @property
+    def heights(self) -> np.ndarray:
+        return self._grids[0].heights
+
+    @property
+    def transform(self) -> Affine:
+        return self._grids[0].transform
+
+    @property
+    def resolution(self) -> float:
+        """Pixel size in CRS units (metres for the sample delivery)."""
+        return self._grids[0].resolution
+
+    def height_range(self) -> tuple[float, float]:
+        h = self.heights
+        return float(np.nanmin(h)), float(np.nanmax(h))
+
+    def median_height(self) -> float:
+        return float(np.nanmedian(self.heights))
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(minx, miny, maxx, maxy) of the raster in its own CRS."""
+        t = self.transform
+        nrow, ncol = self.heights.shape
+        xs = [t.c, t.c + t.a * ncol]
+        ys = [t.f, t.f + t.e * nrow]
+        return min(xs), min(ys), max(xs), max(ys)
+
+    def lonlat_bounds(self, densify: int = 21) -> tuple[float, float, float, float]:
+        """(west, south, east, north) degrees enclosing the raster (densified edges)."""
+        minx, miny, maxx, maxy = self.bounds()
+        f = np.linspace(0.0, 1.0, densify)
+        xs = np.concatenate([minx + f * (maxx - minx), np.full(densify, maxx),
+                             maxx - f * (maxx - minx), np.full(densify, minx)])
+        ys = np.concatenate([np.full(densify, miny), miny + f * (maxy - miny),
+                             np.full(densify, maxy), maxy - f * (maxy - miny)])
+        to_ll = Transformer.from_crs(self.crs, CRS.from_epsg(4326), always_xy=True)
+        lon, lat = to_ll.transform(xs, ys)
+        return float(np.min(lon)), float(np.min(lat)), float(np.max(lon)), float(np.max(lat))
+
+    # ---------------------------------------------------------------------------- sampling
+    def _grid_for(self, spacing: float | None) -> _Grid:
+        if spacing is None or spacing <= self.resolution * 2:
+            return self._grids[0]
+        wanted = int(math.floor(math.log2(spacing / self.resolution)))
+        while len(self._grids) <= wanted:
+            prev = self._grids[-1]
+            if min(prev.heights.shape) <= 2:
+                break
+            self._grids.append(_Grid(_block_mean(prev.heights), prev.transform * Affine.scale(2)))
+        return self._grids[min(wanted, len(self._grids) - 1)]
+
+    def to_native(self, x: np.ndarray, y: np.ndarray,
+                  crs: CRS | str | int | None) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) in ``crs`` (x = easting/longitude first) → the DEM's CRS."""
+        if crs is None:
+            return x, y
+        src = CRS.from_user_input(crs)
+        if src == self.crs:
+            return x, y
+        key = src.to_wkt()
+        if key not in self._transformers:
+            self._transformers[key] = Transformer.from_crs(src, self.crs, always_xy=True)
+        xn, yn = self._transformers[key].transform(x, y)
+        return np.asarray(xn), np.asarray(yn)
+
+    def sample(self, x: np.ndarray, y: np.ndarray, crs: CRS | str | int | None = None,
+               spacing: float | None = None) -> np.ndarray:
+        """Heights at points (x, y) given in ``crs`` (default: the DEM's CRS, axis order x/east
+        first). ``spacing`` (DEM units) picks a block-mean overview no coarser than it.
+        NaN outside the raster and where the DEM has no data."""
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        shape = np.broadcast(x, y).shape
+        x, y = np.broadcast_to(x, shape).ravel(), np.broadcast_to(y, shape).ravel()
+        xn, yn = self.to_native(x, y, crs)
+        grid = self._grid_for(spacing)
+        inv = ~grid.transform
+        col, row = inv * (xn, yn)
+        out = bilinear_padded(grid.padded, np.asarray(col) - 0.5, np.asarray(row) - 0.5)
+        base_col, base_row = ~self.transform * (xn, yn)
+        nrow, ncol = self.heights.shape
+        outside = ~((base_col >= 0) & (base_col <= ncol) & (base_row >= 0) & (base_row <= nrow))
+        out[outside | ~np.isfinite(xn) | ~np.isfinite(yn)] = np.nan
+        return out.reshape(shape)
+
+
+@lru_cache(maxsize=4)
+def _cached_sampler(path: str, mtime_ns: int, size: int) -> DemSampler:
+    return DemSampler(path)
+
+
+def open_dem(path: str | Path) -> DemSampler:
+    """A cached :class:`DemSampler` (reloaded when the file changes)."""
+    st = os.stat(path)
+    return _cached_sampler(str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+
+
+def sample_dem(dem_path: str | Path, x: np.ndarray, y: np.ndarray,
+               crs: CRS | str | int | None = None) -> np.ndarray:
+    """Orthometric (DEM datum) heights at (x, y) in ``crs`` (x = easting/longitude first);
+    bilinear, NaN where the DEM has no data."""
+    return open_dem(dem_path).sample(x, y, crs)
