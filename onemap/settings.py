@@ -41,6 +41,42 @@ class Settings(BaseSettings):
     default_page_size: int = 100
     max_bbox_area_km2: float = 400.0
     max_body_bytes: int = 5_000_000
+    # Geometries in request bodies / CQL2 filters: at most this many vertices.
+    max_geometry_vertices: int = 10_000
+    # POST /gps/fixes: at most this many fixes per batch.
+    max_gps_batch: int = 5_000
+    # Database access from the API: pool size, how long to wait for a pooled connection,
+    # per-statement timeout, and the Retry-After (s) sent with 503 while PostGIS is unreachable.
+    api_pool_size: int = 10
+    api_pool_overflow: int = 20
+    api_pool_timeout_s: float = 10.0
+    api_connect_timeout_s: int = 5
+    api_statement_timeout_ms: int = 30_000
+    db_retry_after_s: int = 5
+    # Bearer-token lookups are cached this long (s); a revoked token stops working within it.
+    auth_cache_s: float = 10.0
+    # Tiles: in-memory cache (bytes) of file contents + their gzip; files bigger than
+    # tile_cache_max_file_bytes are streamed from disk; Cache-Control max-age for tiles and for
+    # the JSON entry points (tileset.json, layer.json, index.json).
+    tile_cache_bytes: int = 512 * 1024 * 1024
+    tile_cache_max_file_bytes: int = 16 * 1024 * 1024
+    tile_max_age_s: int = 3600
+    tile_json_max_age_s: int = 60
+    gzip_min_bytes: int = 512
+    # OGC API collection extents are recomputed at most this often (s).
+    extent_cache_s: float = 300.0
+    # Live stream (/stream): heartbeat interval (s), per-client queue bound (messages; a client
+    # that falls this far behind is disconnected and resumes with Last-Event-ID), replay ring
+    # size (messages), LISTEN channel, reconnect back-off bounds (s).
+    sse_heartbeat_s: float = 15.0
+    sse_client_queue: int = 1000
+    sse_ring_size: int = 5000
+    sse_channel: str = "onemap"
+    sse_reconnect_min_s: float = 0.5
+    sse_reconnect_max_s: float = 10.0
+    # Viewer static files and the CesiumJS build served at /cesium; camera test clips at /media.
+    cesium_dir: Path = Field(default=REPO_ROOT / "node_modules" / "cesium" / "Build" / "Cesium")
+    media_dir: Path | None = None
 
     @property
     def pg_dir(self) -> Path:
@@ -49,6 +85,10 @@ class Settings(BaseSettings):
     @property
     def resolved_tiles_dir(self) -> Path:
         return self.tiles_dir or (self.var_dir / "tiles")
+
+    @property
+    def resolved_media_dir(self) -> Path:
+        return self.media_dir or (self.var_dir / "media")
 
     @property
     def resolved_sample_dir(self) -> Path:

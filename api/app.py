@@ -1,0 +1,109 @@
+"""The FastAPI application factory: ``create_app(settings)``.
+
+Routers live in ``api/routes/``, dependencies in :mod:`api.deps`, errors in :mod:`api.errors`.
+Creating an app never touches the database: the pool is created on first use, so the service
+starts (and answers 503 with Retry-After) while PostGIS is down, and recovers by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from api.auth import TokenCache
+from api.deps import AppState
+from api.errors import install_error_handlers
+from api.live import Broker
+from api.middleware import BodyLimitMiddleware
+from api.openapi import to_openapi30
+from api.routes import analytics, events, features, gps, stream, tiles, viewer
+from api.tilestore import TileStore
+from onemap.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "1.0.0"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    state = _make_state(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await state.broker.stop()
+            state.dispose()
+
+    app = FastAPI(
+        title="onemap API",
+        version=API_VERSION,
+        description="3D one-map server for Jiefang Street, Bengbu: OGC API – Features, 3D Tiles, "
+                    "analytics, live stream. Contract: docs/api.md.",
+        openapi_url="/api",
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.onemap = state
+    install_error_handlers(app, settings.db_retry_after_s)
+    for module in (viewer, features, tiles, analytics, events, gps, stream):
+        app.include_router(module.router)
+    viewer.mount_static(app, settings)
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "HEAD", "POST", "PATCH", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "If-None-Match", "Range", "Accept"],
+        expose_headers=["ETag", "Content-Range", "Content-Encoding", "Content-Length", "Retry-After",
+                        "Location"],
+        max_age=600,
+    )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            doc = get_openapi(title=app.title, version=app.version, description=app.description,
+                              routes=app.routes)
+            doc.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"}}
+            doc["security"] = [{}, {"bearer": []}]
+            app.openapi_schema = to_openapi30(doc)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _make_state(settings: Settings) -> AppState:
+    from gis.db import libpq_url
+
+    tiles_store = TileStore(
+        settings.resolved_tiles_dir,
+        cache_bytes=settings.tile_cache_bytes,
+        max_file_bytes=settings.tile_cache_max_file_bytes,
+        max_age_s=settings.tile_max_age_s,
+        json_max_age_s=settings.tile_json_max_age_s,
+        gzip_min_bytes=settings.gzip_min_bytes,
+    )
+    broker = Broker(
+        lambda: libpq_url(settings),
+        channel=settings.sse_channel,
+        ring_size=settings.sse_ring_size,
+        client_queue=settings.sse_client_queue,
+        reconnect_min_s=settings.sse_reconnect_min_s,
+        reconnect_max_s=settings.sse_reconnect_max_s,
+        poll_s=settings.sse_heartbeat_s,
+    )
+    return AppState(settings=settings, tiles=tiles_store, broker=broker,
+                    tokens=TokenCache(settings.auth_cache_s))

@@ -1,0 +1,148 @@
+"""FastAPI dependencies: the per-app state, database engine/connections, current user and roles."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import Connection, Engine, create_engine
+
+from api.auth import TokenCache, User, hash_token, lookup_token
+from api.errors import DatabaseUnavailable, Forbidden, Unauthorized
+from onemap.settings import Settings
+
+if TYPE_CHECKING:
+    from api.live import Broker
+    from api.tilestore import TileStore
+
+
+@dataclass
+class AppState:
+    """Everything one app instance shares between requests (kept on ``app.state.onemap``)."""
+
+    settings: Settings
+    tiles: TileStore
+    broker: Broker
+    tokens: TokenCache
+    _engine: Engine | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    caches: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = make_engine(self.settings)
+        return self._engine
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+def make_engine(settings: Settings) -> Engine:
+    """The API's own pool: pre-ping (recovers after a database restart), bounded waits."""
+    from gis.cluster import ClusterError
+    from gis.db import database_url
+
+    try:
+        url = database_url(settings)
+    except ClusterError as exc:
+        raise DatabaseUnavailable(
+            f"database not configured or not initialised: {exc}",
+            headers={"Retry-After": str(settings.db_retry_after_s)},
+        ) from exc
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=settings.api_pool_size,
+        max_overflow=settings.api_pool_overflow,
+        pool_timeout=settings.api_pool_timeout_s,
+        pool_recycle=1800,
+        connect_args={
+            "connect_timeout": settings.api_connect_timeout_s,
+            "application_name": "onemap-api",
+            "options": f"-c statement_timeout={settings.api_statement_timeout_ms}",
+        },
+    )
+
+
+def app_state(request: Request) -> AppState:
+    return request.app.state.onemap  # type: ignore[no-any-return]
+
+
+State = Annotated[AppState, Depends(app_state)]
+
+
+def db_engine(state: State) -> Engine:
+    return state.engine
+
+
+def db_conn(state: State) -> Iterator[Connection]:
+    """A pooled connection for reads (rolled back at the end)."""
+    with state.engine.connect() as conn:
+        yield conn
+
+
+DbEngine = Annotated[Engine, Depends(db_engine)]
+DbConn = Annotated[Connection, Depends(db_conn)]
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("malformed Authorization header: expected 'Bearer <token>'")
+    return token.strip()
+
+
+def resolve_user(state: AppState, token: str | None) -> User | None:
+    """None for anonymous; raises 401 for unknown/revoked tokens."""
+    if token is None:
+        return None
+    key = hash_token(token)
+    hit, user = state.tokens.get(key)
+    if not hit:
+        user = lookup_token(state.engine, token)
+        state.tokens.put(key, user)
+    if user is None:
+        raise Unauthorized("invalid or revoked token")
+    return user
+
+
+def current_user(request: Request, state: State) -> User | None:
+    user = resolve_user(state, _bearer(request))
+    request.state.user = user
+    return user
+
+
+CurrentUser = Annotated["User | None", Depends(current_user)]
+
+
+def require_roles(roles: Iterable[str]) -> Callable[..., User]:
+    """Dependency: an authenticated user with one of ``roles`` (401 anonymous, 403 other roles)."""
+    allowed = frozenset(roles)
+
+    def dep(user: CurrentUser) -> User:
+        return check_roles(user, allowed)
+
+    dep.__name__ = "require_" + "_".join(sorted(allowed))
+    return dep
+
+
+def check_roles(user: User | None, allowed: frozenset[str]) -> User:
+    if user is None:
+        raise Unauthorized()
+    if user.role not in allowed:
+        raise Forbidden(f"role {user.role!r} may not do this; allowed roles: {', '.join(sorted(allowed))}")
+    return user
+
+
+def client_addr(request: Request) -> str | None:
+    return request.client.host if request.client else None

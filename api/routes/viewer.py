@@ -1,0 +1,74 @@
+"""``GET /``: the viewer page for browsers, the OGC API landing page (JSON) for clients.
+
+Static mounts (``/viewer``, ``/cesium``, ``/media``) are added by :func:`mount_static`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from api.routes.features import landing
+from onemap.settings import Settings
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+VIEWER_DIR = STATIC_DIR / "viewer"
+
+router = APIRouter(tags=["viewer"])
+
+_MISSING_VIEWER = """<!doctype html><html lang="en"><meta charset="utf-8"><title>onemap</title>
+<h1>onemap</h1><p>The viewer files (api/static/viewer/index.html) are not installed.
+The API is up: see <a href="/?f=json">the landing page</a> and <a href="/docs">the API docs</a>.</p></html>"""
+
+
+def wants_html(request: Request, f: str | None) -> bool:
+    if f in ("json", "geojson"):
+        return False
+    if f == "html":
+        return True
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept
+
+
+@router.get(
+    "/",
+    summary="Viewer (text/html) or OGC API landing page (application/json)",
+    response_class=Response,
+    responses={200: {"content": {"text/html": {}, "application/json": {}}}},
+)
+def root(
+    request: Request,
+    f: Annotated[str | None, Query(description="json for the landing page, html for the viewer")] = None,
+    mode: Annotated[str | None, Query(description="bigscreen for the wall display")] = None,
+) -> Response:
+    if f not in (None, "", "json", "geojson", "html"):
+        from api.errors import BadRequest
+
+        raise BadRequest(f"unsupported format f={f!r}; use json or html")
+    if not wants_html(request, f):
+        return landing(request)
+    index = VIEWER_DIR / "index.html"
+    if index.is_file():
+        return FileResponse(index, media_type="text/html; charset=utf-8",
+                            headers={"cache-control": "no-cache", "vary": "Accept"})
+    return HTMLResponse(_MISSING_VIEWER, headers={"vary": "Accept"})
+
+
+class OptionalStaticFiles(StaticFiles):
+    """Static files whose folder may not exist (yet): 404 instead of a server error."""
+
+    async def check_config(self) -> None:
+        if self.directory is not None and not Path(self.directory).is_dir():
+            raise StarletteHTTPException(404, f"{self.directory} is not installed")
+
+
+def mount_static(app: FastAPI, settings: Settings) -> None:
+    app.mount("/viewer", OptionalStaticFiles(directory=VIEWER_DIR, check_dir=False), name="viewer")
+    app.mount("/cesium", OptionalStaticFiles(directory=settings.cesium_dir, check_dir=False), name="cesium")
+    media = OptionalStaticFiles(directory=settings.resolved_media_dir, check_dir=False)
+    app.mount("/media", media, name="media")
