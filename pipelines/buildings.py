@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import gzip
 import logging
+import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,6 +127,7 @@ class BuildingOptions:
     expected_crs: str | None = "EPSG:4548"
     dry_run: bool = False
     gzip_level: int = 6
+    workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
 
 
 @dataclass
@@ -209,6 +212,22 @@ def read_boundary(path: Path, working_crs: CRS, src_crs: str | None = None) -> s
     return shapely.union_all(shapely.make_valid(_transform_geoms(geoms, layer.crs, working_crs)))
 
 
+def geometry_keys(geoms: np.ndarray, precision: float = 0.001) -> np.ndarray:
+    """A string per geometry equal for geometries equal to ``precision`` (normalised vertex order)."""
+    norm = shapely.normalize(geoms)
+    coords, idx = shapely.get_coordinates(norm, return_index=True)
+    q = np.round(coords / precision).astype(np.int64)
+    starts = np.searchsorted(idx, np.arange(len(geoms)))
+    ends = np.append(starts[1:], len(idx))
+    types = shapely.get_type_id(norm)
+    parts = shapely.get_num_geometries(norm)
+    rings = shapely.get_num_interior_rings(norm)
+    raw = q.tobytes()
+    item = 2 * q.itemsize
+    return np.array([f"{t}.{p}.{r}:" + raw[s * item:e * item].hex()
+                     for t, p, r, s, e in zip(types, parts, rings, starts, ends, strict=True)], dtype=object)
+
+
 def prepare_buildings(layer: SourceLayer, options: BuildingOptions, ground: Ground | None = None,
                       progress: Progress | None = None) -> PreparedBuildings:
     """Clean, repair and reject (see module docstring); compute heights, roofs and bases."""
@@ -278,12 +297,12 @@ def prepare_buildings(layer: SourceLayer, options: BuildingOptions, ground: Grou
     attr_cols = [c for c in gdf.columns if c not in ("id", gdf.geometry.name)]
     rows = np.flatnonzero(alive)
     if len(rows):
-        norm = shapely.normalize(shapely.set_precision(work[rows], 0.001))
-        wkb = shapely.to_wkb(norm, hex=True)
-        attrs = gdf.iloc[rows][attr_cols].astype(str).agg("|".join, axis=1).to_numpy() if attr_cols \
-            else np.array([""] * len(rows))
-        key = pd.Series(wkb + "#" + attrs)
-        first = key.groupby(key).transform(lambda s: s.index[0]).to_numpy()
+        key = pd.Series(geometry_keys(work[rows]), dtype=object)
+        for c in attr_cols:
+            key = key + "|" + gdf[c].iloc[rows].astype(str).to_numpy()
+        codes, uniques = pd.factorize(key)
+        _, first_of_code = np.unique(codes, return_index=True)
+        first = first_of_code[codes]
         dup = first != np.arange(len(rows))
         if dup.any():
             kept_ids = [ids[rows[first[i]]] for i in np.flatnonzero(dup)]
@@ -387,9 +406,16 @@ def prepare_buildings(layer: SourceLayer, options: BuildingOptions, ground: Grou
 
 
 # ------------------------------------------------------------------------------------ encoding
+def _lookup(values: np.ndarray, table: dict[str, tuple[int, int, int]],
+            default: tuple[int, int, int]) -> np.ndarray:
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)
+    palette = np.array([table.get(u, default) for u in uniques], dtype=np.float64).reshape(-1, 3)
+    return palette[codes]
+
+
 def _colors(b: PreparedBuildings, content: np.ndarray, mesh: bm.MeshArrays, lod2: bool) -> np.ndarray:
     uses = b.uses[content]
-    wall = np.array([USE_COLORS.get(u, DEFAULT_COLOR) for u in uses], dtype=np.float64).reshape(-1, 3)
+    wall = _lookup(uses, USE_COLORS, DEFAULT_COLOR)
     roof = wall * 0.82
     if lod2:
         pitched = b.roof[content] != bm.ROOF_FLAT
@@ -404,12 +430,11 @@ def _colors(b: PreparedBuildings, content: np.ndarray, mesh: bm.MeshArrays, lod2
 
 def feature_table(b: PreparedBuildings, content: np.ndarray) -> FeatureTable:
     a = b.take(content)
-    floors = [None if not np.isfinite(f) else int(f) for f in a["floors"]]
     return FeatureTable("building", {
         "id": PropertyColumn(a["ids"], "STRING", required=True,
                              description="stable building id (PostGIS key)"),
         "name": PropertyColumn(a["names"], "STRING", no_data=""),
-        "floors": PropertyColumn(floors, "UINT16", no_data=0),
+        "floors": PropertyColumn(a["floors"], "UINT16", no_data=0),
         "height": PropertyColumn(a["height"], "FLOAT32", required=True, description="metres above base"),
         "use": PropertyColumn(a["uses"], "STRING", no_data=""),
         "community": PropertyColumn(a["communities"], "STRING", no_data=""),
@@ -433,19 +458,108 @@ def encode_tile(b: PreparedBuildings, content: np.ndarray, facets: bm.Facets, fo
     return encode_mesh_glb(data, feature_table(b, content)), mesh.positions
 
 
-def feature_hashes(b: PreparedBuildings) -> np.ndarray:
+def feature_fingerprints(b: PreparedBuildings) -> tuple[np.ndarray, np.ndarray]:
+    """Per building: WKB of the footprint and a line of every attribute the tiles depend on."""
     wkb = shapely.to_wkb(b.footprints)
-    out = np.empty(len(b), dtype=object)
-    for i in range(len(b)):
-        out[i] = digest([wkb[i], str(b.ids[i]), str(b.names[i]), f"{b.floors[i]:.3f}", f"{b.height[i]:.4f}",
-                         str(b.uses[i]), str(b.communities[i]), str(int(b.roof[i])), f"{b.base[i]:.4f}"])
-    return out
+    line = pd.Series(b.ids.astype(str), dtype=object)
+    for col in (b.names.astype(str), np.round(b.floors, 3).astype(str), np.round(b.height, 4).astype(str),
+                b.uses.astype(str), b.communities.astype(str), b.roof.astype(str),
+                np.round(b.base, 4).astype(str)):
+        line = line + "|" + col
+    return wkb, line.to_numpy(dtype=object)
+
+
+@dataclass
+class TileJob:
+    """One tile to encode: its quadtree key, content building indices and subtree indices."""
+
+    key: str
+    leaf: bool
+    content: np.ndarray
+    subtree: np.ndarray
+    depth_below: int
+
+    @property
+    def uri(self) -> str:
+        return f"tiles/{self.key}.glb"
+
+
+@dataclass
+class _EncoderState:
+    b: PreparedBuildings
+    facets: bm.Facets
+    roof_drop: np.ndarray
+    frame: EnuFrame
+    lod2: bool
+    out_dir: Path
+    gzip_level: int
+
+
+_STATE: _EncoderState | None = None  # set in the parent before forking workers
+
+
+def _worker_init() -> None:
+    from tiles import frames
+
+    # PROJ objects are not fork-safe: rebuild them in each worker.
+    for fn in (frames._to_lonlat, frames._geoid_transformer, frames._lonlath_to_ecef,
+               frames._ecef_to_lonlath):
+        fn.cache_clear()
+
+
+def _encode_job(job: TileJob) -> dict[str, Any]:
+    st = _STATE
+    assert st is not None
+    b = st.b
+    to_enu = projected_orthometric_to_enu(st.frame, b.working_crs)
+    content = job.content
+    renumber = np.full(len(b), -1, np.int64)
+    renumber[content] = np.arange(len(content))
+    if job.leaf:
+        facets = st.facets.select(content, renumber)
+        footprints = b.footprints[content]
+        error = 0.0
+    else:
+        tol = min(0.5 * 2 ** (job.depth_below - 1), 4.0)
+        footprints = shapely.simplify(b.footprints[content], tol, preserve_topology=True)
+        hd = bm.footprint_deviation(footprints, b.footprints[content])
+        facets = bm.lod1_facets(footprints, b.base[content] + b.height[content])
+        kept_err = float(np.max(np.hypot(hd, st.roof_drop[content]))) if len(content) else 0.0
+        omitted = np.setdiff1d(job.subtree, content, assume_unique=True)
+        omit_err = float(b.height[omitted].max()) if len(omitted) else 0.0
+        error = max(kept_err, omit_err)
+    glb, verts = encode_tile(b, content, facets, footprints, to_enu, st.lod2 and job.leaf)
+    path = st.out_dir / job.uri
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(glb)
+    return {"key": job.key, "content_box": box_from_points(verts).to_json(), "error": error,
+            "bytes": len(glb), "gzip_bytes": len(gzip.compress(glb, st.gzip_level))}
+
+
+def _run_jobs(jobs: list[TileJob], workers: int, say: Callable[[str, int, int], None]) -> dict[str, dict]:
+    done: dict[str, dict] = {}
+    total = len(jobs)
+    if workers <= 1 or total <= 1:
+        _worker_init()
+        for i, job in enumerate(jobs):
+            done[job.key] = _encode_job(job)
+            say("tiles", i + 1, total)
+        return done
+    ctx = multiprocessing.get_context("fork")
+    # big tiles first so the pool stays busy to the end
+    order = sorted(jobs, key=lambda j: -len(j.content))
+    with ctx.Pool(workers, initializer=_worker_init) as pool:
+        for i, res in enumerate(pool.imap_unordered(_encode_job, order, chunksize=1)):
+            done[res["key"]] = res
+            say("tiles", i + 1, total)
+    return done
 
 
 # ------------------------------------------------------------------------------------ build
 def build_buildings(src: Path | str, out: Path | str | None, options: BuildingOptions | None = None,
                     progress: Progress | None = None) -> BuildResult:
     """Read, clean, mesh, tile and publish buildings; returns counts, sizes and the report."""
+    global _STATE
     options = options or BuildingOptions()
     t0 = time.perf_counter()
     stages: dict[str, float] = {}
@@ -466,14 +580,14 @@ def build_buildings(src: Path | str, out: Path | str | None, options: BuildingOp
     layer = read_layer(src, BUILDING_SPECS, layer_name="buildings", fields=options.fields, mapping=mapping,
                        encoding=options.encoding, src_crs=options.src_crs, layer=options.layer,
                        expected_crs=options.expected_crs)
-    stage("read")
-    say("read", 1, 1)
     ground = None
     if options.dem is not None:
         geoms = np.asarray(layer.gdf.geometry.values, dtype=object)
         ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
         bounds = tuple(shapely.total_bounds(geoms[ok])) if ok.any() else None
         ground = Ground.open(options.dem, bounds=bounds, bounds_crs=layer.crs)
+    stage("read")
+    say("read", 1, 1)
     say("clean", 0, 1)
     b = prepare_buildings(layer, options, ground)
     report = b.report
@@ -509,7 +623,6 @@ def build_buildings(src: Path | str, out: Path | str | None, options: BuildingOp
     h0 = round(float(np.median(b.base)), 0)
     h_ell = h0 + float(geoid_undulation(lon, lat)[0])
     frame = EnuFrame.at_lonlat(float(lon[0]), float(lat[0]), h_ell)
-    to_enu = projected_orthometric_to_enu(frame, b.working_crs)
 
     lod2 = options.lod >= 2
     if lod2:
@@ -519,68 +632,61 @@ def build_buildings(src: Path | str, out: Path | str | None, options: BuildingOp
         full_facets, roof_drop = bm.lod1_facets(b.footprints, b.base + b.height), np.zeros(len(b))
     stage("roofs")
 
-    hashes = feature_hashes(b)
+    # what each tile depends on → reuse unchanged tiles of the previous run
+    wkb, lines = feature_fingerprints(b)
     settings = digest([PIPELINE_VERSION, str(options.lod), str(options.max_features),
                        f"{options.roof_pitch_deg}", b.working_crs.to_wkt(), repr(frame.origin_ecef)])
     old = read_manifest(Path(out))
     old_tiles = old.get("tiles", {}) if old.get("settings") == settings else {}
     staging = Staging(Path(out))
-    new_tiles: dict[str, Any] = {}
-    tiles_of: dict[str, Tile] = {}
-    depth_below: dict[str, int] = {}
     try:
-        for done, node in enumerate(nodes):
-            say("tiles", done, len(nodes))
+        depth_below: dict[str, int] = {}
+        jobs: list[TileJob] = []
+        hashes: dict[str, str] = {}
+        contents: dict[str, np.ndarray] = {}
+        for node in nodes:
             key = node.key
-            uri = f"tiles/{key}.glb"
             depth_below[key] = 0 if node.is_leaf else 1 + max(depth_below[c.key] for c in node.children)
-            subtree = node.indices
+            subtree = np.sort(node.indices)
             if node.is_leaf:
                 content = subtree
             else:
                 order = np.lexsort((-shapely.area(b.footprints[subtree]), -b.height[subtree]))
                 content = np.sort(subtree[order[:options.max_features]])
-            tile_hash = digest([settings, key, "leaf" if node.is_leaf else "node",
-                                *sorted(hashes[subtree].tolist())])
+            contents[key] = content
+            hashes[key] = digest([settings, key, "leaf" if node.is_leaf else "node", b"".join(wkb[subtree]),
+                                  "\n".join(lines[subtree])])
             prev = old_tiles.get(key)
-            children = [tiles_of[c.key] for c in node.children]
-            if prev and prev.get("hash") == tile_hash and staging.reuse(uri):
-                content_box = OrientedBox.from_json(prev["content_box"])
-                error = float(prev["error"])
-                size, gz = int(prev["bytes"]), int(prev["gzip_bytes"])
+            job = TileJob(key, node.is_leaf, content, subtree, depth_below[key])
+            if prev and prev.get("hash") == hashes[key] and staging.reuse(job.uri):
                 result.tiles_reused += 1
-            else:
-                renumber = np.full(len(b), -1, np.int64)
-                renumber[content] = np.arange(len(content))
-                if node.is_leaf:
-                    facets = full_facets.select(content, renumber)
-                    footprints = b.footprints[content]
-                    error = 0.0
-                else:
-                    tol = min(0.5 * 2 ** (depth_below[key] - 1), 4.0)
-                    simple = shapely.simplify(b.footprints[content], tol, preserve_topology=True)
-                    hd = bm.footprint_deviation(simple, b.footprints[content])
-                    facets = bm.lod1_facets(simple, b.base[content] + b.height[content])
-                    footprints = simple
-                    kept_err = float(np.max(np.hypot(hd, roof_drop[content]))) if len(content) else 0.0
-                    omitted = np.setdiff1d(subtree, content, assume_unique=True)
-                    omit_err = float(b.height[omitted].max()) if len(omitted) else 0.0
-                    error = max(kept_err, omit_err)
-                glb, verts = encode_tile(b, content, facets, footprints, to_enu, lod2 and node.is_leaf)
-                staging.write_bytes(uri, glb)
-                content_box = box_from_points(verts)
-                size, gz = len(glb), len(gzip.compress(glb, options.gzip_level))
-                result.tiles_written += 1
-            box = box_enclosing([content_box, *[c.box for c in children]])
-            tile = Tile(box=box, geometric_error=error, content_uri=uri, children=children, refine="REPLACE")
-            tiles_of[key] = tile
-            result.bytes += size
-            result.gzip_bytes += gz
-            new_tiles[key] = {"uri": uri, "hash": tile_hash, "ids": [str(i) for i in b.ids[content]],
-                              "content_box": content_box.to_json(), "error": error, "bytes": size,
-                              "gzip_bytes": gz}
-        say("tiles", len(nodes), len(nodes))
+                continue
+            jobs.append(job)
+        stage("plan")
+        _STATE = _EncoderState(b, full_facets, roof_drop, frame, lod2, staging.tmp, options.gzip_level)
+        try:
+            encoded = _run_jobs(jobs, options.workers, say)
+        finally:
+            _STATE = None
+        result.tiles_written = len(encoded)
         stage("tiles")
+
+        new_tiles: dict[str, Any] = {}
+        tiles_of: dict[str, Tile] = {}
+        for node in nodes:
+            key = node.key
+            info = encoded.get(key) or old_tiles[key]
+            uri = f"tiles/{key}.glb"
+            new_tiles[key] = {"uri": uri, "hash": hashes[key],
+                              "ids": [str(i) for i in b.ids[contents[key]]],
+                              "content_box": info["content_box"], "error": info["error"],
+                              "bytes": info["bytes"], "gzip_bytes": info["gzip_bytes"]}
+            children = [tiles_of[c.key] for c in node.children]
+            box = box_enclosing([OrientedBox.from_json(info["content_box"]), *[c.box for c in children]])
+            tiles_of[key] = Tile(box=box, geometric_error=float(info["error"]), content_uri=uri,
+                                 children=children, refine="REPLACE")
+            result.bytes += int(info["bytes"])
+            result.gzip_bytes += int(info["gzip_bytes"])
         root = tiles_of[tree.key]
         enforce_monotonic_errors(root)
         root.transform = frame.tileset_transform()

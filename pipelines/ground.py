@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-import rasterio.features
 import rasterio.windows
 import shapely
 from pyproj import CRS, Transformer
@@ -92,30 +91,48 @@ class Ground:
         return self._bilinear(xx, yy)
 
     def min_under(self, polygons: np.ndarray, crs: CRS | str) -> np.ndarray:
-        """Lowest ground under each polygon (NaN where the DEM has no data under it)."""
+        """Lowest ground under each polygon (NaN where the DEM has no data under it).
+
+        The DEM surface (bilinear between cell centres) is sampled at the polygon's boundary
+        densified to the cell size and at every cell centre inside the polygon.
+        """
         polygons = np.asarray(polygons, dtype=object)
         n = len(polygons)
         result = np.full(n, np.inf)
         if n == 0:
             return result
-        coords, idx = shapely.get_coordinates(polygons, return_index=True)
-        xx, yy = self._to_dem(coords[:, 0], coords[:, 1], crs)
-        vals = self._bilinear(xx, yy)
-        ok = np.isfinite(vals)
-        np.minimum.at(result, idx[ok], vals[ok])
         src = CRS.from_user_input(crs)
         if not src.equals(self.crs):
             t = Transformer.from_crs(src, self.crs, always_xy=True)
-            polys_dem = shapely.transform(polygons, lambda c: np.column_stack(t.transform(c[:, 0], c[:, 1])))
-        else:
-            polys_dem = polygons
-        labels = rasterio.features.rasterize(
-            ((g, i + 1) for i, g in enumerate(polys_dem)), out_shape=self.heights.shape,
-            transform=self.transform, all_touched=True, fill=0, dtype="int32",
-        )
-        cells = labels > 0
-        cell_vals = self.heights[cells]
-        cell_ok = np.isfinite(cell_vals)
-        np.minimum.at(result, labels[cells][cell_ok] - 1, cell_vals[cell_ok])
+            polygons = shapely.transform(polygons, lambda c: np.column_stack(t.transform(c[:, 0], c[:, 1])))
+        cell = float(min(abs(self.transform.a), abs(self.transform.e)))
+        edge = shapely.segmentize(polygons, cell)
+        coords, idx = shapely.get_coordinates(edge, return_index=True)
+        vals = self._bilinear(coords[:, 0], coords[:, 1])
+        ok = np.isfinite(vals)
+        np.minimum.at(result, idx[ok], vals[ok])
+        # cell centres inside each polygon (candidates from the polygon's bounding box)
+        inv = ~self.transform
+        b = shapely.bounds(polygons)
+        c_a, r_a = inv * (b[:, 0], b[:, 3])
+        c_b, r_b = inv * (b[:, 2], b[:, 1])
+        rows, cols = self.heights.shape
+        c0 = np.clip(np.floor(np.minimum(c_a, c_b)).astype(np.int64), 0, cols - 1)
+        c1 = np.clip(np.floor(np.maximum(c_a, c_b)).astype(np.int64), 0, cols - 1)
+        r0 = np.clip(np.floor(np.minimum(r_a, r_b)).astype(np.int64), 0, rows - 1)
+        r1 = np.clip(np.floor(np.maximum(r_a, r_b)).astype(np.int64), 0, rows - 1)
+        nc, nr = c1 - c0 + 1, r1 - r0 + 1
+        counts = nc * nr
+        total = int(counts.sum())
+        if total:
+            owner = np.repeat(np.arange(n), counts)
+            k = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+            cc = c0[owner] + k % nc[owner]
+            rr = r0[owner] + k // nc[owner]
+            x, y = self.transform * (cc + 0.5, rr + 0.5)
+            inside = shapely.contains_xy(polygons[owner], x, y)
+            v = self.heights[rr[inside], cc[inside]]
+            good = np.isfinite(v)
+            np.minimum.at(result, owner[inside][good], v[good])
         result[~np.isfinite(result)] = np.nan
         return result

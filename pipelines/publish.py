@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 log = logging.getLogger(__name__)
 
 MANIFEST = Path(".build") / "manifest.json"
@@ -117,7 +119,7 @@ def read_manifest(out: Path) -> dict[str, Any]:
 def write_manifest(root: Path, manifest: dict[str, Any]) -> Path:
     path = Path(root) / MANIFEST
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(manifest, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+    path.write_bytes(orjson.dumps(manifest, option=orjson.OPT_SERIALIZE_NUMPY))
     return path
 
 

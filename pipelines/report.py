@@ -24,7 +24,6 @@ Usage::
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,7 @@ class RunReport:
     def __post_init__(self) -> None:
         self.ids = np.asarray(self.ids, dtype=object)
         self.source = str(self.source)
+        self._file_name = Path(self.source).name
 
     # ----------------------------------------------------------------- recording
     @property
@@ -122,7 +123,7 @@ class RunReport:
 
     @property
     def file_name(self) -> str:
-        return Path(self.source).name
+        return self._file_name
 
     def _id(self, row: int) -> str | None:
         v = self.ids[row]
@@ -296,7 +297,8 @@ class RunReport:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         json_path, txt_path = out_dir / REPORT_JSON, out_dir / REPORT_TXT
-        json_path.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+        options = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
+        json_path.write_bytes(orjson.dumps(self.to_dict(), option=options))
         txt_path.write_text(self.summary_text(), encoding="utf-8")
         return json_path, txt_path
 

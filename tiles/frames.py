@@ -94,9 +94,14 @@ def _ecef_to_lonlath() -> Transformer:
     return Transformer.from_crs(CRS.from_epsg(4978), CRS.from_epsg(4979), always_xy=True)
 
 
-def crs_key(crs: CRS | str | int) -> str:
-    """A hashable, cacheable representation of a CRS."""
+@lru_cache(maxsize=256)
+def _wkt_of(crs: str | int) -> str:
     return CRS.from_user_input(crs).to_wkt()
+
+
+def crs_key(crs: CRS | str | int) -> str:
+    """A hashable, cacheable representation of a CRS (WKT; parsing is cached for str/int inputs)."""
+    return crs.to_wkt() if isinstance(crs, CRS) else _wkt_of(crs)
 
 
 def projected_to_lonlat(x: np.ndarray, y: np.ndarray, crs: CRS | str | int) -> tuple[np.ndarray, np.ndarray]:

@@ -60,15 +60,14 @@ def box_from_points(points: np.ndarray, pad: float = 0.0) -> OrientedBox:
     if len(pts) == 0:
         raise ValueError("no points for a bounding box")
     zmin, zmax = float(pts[:, 2].min()), float(pts[:, 2].max())
-    xy = np.unique(np.round(pts[:, :2], 4), axis=0)
-    hull = shapely.convex_hull(shapely.multipoints(xy))
+    hull = shapely.convex_hull(shapely.multipoints(pts[:, :2]))
     if hull.geom_type == "Polygon" and hull.area > 1e-6:
         rect = np.asarray(shapely.oriented_envelope(hull).exterior.coords)[:4]
         e1, e2 = rect[1] - rect[0], rect[3] - rect[0]
         c_xy = rect[0] + 0.5 * (e1 + e2)
         h1, h2 = 0.5 * e1, 0.5 * e2
     else:  # points or a line: axis-aligned
-        lo, hi = xy.min(axis=0), xy.max(axis=0)
+        lo, hi = pts[:, :2].min(axis=0), pts[:, :2].max(axis=0)
         c_xy = 0.5 * (lo + hi)
         h1, h2 = np.array([0.5 * (hi[0] - lo[0]), 0.0]), np.array([0.0, 0.5 * (hi[1] - lo[1])])
     axes = np.zeros((3, 3))
