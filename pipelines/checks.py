@@ -121,7 +121,8 @@ def check_features(
     alive = np.flatnonzero(~shapely.is_missing(out) & ~missing_id)
     if len(alive):
         wkb = shapely.to_wkb(shapely.set_precision(out[alive], 0.01), hex=True)
-        attrs = [src.gdf[c].to_numpy(dtype=object)[alive].tolist() for c in compare]
+        attrs = [[None if isinstance(v, float) and v != v else v  # NaN ≠ NaN would hide duplicates
+                  for v in src.gdf[c].to_numpy(dtype=object)[alive].tolist()] for c in compare]
         keys = list(zip(wkb.tolist(), *attrs, strict=True))
         first_of_key: dict[tuple, int] = {}
         first_of_id: dict[str, int] = {}

@@ -139,7 +139,7 @@ def prepare_furniture(src_path: Path, dem: DemGrid, *, boundary: shapely.Geometr
 def build_furniture(
     src_path: Path, out_dir: Path, *, dem_path: Path | None = None, boundary_path: Path | None = None,
     mapping: FieldMapping | None = None, src_crs: str | None = None, dry_run: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None, max_per_leaf: int = 2000,
 ) -> FurnitureResult:
     """The ``onemap tiles furniture`` pipeline; writes the tileset (unless dry run) and the report."""
     dem = DemGrid.read(dem_path) if dem_path else DemGrid.flat()
@@ -154,7 +154,8 @@ def build_furniture(
     build = None
     if not dry_run and inst.count:
         build = build_instanced_tileset(inst, out_dir, dem, class_name="furniture",
-                                        description="street furniture", progress=progress)
+                                        description="street furniture", progress=progress,
+                                        max_per_leaf=max_per_leaf)
         report.output.update(summary_dict(build))
         types, counts = np.unique(inst.template_keys.astype(str), return_counts=True)
         report.output["by_type"] = dict(zip(types.tolist(), counts.tolist(), strict=True))

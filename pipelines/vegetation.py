@@ -248,6 +248,7 @@ def build_vegetation(
     trees_path: Path, out_dir: Path, *, dem_path: Path | None = None, green_path: Path | None = None,
     water_path: Path | None = None, boundary_path: Path | None = None, mapping: FieldMapping | None = None,
     src_crs: str | None = None, dry_run: bool = False, progress: Callable[[int, int], None] | None = None,
+    max_per_leaf: int = 2000,
 ) -> VegetationResult:
     """The ``onemap tiles trees`` pipeline (trees + optional green and water)."""
     out_dir = Path(out_dir)
@@ -268,7 +269,8 @@ def build_vegetation(
         children = []
         if inst.count:
             result.trees = build_instanced_tileset(inst, out_dir / "trees", dem, class_name="tree",
-                                                   description="trees (billboards)", progress=progress)
+                                                   description="trees (billboards)", progress=progress,
+                                                   max_per_leaf=max_per_leaf)
             trees_report.output.update(summary_dict(result.trees))
             children.append(("trees", result.trees.tileset))
         if areas is not None:

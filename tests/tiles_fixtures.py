@@ -47,3 +47,73 @@ def write_points(path: Path, layer: str, rows: list[dict], crs: str = CRS_4548) 
     geoms = [Point(r.pop("x"), r.pop("y")) if "x" in r else r.pop("geometry") for r in rows]
     gpd.GeoDataFrame(rows, geometry=geoms, crs=crs).to_file(path, layer=layer)
     return path
+
+
+def leaf_contents(tileset_path: Path) -> list[Path]:
+    """Content files of the leaf tiles of a tileset.json (no external tilesets followed)."""
+    import json
+
+    doc = json.loads(Path(tileset_path).read_text())
+    out: list[Path] = []
+
+    def walk(tile: dict) -> None:
+        if not tile.get("children") and "content" in tile:
+            out.append(Path(tileset_path).parent / tile["content"]["uri"])
+        for child in tile.get("children", []):
+            walk(child)
+
+    walk(doc["root"])
+    return out
+
+
+def all_contents(tileset_path: Path) -> list[Path]:
+    import json
+
+    doc = json.loads(Path(tileset_path).read_text())
+    out: list[Path] = []
+
+    def walk(tile: dict) -> None:
+        if "content" in tile:
+            out.append(Path(tileset_path).parent / tile["content"]["uri"])
+        for child in tile.get("children", []):
+            walk(child)
+
+    walk(doc["root"])
+    return out
+
+
+def root_matrix(tileset_path: Path) -> np.ndarray:
+    """The root transform as a 4x4 row-major matrix (ENU → ECEF)."""
+    import json
+
+    doc = json.loads(Path(tileset_path).read_text())
+    return np.asarray(doc["root"]["transform"], float).reshape(4, 4).T
+
+
+def enu_to_ecef(m: np.ndarray, enu: np.ndarray) -> np.ndarray:
+    return np.asarray(enu, float) @ m[:3, :3].T + m[:3, 3]
+
+
+def horizontal_error_m(lon: np.ndarray, lat: np.ndarray, lon_ref: np.ndarray,
+                       lat_ref: np.ndarray) -> np.ndarray:
+    """Metres between lon/lat pairs (local flat approximation, fine at centimetre scale)."""
+    k = 111_320.0
+    dx = (np.asarray(lon) - lon_ref) * k * np.cos(np.radians(lat_ref))
+    dy = (np.asarray(lat) - lat_ref) * 110_574.0
+    return np.hypot(dx, dy)
+
+
+def tileset_errors(tileset_path: Path) -> list[tuple[float, list[float]]]:
+    """(geometricError, [children's errors]) for every tile."""
+    import json
+
+    doc = json.loads(Path(tileset_path).read_text())
+    out = []
+
+    def walk(tile: dict) -> None:
+        out.append((tile["geometricError"], [c["geometricError"] for c in tile.get("children", [])]))
+        for c in tile.get("children", []):
+            walk(c)
+
+    walk(doc["root"])
+    return out
