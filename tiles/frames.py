@@ -52,11 +52,22 @@ def _geoid_transformer() -> Transformer:
     return Transformer.from_pipeline(pipeline)
 
 
+def _transform(transformer: Transformer, *coords: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``transformer.transform`` on 1-D float arrays, always returning arrays. (pyproj first tries
+    its single-point path, which converts 1-element arrays to scalars: deprecated by numpy.)"""
+    arrays = [np.atleast_1d(np.asarray(c, dtype=np.float64)).ravel() for c in coords]
+    n = len(arrays[0])
+    if n == 1:
+        arrays = [np.repeat(a, 2) for a in arrays]
+    out = transformer.transform(*arrays)
+    return tuple(np.asarray(o, dtype=np.float64)[:n] for o in out)
+
+
 def geoid_undulation(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     """EGM96 geoid undulation N (metres) at CGCS2000/WGS84 lon/lat degrees."""
     lon = np.asarray(lon, dtype=np.float64)
     lat = np.asarray(lat, dtype=np.float64)
-    _, _, n = _geoid_transformer().transform(lon, lat, np.zeros_like(lon))
+    _, _, n = _transform(_geoid_transformer(), lon, lat, np.zeros_like(lon))
     n = np.asarray(n, dtype=np.float64)
     if not np.all(np.isfinite(n)):
         raise GeoidGridMissing(f"geoid grid {GEOID_GRID} gave no value for some points")
@@ -106,7 +117,7 @@ def crs_key(crs: CRS | str | int) -> str:
 
 def projected_to_lonlat(x: np.ndarray, y: np.ndarray, crs: CRS | str | int) -> tuple[np.ndarray, np.ndarray]:
     """Horizontal transform of any CRS pyproj knows to lon/lat degrees."""
-    lon, lat = _to_lonlat(crs_key(crs)).transform(np.asarray(x, float), np.asarray(y, float))
+    lon, lat = _transform(_to_lonlat(crs_key(crs)), x, y)
     return np.asarray(lon), np.asarray(lat)
 
 
@@ -117,16 +128,14 @@ def lonlat_orthometric_to_ecef(lon: np.ndarray, lat: np.ndarray, h_ortho: np.nda
 
 
 def lonlat_ellipsoidal_to_ecef(lon: np.ndarray, lat: np.ndarray, h_ellipsoidal: np.ndarray) -> np.ndarray:
-    x, y, z = _lonlath_to_ecef().transform(
-        np.asarray(lon, float), np.asarray(lat, float), np.asarray(h_ellipsoidal, float)
-    )
+    x, y, z = _transform(_lonlath_to_ecef(), lon, lat, h_ellipsoidal)
     return np.column_stack([x, y, z])
 
 
 def ecef_to_lonlat_ellipsoidal(ecef: np.ndarray) -> np.ndarray:
     """(N,3) lon, lat degrees and ellipsoidal height from ECEF."""
     ecef = np.asarray(ecef, float).reshape(-1, 3)
-    lon, lat, h = _ecef_to_lonlath().transform(ecef[:, 0], ecef[:, 1], ecef[:, 2])
+    lon, lat, h = _transform(_ecef_to_lonlath(), ecef[:, 0], ecef[:, 1], ecef[:, 2])
     return np.column_stack([lon, lat, h])
 
 
