@@ -1,0 +1,136 @@
+"""Loaders: deliveries (files) -> PostGIS overlay tables, with a report of every rejected row.
+
+``load_layer`` loads one layer in its own transaction; ``load_sample`` loads a whole sample
+delivery (``DIR/clean``) in dependency order and derives tracks, check-ins and alarms.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from gis.loaders.derive import derive_all
+from gis.loaders.events import load_events
+from gis.loaders.gps import load_gps
+from gis.loaders.io import Mapping
+from gis.loaders.population import load_population
+from gis.loaders.reference import (
+    load_buildings,
+    load_cameras,
+    load_checkpoints,
+    load_communities,
+    load_geofences,
+    load_grid_cells,
+    load_roads,
+    load_workers,
+)
+from gis.loaders.report import LayerReport, LoadReport
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LAYERS", "LoadReport", "Mapping", "connect", "load_layer", "load_sample"]
+
+Loader = Callable[..., LayerReport]
+
+#: layer name -> (loader, file name in a sample delivery's clean/ folder), in dependency order
+LAYERS: dict[str, tuple[Loader, str]] = {
+    "communities": (load_communities, "communities.gpkg"),
+    "grid_cells": (load_grid_cells, "grid_cells.gpkg"),
+    "buildings": (load_buildings, "buildings.gpkg"),
+    "roads": (load_roads, "roads.gpkg"),
+    "workers": (load_workers, "workers.csv"),
+    "cameras": (load_cameras, "cameras.gpkg"),
+    "checkpoints": (load_checkpoints, "checkpoints.gpkg"),
+    "geofences": (load_geofences, "geofences.gpkg"),
+    "events": (load_events, "events.csv"),
+    "population": (load_population, "population.csv"),
+    "gps": (load_gps, "gps_fixes.parquet"),
+}
+
+#: everything `load sample` replaces (event_category / event_transition are reference data)
+SAMPLE_TABLES = (
+    "alarms", "alarm_watermark", "checkins", "shift_tracks", "worker_positions", "gps_fixes",
+    "event_status_history", "events", "restricted.persons", "geofences", "checkpoints", "cameras",
+    "devices", "workers", "roads", "buildings", "grid_cells", "communities",
+)  # fmt: skip
+
+
+def connect(url: str | None = None) -> psycopg.Connection:
+    """A psycopg connection to the onemap database (``gis.db.libpq_url()`` unless given)."""
+    if url is None:
+        from gis.db import libpq_url
+
+        url = libpq_url()
+    return psycopg.connect(url)
+
+
+def load_layer(
+    layer: str, path: Path, *, mapping: Path | None = None, url: str | None = None, **options: Any
+) -> LoadReport:
+    """Load one layer in one transaction (all or nothing). ``options`` go to the layer's loader
+    (``boundary`` for buildings, ``replace``/``limit`` for gps)."""
+    if layer not in LAYERS:
+        raise ValueError(f"unknown layer {layer!r}; known: {', '.join(LAYERS)}")
+    loader, _ = LAYERS[layer]
+    report = LoadReport()
+    with connect(url) as conn:
+        report.add(loader(conn, Path(path), Mapping.load(mapping), **options))
+        if layer == "grid_cells":
+            from gis.loaders.reference import assign_buildings
+
+            assign_buildings(conn)
+        conn.execute("ANALYZE")
+    return report
+
+
+def sample_clean_dir(directory: Path) -> Path:
+    directory = Path(directory)
+    clean = directory / "clean"
+    if clean.is_dir():
+        return clean
+    if (directory / "buildings.gpkg").exists():
+        return directory
+    raise FileNotFoundError(
+        f"{directory}: no clean/ folder of a sample delivery (see docs/sample-delivery.md)"
+    )
+
+
+def load_sample(
+    directory: Path, *, url: str | None = None, gps_limit: int | None = None, derive: bool = True
+) -> LoadReport:
+    """Replace every overlay table with the sample delivery in ``directory`` (or its ``clean/``).
+
+    One transaction: a failure leaves the previous contents untouched. ``gps_limit`` loads only the
+    first N fixes (tests, quick demos).
+    """
+    clean = sample_clean_dir(directory)
+    boundary = clean / "boundary.gpkg"
+    report = LoadReport()
+    with connect(url) as conn:
+        conn.execute("SELECT set_config('onemap.quiet', 'on', true)")
+        conn.execute(f"TRUNCATE {', '.join(SAMPLE_TABLES)}")  # noqa: S608 - constant list
+        for layer, (loader, file_name) in LAYERS.items():
+            path = clean / file_name
+            if not path.exists():
+                log.warning("%s: %s missing, layer %s skipped", clean, file_name, layer)
+                continue
+            options: dict[str, Any] = {}
+            if layer == "buildings" and boundary.exists():
+                options["boundary"] = boundary
+            if layer == "gps":
+                options = {"limit": gps_limit}
+            log.info("loading %s from %s", layer, path)
+            report.add(loader(conn, path, Mapping(), **options))
+        if derive:
+            t0 = time.perf_counter()
+            report.derived = derive_all(conn)
+            report.derived["seconds"] = round(time.perf_counter() - t0, 1)
+        conn.execute("SELECT set_config('onemap.quiet', 'off', true)")
+        conn.commit()
+        conn.execute("ANALYZE")
+    return report

@@ -1,0 +1,72 @@
+"""Staging + upsert plumbing shared by the loaders (psycopg 3, one transaction per load)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from gis.loaders.io import copy_frame
+
+log = logging.getLogger(__name__)
+
+
+def stage(conn: psycopg.Connection, name: str, columns: dict[str, str], df: pd.DataFrame) -> int:
+    """Create temp table ``name`` (dropped at commit) with ``columns`` {name: type} and COPY ``df``."""
+    cols = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in columns.items()
+    )
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+    conn.execute(sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(sql.Identifier(name), cols))
+    return copy_frame(conn, name, df[list(columns)])
+
+
+def upsert_from_stage(
+    conn: psycopg.Connection,
+    table: str,
+    stage_table: str,
+    columns: Sequence[str],
+    select_exprs: Sequence[str],
+    *,
+    key: str = "id",
+    delete_missing: bool = True,
+) -> tuple[int, int]:
+    """INSERT ... SELECT from the stage with ON CONFLICT (key) DO UPDATE; optionally delete the rows
+    whose key is not in the stage (the delivery replaces the layer). Returns (upserted, deleted).
+
+    ``select_exprs`` are trusted SQL expressions written in the loaders (never user input).
+    """
+    target = sql.Identifier(table)
+    col_ids = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    updates = sql.SQL(", ").join(
+        sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in columns if c != key
+    )
+    select = sql.SQL(", ").join(sql.SQL(e) for e in select_exprs)  # noqa: S608 - loader constants
+    deleted = 0
+    if delete_missing:
+        cur = conn.execute(
+            sql.SQL("DELETE FROM {} t WHERE NOT EXISTS (SELECT 1 FROM {} s WHERE s.{} = t.{})").format(
+                target, sql.Identifier(stage_table), sql.Identifier(key), sql.Identifier(key)
+            )
+        )
+        deleted = cur.rowcount
+    cur = conn.execute(
+        sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} s ON CONFLICT ({}) DO UPDATE SET {}").format(
+            target, col_ids, select, sql.Identifier(stage_table), sql.Identifier(key), updates
+        )
+    )
+    return cur.rowcount, deleted
+
+
+def ids_in(conn: psycopg.Connection, table: str, column: str = "id") -> set[str]:
+    rows = conn.execute(sql.SQL("SELECT {} FROM {}").format(sql.Identifier(column), sql.Identifier(table)))
+    return {r[0] for r in rows}
+
+
+def quiet(conn: psycopg.Connection) -> None:
+    """No NOTIFY from triggers for the rest of this transaction (bulk historical loads)."""
+    conn.execute("SELECT set_config('onemap.quiet', 'on', true)")
+    conn.execute("SELECT set_config('onemap.actor', 'loader', true)")

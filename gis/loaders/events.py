@@ -1,0 +1,135 @@
+"""events.csv -> events (+ their status history, written by the insert trigger).
+
+Reload = replace: the table and its history are truncated first (docs/postgis.md "Reloading").
+Building, grid cell and community are assigned spatially with ``locate_point()`` (the function
+the insert trigger uses for single events).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psycopg
+
+from gis import lifecycle
+from gis.loaders import io
+from gis.loaders.db import ids_in, quiet, stage
+from gis.loaders.io import Mapping
+from gis.loaders.report import LayerReport
+
+log = logging.getLogger(__name__)
+
+#: lifecycle order of the timestamp columns along the main path
+MAIN_PATH = ("reported", "accepted", "dispatched", "handled", "verified", "closed")
+TS_COLS = [lifecycle.TIMESTAMP_COLUMN[s] for s in lifecycle.STATUSES]
+
+
+def validate_lifecycle(df: pd.DataFrame, report: LayerReport) -> pd.DataFrame:
+    """Status and timestamps must describe a legal path: every step of the main path up to the
+    status is set and non-decreasing, nothing after it is set; ``rejected`` comes from reported or
+    accepted."""
+    status = df["status"].to_numpy()
+    n = len(df)
+    bad = np.zeros(n, dtype=bool)
+    why = np.empty(n, dtype=object)
+    reached_idx = {s: i for i, s in enumerate(MAIN_PATH)}
+    ts = {s: df[lifecycle.TIMESTAMP_COLUMN[s]] for s in lifecycle.STATUSES}
+    for st in lifecycle.STATUSES:
+        rows = status == st
+        if not rows.any():
+            continue
+        if st == "rejected":
+            last = 1  # reported, maybe accepted
+            need = ["reported"]
+            forbid = list(MAIN_PATH[2:])
+        else:
+            last = reached_idx[st]
+            need = list(MAIN_PATH[: last + 1])
+            forbid = list(MAIN_PATH[last + 1 :]) + ["rejected"]
+        for s in need:
+            miss = rows & ts[s].isna().to_numpy() & ~bad
+            why[miss] = f"status {st} but {s}_at is empty"
+            bad |= miss
+        for s in forbid:
+            extra = rows & ts[s].notna().to_numpy() & ~bad
+            why[extra] = f"status {st} but {s}_at is set"
+            bad |= extra
+        # order: each reached step no earlier than the previous reached one
+        seq = list(MAIN_PATH[: last + 1]) + (["rejected"] if st == "rejected" else [])
+        latest = ts["reported"]
+        for s in seq[1:]:
+            cur = ts[s]
+            earlier = rows & (cur < latest).fillna(False).to_numpy() & ~bad
+            why[earlier] = f"{s}_at is before an earlier step"
+            bad |= earlier
+            latest = cur.where(cur.notna(), latest)
+    if bad.any():
+        msgs = why[bad].tolist()
+        df = report.reject_mask(df, bad, "status", "inconsistent_lifecycle", msgs, value_col="status")
+    return df
+
+
+def load_events(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping()) -> LayerReport:
+    t0 = time.perf_counter()
+    report = LayerReport(layer="events", source=str(path))
+    df = io.read_table(path, mapping, report)
+    io.require_columns(df, ("id", "category", "priority", "source", "x", "y", "status", "reported_at"), path)
+    df["id"] = io.text_or_none(df["id"])
+    df = io.check_required(df, report, "id")
+    df = io.check_unique(df, report, ["id"])
+    categories = ids_in(conn, "event_category", "code")
+    df = io.check_enum(df, report, "category", categories)
+    df = io.check_enum(df, report, "priority", ("A", "B", "C", "D"))
+    df = io.check_enum(df, report, "source", ("grid_worker", "resident", "camera"))
+    df = io.check_enum(df, report, "status", lifecycle.STATUSES)
+    df = io.check_numeric(df, report, "x", lo=io.X4548_RANGE[0], hi=io.X4548_RANGE[1], required=True)
+    df = io.check_numeric(df, report, "y", lo=io.Y4548_RANGE[0], hi=io.Y4548_RANGE[1], required=True)
+    df = io.check_timestamps(df, report, TS_COLS, required=("reported_at",))
+    df = validate_lifecycle(df, report)
+    df["worker_id"] = io.text_or_none(df["worker_id"]) if "worker_id" in df.columns else None
+    df = io.check_enum(
+        df, report, "worker_id", ids_in(conn, "workers"), required=False, reason="unknown_reference"
+    )
+    df["description"] = io.text_or_none(df["description"]) if "description" in df.columns else None
+    cols = {
+        "id": "text",
+        "category": "text",
+        "priority": "text",
+        "source": "text",
+        "description": "text",
+        "status": "text",
+        "worker_id": "text",
+        "x": "double precision",
+        "y": "double precision",
+    }
+    cols |= {c: "timestamptz" for c in TS_COLS}
+    out = df[list(cols)].copy()
+    for c in TS_COLS:
+        out[c] = out[c].astype("datetime64[us, UTC]")
+    quiet(conn)
+    conn.execute("TRUNCATE event_status_history, events")
+    stage(conn, "stg_events", cols, out)
+    ts_list = ", ".join(TS_COLS)
+    cur = conn.execute(f"""
+        INSERT INTO events (id, category, priority, source, description, status, worker_id, {ts_list},
+                            deadline_at, building_id, grid_id, community_id, geom)
+        SELECT s.id, s.category, s.priority, s.source, s.description, s.status, s.worker_id,
+               {", ".join("s." + c for c in TS_COLS)},
+               s.reported_at + make_interval(secs => c.deadline_hours * 3600),
+               l.building_id, l.grid_id, l.community_id,
+               ST_Transform(p.pt, 4490)
+          FROM stg_events s
+          JOIN event_category c ON c.code = s.category
+          CROSS JOIN LATERAL (SELECT ST_SetSRID(ST_MakePoint(s.x, s.y), 4548) AS pt) p
+          CROSS JOIN LATERAL locate_point(p.pt) l
+    """)  # noqa: S608 - column lists are module constants
+    report.finish(cur.rowcount)
+    located = conn.execute("SELECT count(*) FILTER (WHERE grid_id IS NULL) FROM events").fetchone()
+    if located and located[0]:
+        report.note(f"{located[0]} events lie in no grid cell (grid_id NULL)")
+    report.seconds = time.perf_counter() - t0
+    return report

@@ -1,0 +1,486 @@
+"""Reference layers: communities, grid cells, buildings, roads, cameras, checkpoints, geofences, workers.
+
+Each loader replaces its layer (upsert by id, then delete ids the delivery no longer has; rows of
+other tables that pointed at deleted ids get NULL, see docs/postgis.md "Reloading").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import psycopg
+import shapely
+
+from gis.loaders import io
+from gis.loaders.db import ids_in, stage, upsert_from_stage
+from gis.loaders.io import Mapping
+from gis.loaders.report import LayerReport
+from pipelines.sources import FieldSpec
+
+log = logging.getLogger(__name__)
+
+GEOM_4490 = "ST_SetSRID(ST_GeomFromWKB(decode(s.wkb, 'hex')), 4490)"
+BUILDING_USES = (
+    "residential",
+    "commercial",
+    "office",
+    "school",
+    "hospital",
+    "market",
+    "public",
+    "industrial",
+    "courtyard_house",
+)
+ROOF_TYPES = ("flat", "gable", "hip")
+
+
+def _attrs_json(df: pd.DataFrame, known: set[str]) -> pd.Series:
+    """Delivered fields the schema has no column for, kept in ``attrs`` (jsonb)."""
+    extra = [c for c in df.columns if c not in known and c != "geometry"]
+    if not extra:
+        return pd.Series(["{}"] * len(df), index=df.index)
+    sub = df[extra].astype(object).where(df[extra].notna(), None)
+    return pd.Series(
+        [json.dumps(r, ensure_ascii=False, default=str) for r in sub.to_dict("records")], index=df.index
+    )
+
+
+def _specs(required: tuple[str, ...], optional: dict[str, str]) -> list[FieldSpec]:
+    kinds = {"f": "float", "i": "int", "s": "str"}
+    out = [FieldSpec(name, kinds[optional.get(name, "s")], required=True) for name in required]
+    out += [FieldSpec(name, kinds[k]) for name, k in optional.items() if name not in required]
+    return out
+
+
+SPECS: dict[str, list[FieldSpec]] = {
+    "communities": _specs(("id", "name"), {}),
+    "grid_cells": _specs(
+        ("id", "name"), {"community_id": "s", "staff_id": "s", "staff_name": "s", "staff_phone": "s"}
+    ),
+    "buildings": _specs(
+        ("id",),
+        {"name": "s", "floors": "i", "height": "f", "use": "s", "roof_type": "s", "community": "s",
+         "compound": "s"},
+    ),
+    "roads": _specs(
+        ("id",), {"name": "s", "class": "s", "width": "f", "lanes": "i", "bridge": "i", "deck_height": "f"}
+    ),
+    "cameras": _specs(
+        ("id", "kind", "mount_height", "heading", "hfov", "range_m"),
+        {"name": "s", "mount_height": "f", "heading": "f", "pitch": "f", "hfov": "f", "range_m": "f",
+         "stream_url": "s", "status": "s"},
+    ),
+    "checkpoints": _specs(("id", "radius_m"), {"name": "s", "grid_id": "s", "radius_m": "f"}),
+    "geofences": _specs(("id", "kind"), {"name": "s", "worker_id": "s", "max_dwell_min": "f"}),
+}
+
+
+def _vector_prelude(
+    path: Path, layer: str, mapping: Mapping, kind: str, required: tuple[str, ...] = ("id",)
+) -> tuple[gpd.GeoDataFrame, LayerReport]:
+    report = LayerReport(layer=layer, source=str(path))
+    gdf = io.read_vector(path, mapping, report, SPECS[layer])
+    io.require_columns(gdf, required, path)
+    gdf["id"] = io.text_or_none(gdf["id"])
+    gdf = io.check_required(gdf, report, "id")
+    gdf = io.check_geometry(gdf, report, kind)
+    gdf = io.check_unique(gdf, report, ["id"])
+    return gdf, report
+
+
+def _within_boundary(gdf: gpd.GeoDataFrame, report: LayerReport, boundary: Path | None) -> gpd.GeoDataFrame:
+    if boundary is None or gdf.empty:
+        return gdf
+    b = gpd.read_file(boundary, engine="pyogrio")
+    b = (b.set_crs(io.DELIVERY_CRS) if b.crs is None else b).to_crs(io.DELIVERY_CRS)
+    area = shapely.buffer(shapely.union_all(b.geometry.to_numpy()), 1.0)
+    inside = shapely.contains(area, shapely.point_on_surface(gdf.geometry.to_numpy()))
+    return report.reject_mask(
+        gdf, ~inside, "geometry", "outside_boundary", f"outside the district boundary ({Path(boundary).name})"
+    )
+
+
+def _finish(
+    conn: psycopg.Connection, report: LayerReport, t0: float, upserted: int, deleted: int
+) -> LayerReport:
+    report.finish(upserted)
+    if deleted:
+        report.note(f"{deleted} rows not in this delivery were deleted")
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def load_communities(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping()) -> LayerReport:
+    t0 = time.perf_counter()
+    gdf, report = _vector_prelude(path, "communities", mapping, "polygon", ("id", "name"))
+    gdf = io.check_required(gdf, report, "name")
+    df = pd.DataFrame(
+        {
+            "id": gdf["id"],
+            "name": io.text_or_none(gdf["name"]),
+            "attrs": _attrs_json(gdf, {"id", "name"}),
+            "wkb": io.wkb_hex_4490(gdf.geometry),
+        }
+    )
+    stage(conn, "stg_communities", {"id": "text", "name": "text", "attrs": "jsonb", "wkb": "text"}, df)
+    up, deleted = upsert_from_stage(
+        conn,
+        "communities",
+        "stg_communities",
+        ["id", "name", "attrs", "geom"],
+        ["s.id", "s.name", "s.attrs", GEOM_4490],
+    )
+    return _finish(conn, report, t0, up, deleted)
+
+
+def load_grid_cells(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping()) -> LayerReport:
+    t0 = time.perf_counter()
+    gdf, report = _vector_prelude(path, "grid_cells", mapping, "polygon", ("id", "name"))
+    gdf = io.check_required(gdf, report, "name")
+    for c in ("community_id", "staff_id", "staff_name", "staff_phone"):
+        gdf[c] = io.text_or_none(gdf[c]) if c in gdf.columns else None
+    communities = ids_in(conn, "communities")
+    gdf = io.check_enum(gdf, report, "community_id", communities, required=False, reason="unknown_reference")
+    known = {"id", "name", "community_id", "staff_id", "staff_name", "staff_phone"}
+    df = pd.DataFrame({c: gdf[c] for c in sorted(known)})
+    df["attrs"] = _attrs_json(gdf, known)
+    df["wkb"] = io.wkb_hex_4490(gdf.geometry)
+    cols = {c: "text" for c in sorted(known)} | {"attrs": "jsonb", "wkb": "text"}
+    stage(conn, "stg_grid_cells", cols, df)
+    target = [*sorted(known), "attrs", "geom"]
+    up, deleted = upsert_from_stage(
+        conn,
+        "grid_cells",
+        "stg_grid_cells",
+        target,
+        [f"s.{c}" for c in sorted(known)] + ["s.attrs", GEOM_4490],
+    )
+    return _finish(conn, report, t0, up, deleted)
+
+
+def load_buildings(
+    conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping(), boundary: Path | None = None
+) -> LayerReport:
+    """Buildings keep the delivered ``id`` (the id the 3D tiles carry)."""
+    t0 = time.perf_counter()
+    gdf, report = _vector_prelude(path, "buildings", mapping, "polygon")
+    gdf = _within_boundary(gdf, report, boundary)
+    # same geometry and attributes as an earlier feature (a copy under another id)
+    attr_cols = [c for c in gdf.columns if c not in ("id", "geometry")]
+    key = pd.Series(shapely.to_wkb(shapely.normalize(gdf.geometry.to_numpy()), hex=True), index=gdf.index)
+    for c in attr_cols:
+        key = key + "|" + gdf[c].astype(str)
+    dup = key.duplicated(keep="first")
+    first_id = dict(zip(key[~dup], gdf.loc[~dup, "id"], strict=True))
+    gdf = report.reject_mask(
+        gdf,
+        dup.to_numpy(),
+        None,
+        "duplicate",
+        lambda b: [f"same geometry and attributes as {first_id[key[i]]}" for i in b.index],
+    )
+    gdf = io.check_numeric(gdf, report, "floors", integer=True, reason_range="absurd_height")
+    gdf = io.check_numeric(gdf, report, "height", reason_range="absurd_height")
+    gdf = report.reject_mask(
+        gdf,
+        ((gdf["height"] <= 0) | (gdf["height"] > 500)).to_numpy(),
+        "height",
+        "absurd_height",
+        lambda b: [f"height {v} m not in (0, 500]" for v in b["height"]],
+        value_col="height",
+    )
+    floors = gdf["floors"].astype("Float64")
+    gdf = report.reject_mask(
+        gdf,
+        ((floors > 120) | (floors < 0)).fillna(False).to_numpy(),
+        "floors",
+        "absurd_height",
+        lambda b: [f"floors {v} not in [0, 120]" for v in b["floors"]],
+        value_col="floors",
+    )
+    gdf = report.reject_mask(
+        gdf,
+        (gdf["height"].isna() & gdf["floors"].isna()).to_numpy(),
+        "height",
+        "missing_height",
+        "no height and no floors",
+    )
+    known = {"id", "name", "floors", "height", "use", "roof_type", "community", "compound"}
+    df = pd.DataFrame({"id": gdf["id"]})
+    for c in ("name", "use", "roof_type", "compound"):
+        df[c] = io.text_or_none(gdf[c]) if c in gdf.columns else None
+    df["community_declared"] = io.text_or_none(gdf["community"]) if "community" in gdf.columns else None
+    df["floors"] = gdf["floors"]
+    df["height"] = gdf["height"]
+    unknown_use = df["use"].notna() & ~df["use"].isin(BUILDING_USES)
+    if unknown_use.any():
+        report.note(
+            f"{int(unknown_use.sum())} buildings have a use outside {', '.join(BUILDING_USES)} "
+            f"(kept as delivered): {sorted(df.loc[unknown_use, 'use'].unique())[:5]}"
+        )
+    df["attrs"] = _attrs_json(gdf, known)
+    df["wkb"] = io.wkb_hex_4490(gdf.geometry)
+    cols = {
+        "id": "text",
+        "name": "text",
+        "use": "text",
+        "roof_type": "text",
+        "compound": "text",
+        "community_declared": "text",
+        "floors": "integer",
+        "height": "double precision",
+        "attrs": "jsonb",
+        "wkb": "text",
+    }
+    stage(conn, "stg_buildings", cols, df)
+    target = ["id", "name", "use", "roof_type", "compound", "community_declared", "floors", "height", "attrs"]
+    up, deleted = upsert_from_stage(
+        conn, "buildings", "stg_buildings", [*target, "geom"], [f"s.{c}" for c in target] + [GEOM_4490]
+    )
+    assign_buildings(conn)
+    return _finish(conn, report, t0, up, deleted)
+
+
+def assign_buildings(conn: psycopg.Connection) -> None:
+    """grid_id / community_id of every building from the cell containing its point-on-surface."""
+    conn.execute("""
+        UPDATE buildings b SET grid_id = l.grid_id, community_id = l.community_id
+          FROM (SELECT b2.id,
+                       (SELECT g.id FROM grid_cells g WHERE ST_Intersects(g.geom_4548, p.pt)
+                         ORDER BY g.id LIMIT 1) AS grid_id,
+                       COALESCE((SELECT c.id FROM communities c WHERE ST_Intersects(c.geom_4548, p.pt)
+                                  ORDER BY c.id LIMIT 1),
+                                (SELECT g.community_id FROM grid_cells g
+                                  WHERE ST_Intersects(g.geom_4548, p.pt)
+                                  ORDER BY g.id LIMIT 1)) AS community_id
+                  FROM buildings b2 CROSS JOIN LATERAL (SELECT ST_PointOnSurface(b2.geom_4548) AS pt) p) l
+         WHERE l.id = b.id
+           AND (b.grid_id IS DISTINCT FROM l.grid_id OR b.community_id IS DISTINCT FROM l.community_id)
+    """)
+
+
+def load_roads(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping()) -> LayerReport:
+    t0 = time.perf_counter()
+    gdf, report = _vector_prelude(path, "roads", mapping, "line")
+    gdf = io.check_numeric(gdf, report, "width", lo=0, hi=200)
+    gdf = io.check_numeric(gdf, report, "lanes", lo=0, hi=20, integer=True)
+    gdf = io.check_numeric(gdf, report, "deck_height", lo=0, hi=200)
+    gdf = io.check_numeric(gdf, report, "bridge", lo=0, hi=1, integer=True)
+    known = {"id", "name", "class", "width", "lanes", "bridge", "deck_height"}
+    df = pd.DataFrame({"id": gdf["id"]})
+    for c in ("name", "class"):
+        df[c] = io.text_or_none(gdf[c]) if c in gdf.columns else None
+    df["width"] = gdf["width"]
+    df["lanes"] = gdf["lanes"]
+    df["deck_height"] = gdf["deck_height"]
+    df["bridge"] = gdf["bridge"].fillna(0).astype(int) == 1
+    df["attrs"] = _attrs_json(gdf, known)
+    df["wkb"] = io.wkb_hex_4490(gdf.geometry)
+    cols = {
+        "id": "text",
+        "name": "text",
+        "class": "text",
+        "width": "double precision",
+        "lanes": "integer",
+        "deck_height": "double precision",
+        "bridge": "boolean",
+        "attrs": "jsonb",
+        "wkb": "text",
+    }
+    stage(conn, "stg_roads", cols, df)
+    target = ["id", "name", "class", "width", "lanes", "deck_height", "bridge", "attrs"]
+    up, deleted = upsert_from_stage(
+        conn, "roads", "stg_roads", [*target, "geom"], [f"s.{c}" for c in target] + [GEOM_4490]
+    )
+    return _finish(conn, report, t0, up, deleted)
+
+
+def load_cameras(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping()) -> LayerReport:
+    t0 = time.perf_counter()
+    gdf, report = _vector_prelude(
+        path, "cameras", mapping, "point", ("id", "kind", "mount_height", "heading", "hfov", "range_m")
+    )
+    gdf = io.check_enum(gdf, report, "kind", ("street", "high_altitude"))
+    gdf = io.check_numeric(gdf, report, "mount_height", lo=0, hi=1000, required=True)
+    gdf = io.check_numeric(gdf, report, "heading", lo=-360, hi=720, required=True)
+    gdf = io.check_numeric(gdf, report, "pitch", lo=-90, hi=90)
+    gdf = io.check_numeric(gdf, report, "hfov", lo=0, hi=360, lo_open=True, required=True)
+    gdf = io.check_numeric(gdf, report, "range_m", lo=0, hi=20_000, lo_open=True, required=True)
+    if "status" not in gdf.columns:
+        gdf["status"] = "online"
+    gdf["status"] = gdf["status"].fillna("online")
+    gdf = io.check_enum(gdf, report, "status", ("online", "offline"))
+    known = {
+        "id",
+        "name",
+        "kind",
+        "mount_height",
+        "heading",
+        "pitch",
+        "hfov",
+        "range_m",
+        "stream_url",
+        "status",
+    }
+    df = pd.DataFrame({"id": gdf["id"], "kind": gdf["kind"], "status": gdf["status"]})
+    for c in ("name", "stream_url"):
+        df[c] = io.text_or_none(gdf[c]) if c in gdf.columns else None
+    for c in ("mount_height", "pitch", "hfov", "range_m"):
+        df[c] = gdf[c]
+    df["heading"] = np.mod(gdf["heading"].astype(float), 360.0)
+    df["attrs"] = _attrs_json(gdf, known)
+    df["wkb"] = io.wkb_hex_4490(gdf.geometry)
+    num = "double precision"
+    cols = {
+        "id": "text",
+        "kind": "text",
+        "status": "text",
+        "name": "text",
+        "stream_url": "text",
+        "mount_height": num,
+        "pitch": num,
+        "hfov": num,
+        "range_m": num,
+        "heading": num,
+        "attrs": "jsonb",
+        "wkb": "text",
+    }
+    stage(conn, "stg_cameras", cols, df)
+    target = [
+        "id",
+        "kind",
+        "status",
+        "name",
+        "stream_url",
+        "mount_height",
+        "pitch",
+        "hfov",
+        "range_m",
+        "heading",
+        "attrs",
+    ]
+    up, deleted = upsert_from_stage(
+        conn, "cameras", "stg_cameras", [*target, "geom"], [f"s.{c}" for c in target] + [GEOM_4490]
+    )
+    return _finish(conn, report, t0, up, deleted)
+
+
+def load_checkpoints(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping()) -> LayerReport:
+    t0 = time.perf_counter()
+    gdf, report = _vector_prelude(path, "checkpoints", mapping, "point", ("id", "radius_m"))
+    gdf = io.check_numeric(gdf, report, "radius_m", lo=0, hi=1000, lo_open=True, required=True)
+    gdf["grid_id"] = io.text_or_none(gdf["grid_id"]) if "grid_id" in gdf.columns else None
+    gdf = io.check_enum(
+        gdf, report, "grid_id", ids_in(conn, "grid_cells"), required=False, reason="unknown_reference"
+    )
+    df = pd.DataFrame({"id": gdf["id"], "grid_id": gdf["grid_id"], "radius_m": gdf["radius_m"]})
+    df["name"] = io.text_or_none(gdf["name"]) if "name" in gdf.columns else None
+    df["wkb"] = io.wkb_hex_4490(gdf.geometry)
+    stage(
+        conn,
+        "stg_checkpoints",
+        {"id": "text", "grid_id": "text", "radius_m": "double precision", "name": "text", "wkb": "text"},
+        df,
+    )
+    up, deleted = upsert_from_stage(
+        conn,
+        "checkpoints",
+        "stg_checkpoints",
+        ["id", "grid_id", "radius_m", "name", "geom"],
+        ["s.id", "s.grid_id", "s.radius_m", "s.name", GEOM_4490],
+    )
+    return _finish(conn, report, t0, up, deleted)
+
+
+def load_geofences(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping()) -> LayerReport:
+    t0 = time.perf_counter()
+    gdf, report = _vector_prelude(path, "geofences", mapping, "polygon", ("id", "kind"))
+    gdf = io.check_enum(gdf, report, "kind", ("no_parking", "patrol_area"))
+    gdf["worker_id"] = io.text_or_none(gdf["worker_id"]) if "worker_id" in gdf.columns else None
+    gdf = io.check_enum(
+        gdf, report, "worker_id", ids_in(conn, "workers"), required=False, reason="unknown_reference"
+    )
+    gdf = report.reject_mask(
+        gdf,
+        ((gdf["kind"] == "patrol_area") & gdf["worker_id"].isna()).to_numpy(),
+        "worker_id",
+        "missing_value",
+        "a patrol_area needs a worker_id",
+    )
+    gdf = io.check_numeric(gdf, report, "max_dwell_min", lo=0, hi=24 * 60, lo_open=True)
+    df = pd.DataFrame(
+        {
+            "id": gdf["id"],
+            "kind": gdf["kind"],
+            "worker_id": gdf["worker_id"],
+            "max_dwell_min": gdf["max_dwell_min"],
+        }
+    )
+    df["name"] = io.text_or_none(gdf["name"]) if "name" in gdf.columns else None
+    df["wkb"] = io.wkb_hex_4490(gdf.geometry)
+    stage(
+        conn,
+        "stg_geofences",
+        {
+            "id": "text",
+            "kind": "text",
+            "worker_id": "text",
+            "max_dwell_min": "double precision",
+            "name": "text",
+            "wkb": "text",
+        },
+        df,
+    )
+    target = ["id", "kind", "worker_id", "max_dwell_min", "name"]
+    up, deleted = upsert_from_stage(
+        conn, "geofences", "stg_geofences", [*target, "geom"], [f"s.{c}" for c in target] + [GEOM_4490]
+    )
+    return _finish(conn, report, t0, up, deleted)
+
+
+def load_workers(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping()) -> LayerReport:
+    """workers.csv -> workers + devices (one device per row's device_id)."""
+    t0 = time.perf_counter()
+    report = LayerReport(layer="workers", source=str(path))
+    df = io.read_table(path, mapping, report)
+    io.require_columns(df, ("id", "name", "kind"), path)
+    df["id"] = io.text_or_none(df["id"])
+    df = io.check_required(df, report, "id")
+    df = io.check_unique(df, report, ["id"])
+    df = io.check_required(df, report, "name")
+    df = io.check_enum(df, report, "kind", ("grid_worker", "vehicle"))
+    for c in ("phone", "device_id", "grid_id"):
+        df[c] = io.text_or_none(df[c]) if c in df.columns else None
+    df = io.check_enum(
+        df, report, "grid_id", ids_in(conn, "grid_cells"), required=False, reason="unknown_reference"
+    )
+    has_dev = df["device_id"].notna()
+    dup_dev = has_dev & df["device_id"].duplicated(keep="first")
+    df = report.reject_mask(
+        df,
+        dup_dev.to_numpy(),
+        "device_id",
+        "duplicate",
+        lambda b: [f"device {d} already belongs to an earlier worker" for d in b["device_id"]],
+        value_col="device_id",
+    )
+    out = df[["id", "name", "phone", "kind", "grid_id"]].copy()
+    stage(conn, "stg_workers", {c: "text" for c in out.columns}, out)
+    cols = list(out.columns)
+    up, deleted = upsert_from_stage(conn, "workers", "stg_workers", cols, [f"s.{c}" for c in cols])
+    devices = df.loc[df["device_id"].notna(), ["device_id", "id", "kind"]].rename(
+        columns={"device_id": "id", "id": "worker_id"}
+    )
+    devices["kind"] = np.where(devices["kind"] == "vehicle", "vehicle_gps", "handheld_gps")
+    stage(conn, "stg_devices", {"id": "text", "worker_id": "text", "kind": "text"}, devices)
+    upsert_from_stage(
+        conn, "devices", "stg_devices", ["id", "worker_id", "kind"], ["s.id", "s.worker_id", "s.kind"]
+    )
+    report.note(f"{len(devices)} devices")
+    return _finish(conn, report, t0, up, deleted)
