@@ -196,3 +196,39 @@ def furniture(
         raise fail(exc) from exc
     print_summary("furniture" + (" (dry run)" if dry_run else ""),
                   {**result.report.counts, **result.report.output}, out / REPORT_TXT)
+
+
+# ============================================================================ build (whole district)
+@app.command("build")
+def build(
+    sample: Path = typer.Option(..., "--sample", help="Delivery folder (holds clean/), e.g. var/sample."),
+    out: Path = typer.Option(..., "--out", help="Tiles folder: <layer>/tileset.json, terrain/, index.json."),
+    layers: str = typer.Option(",".join(("buildings", "roads", "vegetation", "furniture", "pointcloud",
+                                         "terrain")), "--layers", help="Comma-separated subset of layers."),
+) -> None:
+    """Build every layer of the district (buildings, roads, vegetation, furniture, point cloud, terrain)."""
+    from pipelines.district import LAYERS, build_district
+
+    wanted = tuple(x.strip() for x in layers.split(",") if x.strip())
+    unknown = sorted(set(wanted) - set(LAYERS))
+    if unknown:
+        raise fail(ValueError(f"unknown layer(s) {', '.join(unknown)}; choose from {', '.join(LAYERS)}"))
+    try:
+        with progress_bar() as progress:
+            catalog = build_district(sample, out, layers=wanted, progress=progress)
+    except FileNotFoundError as exc:
+        raise fail(exc) from exc
+    table = Table(title=f"district tiles → {out}")
+    for col in ("layer", "features", "rejected", "MB", "seconds", "status"):
+        table.add_column(col)
+    for entry in catalog["layers"]:
+        features = entry.get("features")
+        table.add_row(entry["name"], f"{features:,}" if isinstance(features, int) else "?",
+                      str(entry.get("rejected", "")), f"{entry['bytes'] / 1e6:.1f}",
+                      str(entry.get("build_seconds", "")), "stale" if entry.get("stale") else "ok")
+    console.print(table)
+    console.print(f"catalog: {out / 'index.json'} ({catalog['build_seconds']} s)")
+    if catalog["failed"]:
+        for f in catalog["failed"]:
+            console.print(f"[red]failed:[/red] {f['name']}: {f['error']}")
+        raise typer.Exit(1)

@@ -1,0 +1,234 @@
+"""`onemap tiles build`: every layer of a sample-style delivery into one tiles folder + catalog.
+
+    OUT/buildings/tileset.json   OUT/roads/tileset.json   OUT/vegetation/tileset.json
+    OUT/furniture/tileset.json   OUT/pointcloud/tileset.json   OUT/terrain/layer.json
+    OUT/index.json               the catalog served at /tilesets
+
+Each layer pipeline publishes its own folder atomically, so a failed layer leaves the previous
+version of that layer in place; the catalog is written last, atomically, and only lists layers
+whose tileset exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from tiles.frames import ecef_to_lonlat_ellipsoidal
+
+log = logging.getLogger(__name__)
+
+LAYERS = ("buildings", "roads", "vegetation", "furniture", "pointcloud", "terrain")
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class LayerOutcome:
+    name: str
+    ok: bool
+    seconds: float
+    features: int = 0
+    rejected: int = 0
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and ".build" not in p.parts)
+
+
+def _mat(transform: list[float] | None) -> np.ndarray:
+    return np.eye(4) if transform is None else np.asarray(transform, float).reshape(4, 4).T
+
+
+def tileset_region(tileset_json: Path) -> list[float] | None:
+    """Bounding region [west, south, east, north, hmin, hmax] (radians, metres) of a tileset's root."""
+    doc = orjson.loads(tileset_json.read_bytes())
+    root = doc["root"]
+    bv = root["boundingVolume"]
+    if "region" in bv:
+        return [float(v) for v in bv["region"]]
+    m = _mat(root.get("transform"))
+    if "box" in bv:
+        b = np.asarray(bv["box"], float)
+        c, axes = b[:3], b[3:].reshape(3, 3)
+        signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], float)
+        pts = c + signs @ axes
+    elif "sphere" in bv:
+        c, r = np.asarray(bv["sphere"][:3], float), float(bv["sphere"][3])
+        pts = c + r * np.vstack([np.eye(3), -np.eye(3)])
+    else:
+        return None
+    ecef = (np.c_[pts, np.ones(len(pts))] @ m.T)[:, :3]
+    llh = ecef_to_lonlat_ellipsoidal(ecef)
+    lon, lat = np.radians(llh[:, 0]), np.radians(llh[:, 1])
+    return [float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()),
+            float(llh[:, 2].min()), float(llh[:, 2].max())]
+
+
+def terrain_region(layer_json: Path) -> list[float] | None:
+    doc = orjson.loads(layer_json.read_bytes())
+    b = doc.get("bounds")
+    if not b:
+        return None
+    w, s, e, n = (float(np.radians(v)) for v in b[:4])
+    return [w, s, e, n, 0.0, 0.0]
+
+
+def _counts(report: Any) -> tuple[int, int]:
+    c = report.counts
+    return int(c.get("written", 0)), int(c.get("rejected", 0))
+
+
+def build_district(sample_dir: Path, out: Path, *, layers: tuple[str, ...] = LAYERS,
+                   progress: Progress | None = None) -> dict[str, Any]:
+    """Build every layer of ``sample_dir`` (the ``clean/`` folder of a delivery, or a folder that
+    holds ``clean/``) into ``out`` and write ``out/index.json``; returns the catalog."""
+    src = sample_dir / "clean" if (sample_dir / "clean").is_dir() else sample_dir
+    required = {"buildings.gpkg", "roads.gpkg", "trees.gpkg", "furniture.gpkg", "dem.tif"}
+    missing = sorted(f for f in required if not (src / f).exists())
+    if missing:
+        raise FileNotFoundError(
+            f"{src} is not a sample delivery: missing {', '.join(missing)}; "
+            "generate one with `onemap sample generate --out DIR`"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    dem = src / "dem.tif"
+    boundary = src / "boundary.gpkg" if (src / "boundary.gpkg").exists() else None
+    water = src / "water.gpkg" if (src / "water.gpkg").exists() else None
+    green = src / "green.gpkg" if (src / "green.gpkg").exists() else None
+    outcomes: list[LayerOutcome] = []
+    t_all = time.perf_counter()
+
+    def step(name: str, fn: Callable[[], LayerOutcome]) -> None:
+        if name not in layers:
+            return
+        if progress:
+            progress("layers", len(outcomes), len(layers))
+        t0 = time.perf_counter()
+        log.info("building %s", name)
+        try:
+            outcome = fn()
+        except Exception as exc:  # noqa: BLE001 - one failed layer must not lose the others
+            log.exception("layer %s failed", name)
+            outcome = LayerOutcome(name, False, 0.0, error=f"{type(exc).__name__}: {exc}")
+        outcome.seconds = round(time.perf_counter() - t0, 2)
+        outcomes.append(outcome)
+
+    def buildings() -> LayerOutcome:
+        from pipelines.buildings import BuildingOptions, build_buildings
+
+        res = build_buildings(src / "buildings.gpkg", out / "buildings",
+                              BuildingOptions(dem=dem, boundary=boundary))
+        w, r = _counts(res.report)
+        return LayerOutcome("buildings", True, 0, w, r, details={"tiles": res.tiles})
+
+    def roads() -> LayerOutcome:
+        from pipelines.roads import build_roads
+
+        res = build_roads(src / "roads.gpkg", out / "roads", dem_path=dem, boundary_path=boundary)
+        w, r = _counts(res.report)
+        return LayerOutcome("roads", True, 0, w, r)
+
+    def vegetation() -> LayerOutcome:
+        from pipelines.vegetation import build_vegetation
+
+        res = build_vegetation(src / "trees.gpkg", out / "vegetation", dem_path=dem, green_path=green,
+                               water_path=water, boundary_path=boundary)
+        w = sum(_counts(r)[0] for r in res.reports)
+        rj = sum(_counts(r)[1] for r in res.reports)
+        return LayerOutcome("vegetation", True, 0, w, rj,
+                            details={r.layer: r.counts.get("written", 0) for r in res.reports})
+
+    def furniture() -> LayerOutcome:
+        from pipelines.furniture import build_furniture
+
+        res = build_furniture(src / "furniture.gpkg", out / "furniture", dem_path=dem, boundary_path=boundary)
+        w, r = _counts(res.report)
+        return LayerOutcome("furniture", True, 0, w, r)
+
+    def pointcloud() -> LayerOutcome:
+        from pipelines.pointcloud import build_pointcloud
+
+        las = src / "pointcloud.las"
+        if not las.exists():
+            return LayerOutcome("pointcloud", False, 0, error=f"{las} not found")
+        res = build_pointcloud(las, out / "pointcloud", jobs=max(1, min(2, os.cpu_count() or 1)))
+        return LayerOutcome("pointcloud", True, 0, res.points, details={"tiles": res.tiles})
+
+    def terrain() -> LayerOutcome:
+        from pipelines.terrain import build_terrain
+
+        res = build_terrain(dem, out / "terrain", water=water)
+        return LayerOutcome("terrain", True, 0, res.tiles, details={"max_level": res.max_level})
+
+    for name, fn in (("terrain", terrain), ("buildings", buildings), ("roads", roads),
+                     ("vegetation", vegetation), ("furniture", furniture), ("pointcloud", pointcloud)):
+        step(name, fn)
+    if progress:
+        progress("layers", len(outcomes), len(layers))
+
+    catalog = write_catalog(out, src, outcomes, seconds=time.perf_counter() - t_all)
+    return catalog
+
+
+def write_catalog(out: Path, src: Path, outcomes: list[LayerOutcome], seconds: float) -> dict[str, Any]:
+    """Write ``out/index.json`` atomically, listing every layer present on disk."""
+    by_name = {o.name: o for o in outcomes}
+    previous: dict[str, Any] = {}
+    if (out / "index.json").exists():
+        old = orjson.loads((out / "index.json").read_bytes())
+        previous = {entry["name"]: entry for entry in old.get("layers", [])}
+    entries: list[dict[str, Any]] = []
+    for name in LAYERS:
+        outcome = by_name.get(name)
+        if name == "terrain":
+            entry_file, url = out / "terrain" / "layer.json", "/terrain"
+        else:
+            entry_file, url = out / name / "tileset.json", f"/tiles/{name}/tileset.json"
+        if not entry_file.exists():
+            continue
+        if outcome is None or not outcome.ok:
+            entry = dict(previous.get(name, {"name": name, "url": url}))
+            entry["stale"] = True
+            if outcome is not None:
+                entry["error"] = outcome.error
+        else:
+            entry = {"name": name, "url": url, "kind": "terrain" if name == "terrain" else "3dtiles",
+                     "features": outcome.features, "rejected": outcome.rejected,
+                     "build_seconds": outcome.seconds, **outcome.details}
+        entry["bytes"] = folder_bytes(entry_file.parent)
+        entry["region"] = terrain_region(entry_file) if name == "terrain" else tileset_region(entry_file)
+        entries.append(entry)
+    sources = {p.name: file_sha256(p) for p in sorted(src.iterdir()) if p.is_file()}
+    catalog = {
+        "name": "解放街道 Jiefang Street, Longzihu District, Bengbu",
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "build_seconds": round(seconds, 2),
+        "source": str(src),
+        "source_checksums": sources,
+        "layers": entries,
+        "terrain": {"url": "/terrain"} if (out / "terrain" / "layer.json").exists() else None,
+        "failed": [{"name": o.name, "error": o.error} for o in outcomes if not o.ok],
+    }
+    tmp = out / f".index.json.tmp-{os.getpid()}"
+    tmp.write_bytes(orjson.dumps(catalog, option=orjson.OPT_INDENT_2))
+    os.replace(tmp, out / "index.json")
+    return catalog
