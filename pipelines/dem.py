@@ -28,6 +28,8 @@ import rasterio
 from affine import Affine
 from pyproj import CRS, Transformer
 
+from tiles.frames import geoid_undulation
+
 log = logging.getLogger(__name__)
 
 
@@ -215,6 +217,39 @@ class DemSampler:
         outside = ~((base_col >= 0) & (base_col <= ncol) & (base_row >= 0) & (base_row <= nrow))
         out[outside | ~np.isfinite(xn) | ~np.isfinite(yn)] = np.nan
         return out.reshape(shape)
+
+
+# ------------------------------------------------------------------------------ geoid grid
+@dataclass(frozen=True)
+class GeoidGrid:
+    """EGM96 undulation N sampled every ``step`` degrees over a lon/lat box, bilinear between.
+
+    PROJ's vgridshift interpolates the 15' EGM96 grid bilinearly; re-interpolating it from a
+    0.01° lattice differs by well under a millimetre and is ~100x faster for millions of points
+    (terrain grids, point clouds)."""
+
+    west: float
+    north: float
+    step: float
+    values: np.ndarray
+
+    @classmethod
+    def over(cls, bounds: tuple[float, float, float, float], step: float = 0.01) -> GeoidGrid:
+        """Cover (west, south, east, north) degrees, with one step of margin."""
+        w, s, e, n = bounds
+        w, s, e, n = w - step, s - step, e + step, n + step
+        ncol = int(math.ceil((e - w) / step)) + 1
+        nrow = int(math.ceil((n - s) / step)) + 1
+        lon = w + np.arange(ncol) * step
+        lat = n - np.arange(nrow) * step
+        lon2, lat2 = np.meshgrid(lon, lat)
+        values = geoid_undulation(lon2.ravel(), lat2.ravel()).reshape(nrow, ncol)
+        return cls(w, n, step, values)
+
+    def __call__(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        col = (np.asarray(lon) - self.west) / self.step
+        row = (self.north - np.asarray(lat)) / self.step
+        return bilinear(self.values, col, row)
 
 
 @lru_cache(maxsize=4)

@@ -33,8 +33,7 @@ from typing import Any
 import numpy as np
 from pyproj import CRS
 
-from pipelines.dem import DemSampler, bilinear
-from tiles.frames import geoid_undulation
+from pipelines.dem import DemSampler, GeoidGrid
 from tiles.terrain import (
     WATERMASK_SIZE,
     Bounds,
@@ -75,34 +74,6 @@ class TerrainBuild:
     def summary(self) -> str:
         return (f"terrain: {self.tiles} tiles, levels 0..{self.max_level}, {self.bytes / 1e6:.1f} MB, "
                 f"{self.seconds:.1f} s -> {self.out_dir}")
-
-
-# ----------------------------------------------------------------------------- geoid grid
-@dataclass(frozen=True)
-class _GeoidGrid:
-    """EGM96 undulation sampled on a fine lon/lat grid over the DEM (bilinear between)."""
-
-    west: float
-    north: float
-    step: float
-    values: np.ndarray
-
-    @classmethod
-    def over(cls, bounds: Bounds, step: float = 0.01) -> _GeoidGrid:
-        w, s, e, n = bounds
-        w, s, e, n = w - step, s - step, e + step, n + step
-        ncol = int(math.ceil((e - w) / step)) + 1
-        nrow = int(math.ceil((n - s) / step)) + 1
-        lon = w + np.arange(ncol) * step
-        lat = n - np.arange(nrow) * step
-        lon2, lat2 = np.meshgrid(lon, lat)
-        values = geoid_undulation(lon2.ravel(), lat2.ravel()).reshape(nrow, ncol)
-        return cls(w, n, step, values)
-
-    def __call__(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-        col = (np.asarray(lon) - self.west) / self.step
-        row = (self.north - np.asarray(lat)) / self.step
-        return bilinear(self.values, col, row)
 
 
 # ------------------------------------------------------------------------------ water mask
@@ -216,7 +187,7 @@ def _linear_weights(n: int, step: int) -> np.ndarray:
     return w
 
 
-def tile_heights(dem: DemSampler, geoid: _GeoidGrid, bounds: Bounds, fill: float,
+def tile_heights(dem: DemSampler, geoid: GeoidGrid, bounds: Bounds, fill: float,
                  dem_ll: Bounds, n: int = GRID_SIZE) -> np.ndarray:
     """(n, n) ellipsoidal heights of the tile grid (row 0 = north); ``fill`` where no DEM."""
     lon, lat = tile_lonlat_grid(bounds, n)
@@ -262,7 +233,7 @@ def build_terrain(
     if max_error <= 0:
         raise ValueError("max_error must be > 0 metres")
     dem_ll = dem.lonlat_bounds()
-    geoid = _GeoidGrid.over(dem_ll)
+    geoid = GeoidGrid.over(dem_ll)
     centre = ((dem_ll[0] + dem_ll[2]) / 2, (dem_ll[1] + dem_ll[3]) / 2)
     fill = dem.median_height() + float(geoid(np.array([centre[0]]), np.array([centre[1]]))[0])
     waters = _WaterMasks(Path(water) if water else None)
