@@ -1,0 +1,58 @@
+"""CZML (Cesium's time-dynamic JSON) for patrol track playback."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def track_czml(
+    entity_id: str,
+    name: str,
+    samples: Sequence[tuple[datetime, float, float]],
+    *,
+    height_m: float = 2.0,
+    color_rgba: tuple[int, int, int, int] = (255, 140, 0, 255),
+    trail_s: float = 600.0,
+) -> list[dict[str, Any]]:
+    """Document packet + one entity moving through ``samples`` (time, lon, lat).
+
+    Positions are ``cartographicDegrees`` with ``height_m`` above the ellipsoid; pair the entity
+    with ``heightReference: CLAMP_TO_GROUND`` in the viewer, or pass the ellipsoidal height wanted.
+    """
+    doc: dict[str, Any] = {"id": "document", "name": f"track {entity_id}", "version": "1.0"}
+    if not samples:
+        return [doc]
+    samples = sorted(samples, key=lambda s: s[0])
+    epoch = samples[0][0]
+    start, end = _iso(epoch), _iso(samples[-1][0])
+    doc["clock"] = {
+        "interval": f"{start}/{end}",
+        "currentTime": start,
+        "multiplier": 10,
+        "range": "LOOP_STOP",
+        "step": "SYSTEM_CLOCK_MULTIPLIER",
+    }
+    flat: list[float] = []
+    for t, lon, lat in samples:
+        flat += [round((t - epoch).total_seconds(), 3), round(lon, 7), round(lat, 7), height_m]
+    entity = {
+        "id": entity_id,
+        "name": name,
+        "availability": f"{start}/{end}",
+        "position": {"epoch": start, "cartographicDegrees": flat, "interpolationAlgorithm": "LINEAR"},
+        "point": {"pixelSize": 10, "color": {"rgba": list(color_rgba)}, "heightReference": "CLAMP_TO_GROUND"},
+        "path": {
+            "width": 3,
+            "leadTime": 0,
+            "trailTime": trail_s,
+            "material": {"solidColor": {"color": {"rgba": list(color_rgba)}}},
+        },
+        "label": {"text": name, "pixelOffset": {"cartesian2": [0, -24]}, "scale": 0.6},
+    }
+    return [doc, entity]

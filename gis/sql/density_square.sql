@@ -1,0 +1,13 @@
+-- Events per metric square (EPSG:4548, origin 0,0, side :size m); only non-empty squares.
+-- A point belongs to the square [i*size, (i+1)*size) x [j*size, (j+1)*size).
+WITH ij AS (
+    SELECT floor(ST_X(e.geom_4548) / :size)::integer AS i, floor(ST_Y(e.geom_4548) / :size)::integer AS j
+      FROM events e
+     WHERE e.reported_at >= :start AND e.reported_at < :end
+       AND (CAST(:categories AS text[]) IS NULL OR e.category = ANY (CAST(:categories AS text[])))
+)
+SELECT i || '_' || j AS cell_id, i, j, count(*) AS count,
+       ST_AsGeoJSON(ST_Transform(ST_SetSRID(ST_Square(:size, i, j), 4548), 4490), 7)::json AS geometry
+  FROM ij
+ GROUP BY i, j
+ ORDER BY i, j
