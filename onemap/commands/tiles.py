@@ -232,3 +232,75 @@ def build(
         for f in catalog["failed"]:
             console.print(f"[red]failed:[/red] {f['name']}: {f['error']}")
         raise typer.Exit(1)
+
+
+# ============================================================================ terrain / pointcloud / validate
+@app.command("terrain")
+def terrain(
+    dem: Path = typer.Argument(..., help="DEM GeoTIFF (band 1, orthometric heights, any CRS)."),
+    out: Path = typer.Option(..., "--out", help="Output folder (layer.json, {z}/{x}/{y}.terrain gzip)."),
+    water: Path = typer.Option(None, "--water", help="Water polygons (water.gpkg) for the watermask."),
+    max_level: int = typer.Option(None, "--max-level", min=0, max=22,
+                                  help="Finest level (default: matches the DEM resolution; 15 for 2 m)."),
+    max_error: float = typer.Option(0.25, "--max-error", min=0.001,
+                                    help="Meshing tolerance at the finest level, metres."),
+) -> None:
+    """DEM → Cesium quantized-mesh terrain (ellipsoidal heights, octvertexnormals + watermask)."""
+    from pipelines.dem import DemError
+    from pipelines.terrain import build_terrain
+
+    try:
+        result = build_terrain(dem, out, water=water, max_level=max_level, max_error=max_error)
+    except (DemError, ValueError, OSError) as exc:
+        raise fail(exc) from exc
+    print_summary("terrain", {
+        "tiles": result.tiles, "levels": f"0..{result.max_level}", "bytes": result.bytes,
+        "seconds": round(result.seconds, 1),
+        "heights (ellipsoidal)": "{:.2f}..{:.2f} m".format(*result.height_range_ellipsoidal),
+        "layer.json": out / "layer.json",
+    }, None)
+
+
+@app.command("pointcloud")
+def pointcloud(
+    las: Path = typer.Argument(..., help="LAS/LAZ point cloud (orthometric z)."),
+    out: Path = typer.Option(..., "--out", help="Output folder (tileset.json + points/*.pnts)."),
+    src_crs: str = typer.Option(None, "--src-crs",
+                                help="Horizontal CRS when the LAS header declares none (e.g. 4548)."),
+    jobs: int = typer.Option(2, "--jobs", min=1, help="py3dtiles worker processes."),
+) -> None:
+    """LAS/LAZ → 3D Tiles pnts (ECEF; z + EGM96 geoid applied before py3dtiles)."""
+    from pipelines.pointcloud import PointCloudError, build_pointcloud
+
+    try:
+        result = build_pointcloud(las, out, src_crs=src_crs, jobs=jobs)
+    except (PointCloudError, OSError) as exc:
+        raise fail(exc) from exc
+    print_summary("pointcloud", {
+        "points": result.points, "crs in": result.crs_in, "tiles": result.tiles,
+        "geoid N added": "{:.2f}..{:.2f} m".format(*result.geoid_range), "seconds": round(result.seconds, 1),
+        "tileset": out / "tileset.json",
+    }, None)
+
+
+@app.command("validate")
+def validate(
+    path: Path = typer.Argument(..., help="Folder (every tileset.json / layer.json under it) or one file."),
+    dem: Path = typer.Option(None, "--dem", help="DEM the terrain was built from: check height range."),
+    no_gltf: bool = typer.Option(False, "--no-gltf", help="Skip the Khronos glTF validator."),
+    max_issues: int = typer.Option(50, "--max-issues", help="Issues to print (all are counted)."),
+) -> None:
+    """Validate 3D Tiles (schema, geometric errors, URIs, headers, content in volumes, glb,
+    metadata counts) and quantized-mesh terrain. Exit code 1 on errors."""
+    from tiles.validate import validate_path
+
+    report = validate_path(path, gltf=not no_gltf, dem=dem)
+    colours = {"error": "red", "warning": "yellow", "info": "cyan"}
+    for issue in report.issues[:max_issues]:
+        console.print(f"[{colours[issue.severity]}]{issue.severity:7s}[/] {issue.file}: {issue.message}",
+                      markup=True, highlight=False)
+    if len(report.issues) > max_issues:
+        console.print(f"… {len(report.issues) - max_issues} more issues")
+    console.print(report.summary(), highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
