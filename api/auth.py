@@ -151,13 +151,24 @@ class TokenCache:
 
 
 def lookup_token(engine: Engine, token: str) -> User | None:
-    """The active user holding ``token``, or None (unknown or revoked)."""
-    with engine.begin() as conn:
+    """The active user holding ``token``, or None (unknown or revoked).
+
+    A plain indexed read; ``last_used_at`` is refreshed at most once a minute per user so
+    authenticated reads do not each cost a committed write.
+    """
+    h = hash_token(token)
+    with engine.connect() as conn:
         row = conn.execute(
             text(
-                "UPDATE api_users SET last_used_at = now() "
-                "WHERE token_hash = :h AND revoked_at IS NULL RETURNING name, role, privileged"
+                "SELECT name, role, privileged, "
+                "(last_used_at IS NULL OR last_used_at < now() - interval '1 minute') AS stale "
+                "FROM api_users WHERE token_hash = :h AND revoked_at IS NULL"
             ),
-            {"h": hash_token(token)},
+            {"h": h},
         ).first()
-    return User(row[0], row[1], bool(row[2])) if row else None
+        if row is None:
+            return None
+        if row[3]:
+            conn.execute(text("UPDATE api_users SET last_used_at = now() WHERE token_hash = :h"), {"h": h})
+            conn.commit()
+    return User(row[0], row[1], bool(row[2]))

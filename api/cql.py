@@ -8,6 +8,7 @@ bound parameters typed like the column they are compared with. Unsupported const
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -38,7 +39,7 @@ def parse_cql2_text(text: str) -> ast.Node:
     if len(text) > 20_000:
         raise BadRequest("filter too long (more than 20000 characters)")
     try:
-        return parse(text)
+        return parse(rewrite_temporal(text))
     except Exception as exc:  # lark raises many error types
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadRequest(f"invalid CQL2-text filter: {msg}") from exc
@@ -51,6 +52,107 @@ def to_sql(node: Any, ctx: CqlContext) -> ColumnElement[bool]:
         raise
     except RecursionError as exc:
         raise BadRequest("filter nested too deeply") from exc
+
+
+# pygeofilter's CQL2-text grammar only knows the infix form ``a T_BEFORE b`` and closed
+# INTERVALs; CQL2 writes ``T_BEFORE(a, b)`` and ``INTERVAL('..', b)``. Rewrite (outside quotes).
+_T_FUNC = re.compile(r"\bT_([A-Za-z]+)\s*\(")
+_T_NAMES = {
+    "AFTER": "T_AFTER", "BEFORE": "T_BEFORE", "CONTAINS": "T_CONTAINS", "DURING": "T_DURING",
+    "EQUALS": "T_EQUALS", "FINISHEDBY": "T_ENDEDBY", "FINISHES": "T_ENDS", "INTERSECTS": "T_INTERSECTS",
+    "MEETS": "T_MEETS", "METBY": "T_METBY", "OVERLAPPEDBY": "T_OVERLAPPEDBY", "OVERLAPS": "T_OVERLAPS",
+    "STARTEDBY": "T_BEGUNBY", "STARTS": "T_BEGINS", "BEGINS": "T_BEGINS", "BEGUNBY": "T_BEGUNBY",
+    "ENDS": "T_ENDS", "ENDEDBY": "T_ENDEDBY",
+}
+_OPEN_START = "'0001-01-01T00:00:00Z'"
+_OPEN_END = "'9999-12-31T23:59:59Z'"
+_INTERVAL = re.compile(r"INTERVAL\s*\(\s*('[^']*')\s*,\s*('[^']*')\s*\)", re.I)
+
+
+def _quoted_spans(text: str) -> list[tuple[int, int]]:
+    spans, i = [], 0
+    while i < len(text):
+        if text[i] == "'":
+            j = i + 1
+            while j < len(text):
+                if text[j] == "'" and text[j + 1:j + 2] == "'":
+                    j += 2
+                    continue
+                if text[j] == "'":
+                    break
+                j += 1
+            spans.append((i, j))
+            i = j + 1
+        else:
+            i += 1
+    return spans
+
+
+def _in_quotes(pos: int, spans: list[tuple[int, int]]) -> bool:
+    return any(a <= pos <= b for a, b in spans)
+
+
+def _split_call(text: str, start: int) -> tuple[list[str], int]:
+    """Arguments of the call whose '(' is at ``start`` and the index after its ')'."""
+    depth, args, cur, i, quote = 0, [], [], start, False
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            cur.append(ch)
+            if ch == "'":
+                if text[i + 1:i + 2] == "'":
+                    cur.append("'")
+                    i += 1
+                else:
+                    quote = False
+        elif ch == "'":
+            quote = True
+            cur.append(ch)
+        elif ch == "(":
+            depth += 1
+            if depth > 1:
+                cur.append(ch)
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                args.append("".join(cur))
+                return args, i + 1
+            cur.append(ch)
+        elif ch == "," and depth == 1:
+            args.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    raise BadRequest("invalid CQL2-text filter: unbalanced parentheses")
+
+
+def rewrite_temporal(text: str, depth: int = 0) -> str:
+    if depth > 50:
+        raise BadRequest("filter nested too deeply")
+    spans = _quoted_spans(text)
+    for m in _T_FUNC.finditer(text):
+        if _in_quotes(m.start(), spans):
+            continue
+        name = m.group(1).upper()
+        args, end = _split_call(text, m.end() - 1)
+        if len(args) != 2:
+            raise BadRequest(f"T_{name} needs two arguments")
+        a, b = (rewrite_temporal(x.strip(), depth + 1) for x in args)
+        if name == "DISJOINT":
+            repl = f"(NOT ({a} T_INTERSECTS {b}))"
+        elif name in _T_NAMES:
+            repl = f"({a} {_T_NAMES[name]} {b})"
+        else:
+            raise BadRequest(f"unknown temporal function T_{name}")
+        return text[:m.start()] + repl + rewrite_temporal(text[end:], depth + 1)
+
+    def _interval(m: re.Match[str]) -> str:
+        lo = _OPEN_START if m.group(1) in ("'..'", "''") else m.group(1)
+        hi = _OPEN_END if m.group(2) in ("'..'", "''") else m.group(2)
+        return f"INTERVAL({lo}, {hi})"
+
+    return _INTERVAL.sub(_interval, text)
 
 
 # -- conditions ------------------------------------------------------------------------------
@@ -244,6 +346,16 @@ def count_vertices(coords: Any) -> int:
 def geometry_literal(v: Any, max_vertices: int) -> ColumnElement[Any]:
     if isinstance(v, values.Envelope):
         return sa.func.ST_MakeEnvelope(v.x1, v.y1, v.x2, v.y2, SRID)
+    if isinstance(v, ast.Function) and v.name.lower() in ("bbox", "envelope"):
+        nums = v.arguments
+        if len(nums) not in (4, 6) or not all(
+            isinstance(n, int | float) and not isinstance(n, bool) for n in nums
+        ):
+            raise BadRequest("BBOX(...) needs 4 or 6 numbers")
+        if len(nums) == 6:
+            nums = [nums[0], nums[1], nums[3], nums[4]]
+        w, s, e, n = nums
+        return sa.func.ST_MakeEnvelope(w, s, e, n, SRID)
     if not isinstance(v, values.Geometry):
         raise BadRequest("spatial predicates need a geometry literal (WKT) or BBOX")
     geom = v.geometry
