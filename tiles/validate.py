@@ -844,10 +844,10 @@ def validate_terrain(layer_path: Path, report: ValidationReport, *, dem: Path | 
                 elif h.min() < -500 or h.max() > 9000:
                     problems.append(f"implausible heights {h.min():.1f}..{h.max():.1f} m")
                 if projection == "EPSG:4326":
-                    from tiles.frames import lonlat_ellipsoidal_to_ecef
+                    from quantized_mesh_encoder.ecef import to_ecef
 
                     lon, lat = t.lonlat(tile_bounds(z, x, y))
-                    ecef = lonlat_ellipsoidal_to_ecef(lon, lat, h)
+                    ecef = to_ecef(np.column_stack([lon, lat, h]))
                     dist = np.linalg.norm(ecef - np.asarray(t.sphere_center), axis=1).max()
                     if dist > t.sphere_radius + 1.0:
                         problems.append(f"bounding sphere (r {t.sphere_radius:.1f} m) misses vertices by "
@@ -886,5 +886,5 @@ def validate_path(path: str | Path, *, gltf: bool = True, dem: str | Path | None
             walker.tileset(target, np.eye(4), None)
     walker.run_gltf_validator()
     report.seconds = time.perf_counter() - t0
-    log.info(report.summary())
+    log.debug(report.summary())
     return report

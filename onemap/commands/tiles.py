@@ -292,13 +292,16 @@ def validate(
 ) -> None:
     """Validate 3D Tiles (schema, geometric errors, URIs, headers, content in volumes, glb,
     metadata counts) and quantized-mesh terrain. Exit code 1 on errors."""
+    from rich.text import Text
+
     from tiles.validate import validate_path
 
     report = validate_path(path, gltf=not no_gltf, dem=dem)
     colours = {"error": "red", "warning": "yellow", "info": "cyan"}
     for issue in report.issues[:max_issues]:
-        console.print(f"[{colours[issue.severity]}]{issue.severity:7s}[/] {issue.file}: {issue.message}",
-                      markup=True, highlight=False)
+        line = Text(f"{issue.severity:7s}", style=colours[issue.severity])
+        line.append(f" {issue.file}: {issue.message}")  # plain text: messages hold [brackets]
+        console.print(line, highlight=False)
     if len(report.issues) > max_issues:
         console.print(f"… {len(report.issues) - max_issues} more issues")
     console.print(report.summary(), highlight=False)
