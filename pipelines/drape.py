@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +124,22 @@ def grid_pieces(polygons: np.ndarray, cell: float | None,
     return pieces[keep], owner[keep]
 
 
+def segment_pieces(polygons: np.ndarray, max_segment: float,
+                   bounds: tuple[float, float, float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Polygons (optionally clipped to bounds) with edges split to ≤ ``max_segment``: (pieces, owner).
+
+    For narrow surfaces (roads): constrained Delaunay triangles then span the surface from edge
+    to edge with vertices every ``max_segment`` along it, much cheaper than grid clipping.
+    """
+    polygons = np.asarray(polygons, dtype=object)
+    owner = np.arange(len(polygons))
+    if bounds is not None:
+        polygons = shapely.intersection(polygons, shapely.box(*bounds))
+    pieces = shapely.segmentize(polygons, max_segment)
+    keep = ~shapely.is_empty(pieces) & (shapely.area(pieces) > 1e-6)
+    return np.asarray(pieces, dtype=object)[keep], owner[keep]
+
+
 def triangulate(pieces: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Constrained Delaunay triangles of polygon pieces: ((T,3,2) xy CCW, (T,) owner)."""
     if len(pieces) == 0:
@@ -133,14 +150,16 @@ def triangulate(pieces: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.n
     is_poly = shapely.get_type_id(polys) == 3
     polys, owner_flat = polys[is_poly], owner_flat[is_poly]
     tris_gc = shapely.constrained_delaunay_triangles(polys)
-    tris, tri_idx = shapely.get_parts(tris_gc, return_index=True)
-    coords = shapely.get_coordinates(shapely.get_exterior_ring(tris)).reshape(len(tris), 4, 2)[:, :3]
+    # coordinates straight from the collections (no Python object per triangle): 4 per triangle
+    n_tri = shapely.get_num_geometries(tris_gc)
+    coords = shapely.get_coordinates(tris_gc).reshape(-1, 4, 2)[:, :3].copy()
+    tri_owner = np.repeat(owner_flat, n_tri)
     a, b, c = coords[:, 0], coords[:, 1], coords[:, 2]
     cross = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
     flip = cross < 0
     coords[flip] = coords[flip][:, [0, 2, 1]]
     keep = np.abs(cross) > 1e-9
-    return coords[keep], owner_flat[tri_idx][keep]
+    return coords[keep], tri_owner[keep]
 
 
 def weld(tri_xy: np.ndarray, tri_owner: np.ndarray, decimals: int = 3) -> tuple[np.ndarray, np.ndarray,
@@ -148,10 +167,17 @@ def weld(tri_xy: np.ndarray, tri_owner: np.ndarray, decimals: int = 3) -> tuple[
     """Shared vertices per owner: (V,2) xy, (V,) owner, (T,3) indices."""
     n = len(tri_xy)
     flat = tri_xy.reshape(-1, 2)
-    own = np.repeat(tri_owner, 3)
-    key = np.column_stack([np.round(flat * 10**decimals).astype(np.int64), own])
-    uniq, inverse = np.unique(key, axis=0, return_inverse=True)
-    return uniq[:, :2] / 10**decimals, uniq[:, 2], inverse.reshape(n, 3)
+    own = np.repeat(np.asarray(tri_owner, np.int64), 3)
+    if n == 0:
+        return np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros((0, 3), np.int64)
+    q = np.round((flat - flat.min(axis=0)) * 10**decimals).astype(np.int64)
+    if q.max() < 2**22 and own.max() < 2**19:  # one int64 key: fast 1-D unique
+        key = (q[:, 0] << 41) | (q[:, 1] << 19) | own
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        return flat[first], own[first], inverse.reshape(n, 3)
+    key2 = np.column_stack([q, own])
+    _, first, inverse = np.unique(key2, axis=0, return_index=True, return_inverse=True)
+    return flat[first], own[first], inverse.reshape(n, 3)
 
 
 def vertex_normals(pos: np.ndarray, tris: np.ndarray) -> np.ndarray:
@@ -231,16 +257,22 @@ def to_mesh_data(meshes: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     return MeshData.concat(parts)
 
 
-def color_u8(hex_value: str, alpha: int = 255) -> np.ndarray:
-    """'#rrggbb' (sRGB) → linear uint8 RGBA (glTF vertex colours are linear)."""
+@lru_cache(maxsize=256)
+def _color_u8(hex_value: str, alpha: int) -> tuple[int, int, int, int]:
     from tiles.models import hex_color
 
     c = hex_color(hex_value)
     c[3] = alpha / 255.0
-    return np.clip(np.rint(c * 255), 0, 255).astype(np.uint8)
+    return tuple(int(v) for v in np.clip(np.rint(c * 255), 0, 255))
+
+
+def color_u8(hex_value: str, alpha: int = 255) -> np.ndarray:
+    """'#rrggbb' (sRGB) → linear uint8 RGBA (glTF vertex colours are linear)."""
+    return np.array(_color_u8(hex_value, alpha), dtype=np.uint8)
 
 
 __all__ = [
     "DemGrid", "DrapedMesh", "color_u8", "drape", "grid_pieces", "layer_frame", "sample_heights",
+    "segment_pieces",
     "to_enu", "to_mesh_data", "triangulate", "vertex_normals", "weld",
 ]

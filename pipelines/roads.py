@@ -303,8 +303,9 @@ def build_roads(
         report.output["road_area_m2"] = round(float(np.sum(shapely.area(
             np.array([p for p in surfaces.polygons if p is not None], dtype=object)))), 1)
     if not dry_run and surfaces is not None:
-        build = build_surface_tileset(surfaces, out_dir, dem, class_name="road",
-                                      description="road surfaces and bridges", progress=progress,
+        build = build_surface_tileset(surfaces, out_dir, dem, class_name="road", grid=False, leaf_cell=4.0,
+                                      max_pieces=400, description="road surfaces and bridges",
+                                      progress=progress,
                                       keep_leaf_geometry=keep_leaf_geometry)
         report.output.update(build.summary())
     report.write(out_dir)

@@ -1,8 +1,10 @@
 """Draped surface layers (roads, green spaces, water) → a mesh 3D Tiles 1.1 tileset.
 
-Leaves: the whole layer is cut into grid pieces of ``leaf_cell`` metres (:func:`grid_pieces`);
-a quadtree over the pieces splits until a leaf holds ≤ ``max_pieces``; each leaf triangulates
-and drapes its pieces. Extra meshes (bridge decks) go to the leaf holding their centre.
+Leaves: the whole layer is cut into grid pieces of ``leaf_cell`` metres (:func:`grid_pieces`,
+for wide areas) or its polygon edges are split every ``leaf_cell`` metres
+(:func:`segment_pieces`, ``grid=False``, for narrow surfaces such as roads); a quadtree over
+the pieces splits until a leaf holds ≤ ``max_pieces``; each leaf triangulates and drapes its
+pieces. Extra meshes (bridge decks) go to the leaf holding their centre.
 
 Parents (REPLACE refinement) are rebuilt from the polygons clipped to their square with a
 coarser grid (``leaf_cell``·2^d, at most ``max_cell``) after dropping features whose
@@ -26,7 +28,15 @@ from typing import Any
 import numpy as np
 import shapely
 
-from pipelines.drape import DemGrid, drape, grid_pieces, layer_frame, to_mesh_data, triangulate
+from pipelines.drape import (
+    DemGrid,
+    drape,
+    grid_pieces,
+    layer_frame,
+    segment_pieces,
+    to_mesh_data,
+    triangulate,
+)
 from pipelines.instanced import aabb_box
 from tiles.frames import EnuFrame
 from tiles.gltf import FeatureTable, Material, PropertyColumn, encode_mesh_glb
@@ -138,6 +148,7 @@ def build_surface_tileset(
     leaf_cell: float = 8.0,
     max_cell: float = 64.0,
     max_pieces: int = 6000,
+    grid: bool = True,
     frame: EnuFrame | None = None,
     material: Material | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -149,7 +160,8 @@ def build_surface_tileset(
     polys = np.asarray(s.polygons, dtype=object)
     has_poly = np.array([p is not None and not shapely.is_empty(p) for p in polys])
     polys_ok = np.where(has_poly, polys, shapely.Point(0, 0))
-    pieces, owner = grid_pieces(polys_ok[has_poly], leaf_cell)
+    cut = grid_pieces if grid else segment_pieces
+    pieces, owner = cut(polys_ok[has_poly], leaf_cell)
     owner = np.flatnonzero(has_poly)[owner]
     extra_ids = np.array(sorted(s.extra_xy), dtype=np.int64)
     extra_pts = np.array([s.extra_xy[i] for i in extra_ids]).reshape(-1, 2)
@@ -187,7 +199,7 @@ def build_surface_tileset(
             dropped = sub[s.lod_rank[sub] < d]
             tol = cell / 16.0
             simplified = shapely.simplify(polys_ok[keep], tol, preserve_topology=True)
-            p2, o2 = grid_pieces(simplified, cell, bounds=node.bounds)
+            p2, o2 = cut(simplified, cell, bounds=node.bounds)
             tri_xy, tri_owner = triangulate(p2, keep[o2])
             error = max(float(s.size[dropped].max()) if len(dropped) else 0.0, tol)
             inside = (extra_pts[:, 0] >= xmin) & (extra_pts[:, 0] <= xmax) \
