@@ -1,0 +1,77 @@
+"""`make bench`: run every benchmark and print its figures (nothing here asserts a time).
+
+Inputs are generated under var/bench/ on first use (scale-1 and scale-3 sample districts) and
+reused afterwards. Each benchmark is its own script; a failing one is reported and the rest go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "var" / "bench"
+PY = sys.executable
+
+
+def sh(title: str, args: list[str]) -> bool:
+    print(f"\n=== {title}\n$ {' '.join(args)}", flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(args, cwd=REPO)
+    print(f"--- {title}: exit {proc.returncode} in {time.perf_counter() - t0:.1f} s", flush=True)
+    return proc.returncode == 0
+
+
+def sample(scale: int) -> Path:
+    out = BENCH / f"sample-s{scale}"
+    if not (out / "clean" / "README.txt").exists():
+        sh(f"generate scale-{scale} sample", [PY, "-m", "onemap.cli", "sample", "generate",
+                                              "--out", str(out), "--seed", "7", "--scale", str(scale)])
+    return out
+
+
+def district_build(sample_dir: Path) -> None:
+    out = BENCH / "tiles-s1"
+    t0 = time.perf_counter()
+    ok = sh("whole district build (goal < 90 s)", [PY, "-m", "onemap.cli", "tiles", "build",
+                                                    "--sample", str(sample_dir), "--out", str(out)])
+    seconds = time.perf_counter() - t0
+    index = out / "index.json"
+    if ok and index.exists():
+        catalog = json.loads(index.read_text())
+        print(f"district build: {seconds:.1f} s wall")
+        for layer in catalog["layers"]:
+            mb = layer["bytes"] / 1e6
+            print(f"  {layer['name']:<11} {mb:8.2f} MB  features {layer.get('features', '?')}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="subset: buildings district postgis api viewer")
+    args = ap.parse_args()
+    want = set(args.only or ["buildings", "district", "postgis", "api", "viewer"])
+    BENCH.mkdir(parents=True, exist_ok=True)
+    s1 = sample(1)
+    if "buildings" in want:
+        sh("buildings, scale 1", [PY, "bench/bench_buildings.py", str(s1)])
+        sh("buildings, scale 3", [PY, "bench/bench_buildings.py", str(sample(3))])
+    if "district" in want:
+        district_build(s1)
+    if "postgis" in want and (REPO / "bench" / "bench_postgis.py").exists():
+        sh("PostGIS loads and analytics", [PY, "bench/bench_postgis.py"])
+    if "api" in want and (REPO / "bench" / "bench_api.py").exists():
+        tiles = BENCH / "tiles-s1"
+        extra = ["--tiles", str(tiles)] if (tiles / "index.json").exists() else []
+        sh("API vs tipg / nginx / SSE", [PY, "bench/bench_api.py", *extra])
+    if "viewer" in want and (REPO / "bench" / "bench_viewer.py").exists():
+        sh("viewer first complete view", [PY, "bench/bench_viewer.py"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
