@@ -36,6 +36,7 @@ import math
 import struct
 import tempfile
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -134,11 +135,20 @@ def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 
 # =============================================================================== bounding volumes
+def _well_formed(volume: dict[str, Any]) -> bool:
+    for key, size in (("box", 12), ("sphere", 4), ("region", 6)):
+        if key in volume:
+            v = volume[key]
+            return (isinstance(v, list) and len(v) == size
+                    and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v))
+    return False
+
+
 def volume_excess(volume: dict[str, Any], pts_tile: np.ndarray, world: np.ndarray) -> tuple[float, int]:
     """(largest distance in metres outside the volume, number of points outside) for points
     given in the tile frame; ``world`` maps the tile frame to ECEF (for regions)."""
-    if len(pts_tile) == 0:
-        return 0.0, 0
+    if len(pts_tile) == 0 or not _well_formed(volume):
+        return 0.0, 0  # malformed volumes are reported by the schema check
     if "box" in volume:
         b = np.asarray(volume["box"], dtype=np.float64)
         centre, axes = b[:3], b[3:12].reshape(3, 3)  # rows = half-axis vectors
@@ -810,7 +820,7 @@ def validate_terrain(layer_path: Path, report: ValidationReport, *, dem: Path | 
             report.terrain_tiles += 1
             try:
                 t = decode_tile(tile_path.read_bytes())
-            except (ValueError, OSError, struct.error, EOFError) as exc:
+            except (ValueError, OSError, struct.error, EOFError, zlib.error) as exc:
                 issue(ERROR, tile_path, f"cannot decode quantized-mesh tile: {exc}")
                 continue
             nv = len(t.u)
