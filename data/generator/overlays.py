@@ -1,0 +1,600 @@
+"""Management overlays: workers, cameras, checkpoints, geofences, population, events, GPS fixes.
+
+Everything bulky is vectorised: GPS tracks are positions along per-worker patrol loops on the
+road graph, interpolated for all worker-days at once.
+"""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from .common import CRS_4548, EVENTS_END, EVENTS_START, GPS_DAYS, District, iso_local
+from .names import person_names, phones
+from .roads import MAJOR
+
+N_VEHICLES_MIN = 6
+WORKERS_TARGET = 50
+POPULATION = 70_000
+EVENTS = 50_000
+FIX_STEP_S = 10
+SHIFT_H = 8
+CATEGORIES = [
+    "city_appearance",
+    "street_order",
+    "sanitation",
+    "municipal_facilities",
+    "greening",
+    "illegal_construction",
+    "safety_hazard",
+    "dispute",
+]
+CAT_P = np.array([0.2, 0.22, 0.2, 0.12, 0.06, 0.05, 0.08, 0.07])
+DESCRIPTIONS = {
+    "city_appearance": ["墙面乱张贴小广告", "店招破损", "乱涂写乱刻画", "户外广告牌破旧", "沿街晾晒衣物"],
+    "street_order": ["占道经营", "店外经营", "流动摊贩聚集", "机动车乱停放", "非机动车乱停放"],
+    "sanitation": ["垃圾未及时清运", "垃圾桶满溢", "路面油污", "积存垃圾渣土", "暴露垃圾"],
+    "municipal_facilities": ["井盖缺失", "路灯不亮", "人行道板破损", "道路坑洼", "护栏损坏"],
+    "greening": ["绿化带毁损", "树木倒伏", "绿地内堆放杂物", "行道树缺株"],
+    "illegal_construction": ["违章搭建彩钢棚", "私自圈占公共绿地", "楼顶违建"],
+    "safety_hazard": ["电线私拉乱接", "消防通道堵塞", "广告牌松动", "楼道堆放杂物"],
+    "dispute": ["邻里噪音纠纷", "物业纠纷", "停车位纠纷", "漏水纠纷"],
+}
+
+
+# ------------------------------------------------------------------------------ workers, grids
+def build_workers(rng: np.random.Generator, d: District) -> None:
+    cells = d.grid_cells
+    comm_ids = cells["community_id"].to_numpy()
+    assign = np.empty(len(cells), dtype=int)
+    w = 0
+    group_of_worker: list[list[int]] = []
+    for cid in pd.unique(comm_ids):
+        idx = np.flatnonzero(comm_ids == cid)
+        k = max(1, int(round(len(idx) / 2.3)))
+        for part in np.array_split(idx, k):
+            assign[part] = w
+            group_of_worker.append(list(part))
+            w += 1
+    n_grid = w
+    n_veh = max(N_VEHICLES_MIN, WORKERS_TARGET - n_grid)
+    n = n_grid + n_veh
+    names = person_names(rng, n_grid) + [f"城管执法车{i + 1}号" for i in range(n_veh)]
+    ids = [f"W{i + 1:03d}" for i in range(n)]
+    ph = phones(rng, n)
+    comms = d.communities
+    veh_comms = np.array_split(np.arange(len(comms)), n_veh)
+    grid_id = [cells["id"].iloc[g[0]] for g in group_of_worker]
+    for vc in veh_comms:
+        in_c = np.flatnonzero(np.isin(comm_ids, comms["id"].to_numpy()[vc]))
+        grid_id.append(cells["id"].iloc[in_c[0]])
+    d.workers = pd.DataFrame(
+        {
+            "id": ids,
+            "name": names,
+            "phone": ph,
+            "kind": ["grid_worker"] * n_grid + ["vehicle"] * n_veh,
+            "device_id": [f"D{i + 1:03d}" for i in range(n)],
+            "grid_id": grid_id,
+        }
+    )
+    cells = cells.copy()
+    cells["staff_id"] = [ids[a] for a in assign]
+    cells["staff_name"] = [names[a] for a in assign]
+    cells["staff_phone"] = [ph[a] for a in assign]
+    d.grid_cells = cells
+    # patrol areas
+    areas = [shapely.union_all(cells.geometry.values[g]) for g in group_of_worker]
+    areas += [shapely.union_all(comms.geometry.values[vc]) for vc in veh_comms]
+    d.extras["patrol_areas"] = [shapely.set_precision(shapely.make_valid(a), 0.01) for a in areas]
+
+
+# ------------------------------------------------------------------------------ routing
+def _adjacency(g):
+    n = len(g.nodes)
+    a = np.concatenate([g.u, g.v])
+    b = np.concatenate([g.v, g.u])
+    e = np.concatenate([np.arange(len(g.u)), np.arange(len(g.u))])
+    order = np.argsort(a, kind="stable")
+    ptr = np.concatenate([[0], np.cumsum(np.bincount(a, minlength=n))])
+    return ptr, b[order], e[order]
+
+
+def _walk(rng, g, adj, start: int, allowed_edge: np.ndarray, min_len: float, away_from=None, max_steps=4000):
+    """Non-backtracking random walk over allowed edges; returns node list and edge list."""
+    ptr, nb, ed = adj
+    nodes, edges, length = [start], [], 0.0
+    prev = -1
+    for _ in range(max_steps):
+        cur = nodes[-1]
+        cand_n, cand_e = nb[ptr[cur] : ptr[cur + 1]], ed[ptr[cur] : ptr[cur + 1]]
+        ok = allowed_edge[cand_e]
+        cand_n, cand_e = cand_n[ok], cand_e[ok]
+        if len(cand_n) == 0:
+            break
+        if len(cand_n) > 1:
+            fwd = cand_e != prev
+            cand_n, cand_e = cand_n[fwd], cand_e[fwd]
+        if away_from is not None:
+            dist = np.hypot(*(g.nodes[cand_n] - away_from).T)
+            j = int(np.argmax(dist + rng.uniform(0, 40, len(dist))))
+        else:
+            j = int(rng.integers(len(cand_n)))
+        nodes.append(int(cand_n[j]))
+        edges.append(int(cand_e[j]))
+        prev = int(cand_e[j])
+        length += g.length[prev]
+        if length >= min_len:
+            break
+    return nodes, edges
+
+
+def _polyline(g, nodes, edges) -> np.ndarray:
+    pts = [g.nodes[nodes[0]][None, :]]
+    for a, e in zip(nodes[:-1], edges, strict=True):
+        c = shapely.get_coordinates(g.segments[e])
+        if g.u[e] != a:
+            c = c[::-1]
+        pts.append(c[1:])
+    return np.vstack(pts)
+
+
+def _there_and_back(poly: np.ndarray) -> np.ndarray:
+    return np.vstack([poly, poly[-2::-1]]) if len(poly) > 1 else np.vstack([poly, poly + 1.0])
+
+
+def _cum(poly: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(poly, axis=0).T))])
+
+
+def build_routes(rng: np.random.Generator, d: District) -> None:
+    g = d.graph
+    adj = _adjacency(g)
+    mids = shapely.line_interpolate_point(g.segments, 0.5, normalized=True)
+    cls = d.roads["class"].to_numpy()[g.road_index]
+    bridge = d.roads["bridge"].to_numpy()[g.road_index]
+    routes, detours = [], []
+    for kind, area in zip(d.workers["kind"], d.extras["patrol_areas"], strict=True):
+        zone = area.buffer(25)
+        shapely.prepare(zone)
+        inside = shapely.contains(zone, mids)
+        if kind == "vehicle":
+            allowed = inside & np.isin(cls, ["primary", "secondary", "tertiary", "residential"])
+            min_len = 30_000.0
+        else:
+            allowed = inside & ((cls != "service") | (bridge == 0))
+            min_len = 8_000.0
+        cand_nodes = np.unique(np.concatenate([g.u[allowed], g.v[allowed]]))
+        if len(cand_nodes) == 0:
+            cand_nodes = np.unique(np.concatenate([g.u, g.v]))
+            allowed = np.ones(len(g.u), dtype=bool)
+        c = np.array([area.centroid.x, area.centroid.y])
+        start = int(cand_nodes[np.argmin(np.hypot(*(g.nodes[cand_nodes] - c).T))])
+        nodes, edges = _walk(rng, g, adj, start, allowed, min_len)
+        poly = _polyline(g, nodes, edges)
+        route = _there_and_back(poly)
+        routes.append(route)
+        if kind == "grid_worker":
+            m = len(nodes) // 2
+            dn, de = _walk(rng, g, adj, nodes[m], np.ones(len(g.u), dtype=bool), 350.0, away_from=c)
+            out = _polyline(g, dn, de)
+            det = np.vstack(
+                [
+                    _polyline(g, nodes[: m + 1], edges[:m]),
+                    out[1:],
+                    out[-2::-1],
+                    _polyline(g, nodes[m:], edges[m:])[1:],
+                ]
+            )
+            det = _there_and_back(det)
+            detours.append((det, float(_cum(_polyline(g, nodes[: m + 1], edges[:m]))[-1])))
+        else:
+            detours.append(None)
+    d.extras["routes"] = routes
+    d.extras["detours"] = detours
+
+
+# ------------------------------------------------------------------------------ geofences etc.
+def build_geofences(rng: np.random.Generator, d: District) -> None:
+    w = d.workers
+    rows = []
+    for wid, name, area in zip(w["id"], w["name"], d.extras["patrol_areas"], strict=True):
+        rows.append(
+            {
+                "name": f"{name}巡查区域",
+                "kind": "patrol_area",
+                "worker_id": wid,
+                "max_dwell_min": np.nan,
+                "geometry": area,
+            }
+        )
+    # no-parking zones on the vehicles' loops (where the violations happen) and at school gates
+    gf_on_route = {}
+    for i, kind in enumerate(w["kind"]):
+        if kind != "vehicle":
+            continue
+        route = d.extras["routes"][i]
+        cum = _cum(route)
+        half = cum[-1] / 2
+        picks = []
+        for frac in (rng.uniform(0.15, 0.35), rng.uniform(0.55, 0.8)):
+            s = frac * half
+            x, y = np.interp(s, cum, route[:, 0]), np.interp(s, cum, route[:, 1])
+            x2, y2 = np.interp(s + 2, cum, route[:, 0]), np.interp(s + 2, cum, route[:, 1])
+            ang = np.arctan2(y2 - y, x2 - x)
+            from .common import rect_polygons
+
+            poly = rect_polygons([x], [y], [60.0], [30.0], [ang])[0]
+            rows.append(
+                {
+                    "name": f"禁停区{len(rows) + 1}",
+                    "kind": "no_parking",
+                    "worker_id": None,
+                    "max_dwell_min": 10.0,
+                    "geometry": poly,
+                }
+            )
+            picks.append(s)
+        gf_on_route[i] = picks
+    for blk in d.extras.get("schools", []) + d.extras.get("markets", []):
+        p = blk.exterior.interpolate(rng.uniform(0, blk.exterior.length))
+        rows.append(
+            {
+                "name": f"禁停区{len(rows) + 1}",
+                "kind": "no_parking",
+                "worker_id": None,
+                "max_dwell_min": float(rng.choice([5.0, 10.0, 15.0])),
+                "geometry": p.buffer(25, quad_segs=2),
+            }
+        )
+    gf = gpd.GeoDataFrame(rows, geometry="geometry", crs=CRS_4548)
+    gf["geometry"] = shapely.set_precision(gf.geometry.values, 0.01)
+    gf.insert(0, "id", [f"GF{i + 1:03d}" for i in range(len(gf))])
+    d.geofences = gf[["id", "name", "kind", "worker_id", "max_dwell_min", "geometry"]]
+    d.extras["gf_on_route"] = gf_on_route
+
+
+def build_checkpoints(rng: np.random.Generator, d: District) -> None:
+    rows = []
+    wid_index = {w: i for i, w in enumerate(d.workers["id"])}
+    for gid, name, staff, cell in zip(
+        d.grid_cells["id"], d.grid_cells["name"], d.grid_cells["staff_id"], d.grid_cells.geometry, strict=True
+    ):
+        route = d.extras["routes"][wid_index[staff]]
+        inside = route[shapely.contains_xy(cell, route[:, 0], route[:, 1])]
+        k = int(rng.integers(2, 5))
+        if len(inside):
+            pts = inside[rng.choice(len(inside), min(k, len(inside)), replace=False)]
+        else:
+            rp = cell.representative_point()
+            pts = np.array([[rp.x, rp.y]])
+        for j, p in enumerate(pts):
+            rows.append(
+                {
+                    "name": f"{name}巡查点{j + 1}",
+                    "grid_id": gid,
+                    "radius_m": float(rng.choice([10.0, 15.0, 20.0])),
+                    "geometry": shapely.Point(np.round(p, 2)),
+                }
+            )
+    cp = gpd.GeoDataFrame(rows, geometry="geometry", crs=CRS_4548)
+    cp.insert(0, "id", [f"CP{i + 1:03d}" for i in range(len(cp))])
+    d.checkpoints = cp
+
+
+def build_cameras(rng: np.random.Generator, d: District) -> None:
+    from .furniture import _along, _clear
+
+    roads = d.roads
+    xy1, _, r1, az1 = _along(rng, roads[roads["class"].isin(MAJOR)], 180, 240, 1.0, stagger=True)
+    xy2, _, r2, az2 = _along(
+        rng, roads[roads["class"].isin(["tertiary", "residential"])], 260, 340, 0.8, sides=(1.0,)
+    )
+    xy = np.vstack([xy1, xy2])
+    az = np.concatenate([az1, az2])
+    ok = _clear(d, xy, 0.5)
+    xy, az = xy[ok], az[ok]
+    if len(xy) > 560:
+        sel = np.sort(rng.choice(len(xy), 560, replace=False))
+        xy, az = xy[sel], az[sel]
+    n = len(xy)
+    heading = np.round(np.mod(az + rng.choice([0.0, 180.0], n) + rng.normal(0, 10, n), 360), 1)
+    rtree = shapely.STRtree(roads.geometry.values)
+    near = rtree.query_nearest(shapely.points(xy), all_matches=False)[1]
+    rn = roads["name"].to_numpy()[near]
+    counter: dict[str, int] = {}
+    names = []
+    for r in rn:
+        counter[r] = counter.get(r, 0) + 1
+        names.append(f"{r}{counter[r]}号监控")
+    # two high-altitude cameras on the two tallest buildings
+    b = d.buildings
+    hgt = d.extras["building_height"]
+    top = np.argsort(-hgt, kind="stable")[:2]
+    hc = shapely.get_coordinates(shapely.centroid(b.geometry.values[top]))
+    kinds = ["street"] * n + ["high_altitude"] * 2
+    allxy = np.vstack([xy, hc])
+    mount = np.concatenate([np.round(rng.uniform(4.5, 9.0, n), 1), np.round(hgt[top] + 3.0, 1)])
+    df = gpd.GeoDataFrame(
+        {
+            "name": names + [f"高空瞭望{i + 1}号({b['name'].iloc[t]})" for i, t in enumerate(top)],
+            "kind": kinds,
+            "mount_height": mount,
+            "heading": np.concatenate([heading, [0.0, 0.0]]),
+            "pitch": np.concatenate([np.round(rng.uniform(-35, -10, n), 1), [-8.0, -8.0]]),
+            "hfov": np.concatenate([np.round(rng.uniform(50, 100, n), 1), [360.0, 360.0]]),
+            "range_m": np.concatenate([np.round(rng.uniform(60, 200, n), 0), [3000.0, 3000.0]]),
+        },
+        geometry=shapely.points(np.round(allxy, 2)),
+        crs=CRS_4548,
+    )
+    ids = [f"CAM{i + 1:04d}" for i in range(len(df))]
+    df.insert(0, "id", ids)
+    df["stream_url"] = [
+        f"rtsp://10.86.{(i // 250) + 1}.{(i % 250) + 1}:554/live/{c}" for i, c in enumerate(ids)
+    ]
+    df["status"] = np.where(rng.random(len(df)) < 0.93, "online", "offline")
+    df.loc[df["kind"] == "high_altitude", "status"] = "online"
+    d.cameras = df[
+        [
+            "id",
+            "name",
+            "kind",
+            "mount_height",
+            "heading",
+            "pitch",
+            "hfov",
+            "range_m",
+            "stream_url",
+            "status",
+            "geometry",
+        ]
+    ]
+
+
+# ------------------------------------------------------------------------------ population
+def build_population(rng: np.random.Generator, d: District, total: int = POPULATION) -> None:
+    b = d.buildings
+    res = np.flatnonzero(np.isin(b["use"].to_numpy(), ["residential", "courtyard_house"]))
+    floors = d.extras["building_floors"][res].astype(int)
+    area = shapely.area(b.geometry.values[res])
+    fa = area * floors
+    counts = rng.multinomial(total, fa / fa.sum())
+    bi = np.repeat(np.arange(len(res)), counts)
+    n = len(bi)
+    units = np.maximum(1, np.round(area / 180)).astype(int)
+    unit = (rng.random(n) * units[bi]).astype(int) + 1
+    floor = (rng.random(n) * floors[bi]).astype(int) + 1
+    ages = np.arange(0, 101)
+    w = np.interp(
+        ages,
+        [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100],
+        [0.8, 1.0, 0.9, 1.3, 1.3, 1.4, 1.3, 1.0, 0.5, 0.15, 0.01],
+    )
+    age = rng.choice(ages, n, p=w / w.sum())
+    birth = 2026 - age
+    sex = np.where(rng.random(n) < 0.505, "M", "F")
+    floating = rng.random(n) < np.where((age >= 18) & (age <= 45), 0.32, 0.08)
+    flags = {
+        "disabled": rng.random(n) < 0.025,
+        "low_income": rng.random(n) < 0.02,
+        "living_alone": rng.random(n) < np.where(age >= 65, 0.12, 0.01),
+        "mental_health": rng.random(n) < 0.005,
+        "community_correction": (rng.random(n) < 0.002) & (age >= 18),
+    }
+    care = np.full(n, "", dtype=object)
+    for k, m in flags.items():
+        care = np.where(m, np.where(care == "", k, care + ";" + k), care)
+    d.population = pd.DataFrame(
+        {
+            "person_id": [f"P{i + 1:07d}" for i in range(n)],
+            "building_id": b["id"].to_numpy()[res][bi],
+            "unit": unit,
+            "floor": floor,
+            "birth_year": birth,
+            "sex": sex,
+            "residence": np.where(floating, "floating", "registered"),
+            "care_flags": care,
+        }
+    )
+
+
+# ------------------------------------------------------------------------------ events
+def build_events(rng: np.random.Generator, d: District, total: int = EVENTS) -> None:
+    m = int(total * 1.35)
+    roads = d.roads
+    lens = roads.length.to_numpy()
+    ri = rng.choice(len(roads), m, p=lens / lens.sum())
+    base = shapely.get_coordinates(
+        shapely.line_interpolate_point(roads.geometry.values[ri], rng.random(m), normalized=True)
+    )
+    xy = base + rng.normal(0, 9, (m, 2))
+    hot = d.extras.get("markets", []) + d.extras.get("schools", [])
+    hot_xy = np.array([[p.centroid.x, p.centroid.y] for p in hot]) if hot else np.empty((0, 2))
+    is_hot = rng.random(m) < (0.3 if len(hot_xy) else 0.0)
+    if len(hot_xy):
+        hi = rng.integers(0, len(hot_xy), m)
+        xy = np.where(is_hot[:, None], hot_xy[hi] + rng.normal(0, 45, (m, 2)), xy)
+    ok = shapely.contains_xy(d.land, xy[:, 0], xy[:, 1])
+    xy, is_hot, ri = xy[ok][:total], is_hot[ok][:total], ri[ok][:total]
+    n = len(xy)
+    cat = rng.choice(CATEGORIES, n, p=CAT_P)
+    hot_cat = rng.choice(
+        ["street_order", "sanitation", "city_appearance", "safety_hazard"], n, p=[0.4, 0.3, 0.2, 0.1]
+    )
+    cat = np.where(is_hot, hot_cat, cat)
+    prio = rng.choice(list("ABCD"), n, p=[0.06, 0.2, 0.5, 0.24])
+    source = rng.choice(["grid_worker", "resident", "camera"], n, p=[0.55, 0.3, 0.15])
+    # reporting time: uniform day, busier daytime
+    span_s = int((EVENTS_END - EVENTS_START) / np.timedelta64(1, "s"))
+    days = rng.integers(0, span_s // 86400, n)
+    hw = np.array([1, 0.5, 0.3, 0.3, 0.4, 0.8, 2, 4, 7, 8, 8, 7, 5, 6, 7, 7, 7, 6, 5, 4, 3, 2, 1.5, 1.2])
+    hour = rng.choice(24, n, p=hw / hw.sum())
+    sec = days * 86400 + hour * 3600 + rng.integers(0, 3600, n)
+    order = np.argsort(sec, kind="stable")
+    xy, cat, prio, source, sec, ri = xy[order], cat[order], prio[order], source[order], sec[order], ri[order]
+    # lifecycle durations (s): accept, dispatch, handle, verify, close
+    fast = np.where(prio == "A", 0.4, np.where(prio == "B", 0.7, 1.0))
+    med = [20 * 60, 40 * 60, 6 * 3600, 3 * 3600, 3600]
+    steps = np.stack(
+        [np.maximum(60, rng.lognormal(np.log(mu), 0.8, n) * fast).astype(np.int64) for mu in med], 1
+    )
+    t_rep = EVENTS_START + sec.astype("timedelta64[s]")
+    cum = np.cumsum(steps, axis=1)
+    stamps = t_rep[:, None] + cum.astype("timedelta64[s]")  # accepted..closed
+    rejected = rng.random(n) < 0.04
+    t_rej = t_rep + np.maximum(600, rng.lognormal(np.log(3600), 0.7, n)).astype("timedelta64[s]")
+    # stuck (overdue) events stop at a random stage: 1 accepted, 2 dispatched, 3 handled
+    stuck = (rng.random(n) < 0.015) & ~rejected
+    stop_at = np.where(stuck, rng.integers(1, 4, n), 5)
+    reached = (stamps <= EVENTS_END) & (np.arange(5)[None, :] < stop_at[:, None]) & ~rejected[:, None]
+    reached = np.cumprod(reached, axis=1).astype(bool)
+    stamps = np.where(reached, stamps, np.datetime64("NaT"))
+    t_rej = np.where(rejected & (t_rej <= EVENTS_END), t_rej, np.datetime64("NaT"))
+    nreach = reached.sum(axis=1)
+    status_names = np.array(
+        ["reported", "accepted", "dispatched", "handled", "verified", "closed"], dtype=object
+    )
+    status = status_names[nreach]
+    status = np.where(~np.isnat(t_rej), "rejected", status)
+    # worker: the grid worker of the cell holding the event, once dispatched
+    cells = d.grid_cells
+    ci = shapely.STRtree(cells.geometry.values).query_nearest(shapely.points(xy), all_matches=False)[1]
+    worker = np.where(reached[:, 1], cells["staff_id"].to_numpy()[ci], "")
+    rn = roads["name"].to_numpy()[ri]
+    pick = rng.random(n)
+    desc = [
+        f"{r or '小区'}附近{DESCRIPTIONS[c][int(p * len(DESCRIPTIONS[c]))]}"
+        for r, c, p in zip(rn, cat, pick, strict=True)
+    ]
+    d.events = pd.DataFrame(
+        {
+            "id": [f"E{i + 1:07d}" for i in range(n)],
+            "category": cat,
+            "priority": prio,
+            "source": source,
+            "description": desc,
+            "x": np.round(xy[:, 0], 2),
+            "y": np.round(xy[:, 1], 2),
+            "status": status,
+            "worker_id": worker,
+            "reported_at": iso_local(t_rep),
+            "accepted_at": iso_local(stamps[:, 0]),
+            "dispatched_at": iso_local(stamps[:, 1]),
+            "handled_at": iso_local(stamps[:, 2]),
+            "verified_at": iso_local(stamps[:, 3]),
+            "closed_at": iso_local(stamps[:, 4]),
+            "rejected_at": iso_local(t_rej),
+        }
+    )
+
+
+# ------------------------------------------------------------------------------ GPS
+def build_gps(rng: np.random.Generator, d: District) -> None:
+    """xy_4548 of every fix (lon/lat are computed when writing, per district copy)."""
+    w = d.workers
+    nw = len(w)
+    per_day = SHIFT_H * 3600 // FIX_STEP_S
+    nd = GPS_DAYS
+    rows = nw * nd
+    is_veh = (w["kind"] == "vehicle").to_numpy()
+    # moving / stopped runs (in fixes): alternate, starting with moving
+    runs = 80
+    mov = rng.geometric(1 / np.where(np.repeat(is_veh, nd), 30, 60)[:, None], (rows, runs))
+    stp = np.minimum(rng.geometric(1 / 18, (rows, runs)), 50)  # < 9 min: ordinary stops are short
+    dur = np.stack([mov, stp], axis=2).reshape(rows, 2 * runs)
+    bounds = np.cumsum(dur, axis=1)
+    i = np.arange(per_day)
+    big = per_day * 4 * runs
+    flat_b = (bounds + np.arange(rows)[:, None] * big).ravel()
+    q = (i[None, :] + np.arange(rows)[:, None] * big).ravel()
+    k = np.searchsorted(flat_b, q, side="right") - np.repeat(np.arange(rows) * 2 * runs, per_day)
+    moving = (k % 2 == 0).reshape(rows, per_day)
+    base_speed = np.where(is_veh, rng.uniform(5.0, 8.5, nw), rng.uniform(1.0, 1.4, nw))
+    speed = np.repeat(base_speed, nd)[:, None] * (1 + rng.normal(0, 0.12, (rows, per_day)))
+    speed = np.where(moving, np.clip(speed, 0.3, None), 0.0)
+    s = np.cumsum(speed * FIX_STEP_S, axis=1) - speed * FIX_STEP_S
+    # worker-days using the detour (excursion out of the patrol area), vehicle-days parking too long
+    routes = d.extras["routes"]
+    detours = d.extras["detours"]
+    route_len = np.array([_cum(r)[-1] for r in routes])
+    det_len = np.array([_cum(x[0])[-1] if x is not None else 0.0 for x in detours])
+    excursion = (rng.random(rows) < 0.05) & ~np.repeat(is_veh, nd)
+    park = (rng.random(rows) < 0.25) & np.repeat(is_veh, nd)
+    s0 = rng.uniform(0, 1, rows) * np.repeat(route_len, nd)
+    det_start = np.array([x[1] if x is not None else 0.0 for x in detours])
+    # start the excursion ~1-3 h into the shift
+    walked_1h = np.repeat(base_speed, nd) * 3600 * 0.6
+    s0 = np.where(excursion, np.repeat(det_start, nd) - walked_1h * rng.uniform(1, 3, rows), s0)
+    s = s + s0[:, None]
+    s = np.where(
+        excursion[:, None],
+        np.mod(s, np.repeat(np.maximum(det_len, 1), nd)[:, None]),
+        np.mod(s, np.repeat(route_len, nd)[:, None]),
+    )
+    # illegal parking: freeze the vehicle 12-25 min where its loop crosses a no-parking zone
+    gf = d.extras["gf_on_route"]
+    for r in np.flatnonzero(park):
+        wi = r // nd
+        target = gf[wi][int(rng.integers(len(gf[wi])))]
+        L = route_len[wi]
+        raw = s[r]
+        hit = np.flatnonzero((raw[:-1] <= target) & (raw[1:] > target))
+        if len(hit) == 0:
+            continue
+        j = int(hit[0]) + 1
+        m = int(rng.integers(72, 150))
+        if j + m >= per_day:
+            continue
+        new = np.concatenate([raw[:j], np.full(m, target), raw[j : per_day - m]])
+        s[r] = np.mod(new, L)
+        speed[r] = np.concatenate([speed[r][:j], np.zeros(m), speed[r][j : per_day - m]])
+    x = np.empty((rows, per_day))
+    y = np.empty((rows, per_day))
+    for wi in range(nw):
+        sl = slice(wi * nd, (wi + 1) * nd)
+        rt = routes[wi]
+        cum = _cum(rt)
+        x[sl], y[sl] = np.interp(s[sl], cum, rt[:, 0]), np.interp(s[sl], cum, rt[:, 1])
+        if detours[wi] is not None:
+            ex = np.flatnonzero(excursion[sl])
+            if len(ex):
+                dt_, dc = detours[wi][0], _cum(detours[wi][0])
+                rows_ex = wi * nd + ex
+                x[rows_ex] = np.interp(s[rows_ex], dc, dt_[:, 0])
+                y[rows_ex] = np.interp(s[rows_ex], dc, dt_[:, 1])
+    acc = rng.uniform(3.0, 8.0, (rows, per_day))
+    x += rng.normal(0, 1, (rows, per_day)) * acc / 2
+    y += rng.normal(0, 1, (rows, per_day)) * acc / 2
+    spike = rng.random((rows, per_day)) < 2e-4
+    ang = rng.uniform(0, 2 * np.pi, (rows, per_day))
+    dist = rng.uniform(150, 600, (rows, per_day))
+    x = np.where(spike, x + np.cos(ang) * dist, x)
+    y = np.where(spike, y + np.sin(ang) * dist, y)
+    rep_speed = np.round(np.clip(speed + rng.normal(0, 0.1, speed.shape) * (speed > 0), 0, None), 2)
+    day0 = (EVENTS_END - np.timedelta64(GPS_DAYS, "D")).astype("datetime64[s]")
+    # shift 08:00-16:00 local = 00:00-08:00 UTC
+    t_day = day0 + (np.arange(nd) * 86400).astype("timedelta64[s]") - np.timedelta64(0, "s")
+    t = np.tile(t_day, nw)[:, None] + (i * FIX_STEP_S).astype("timedelta64[s]")[None, :]
+    d.extras["gps"] = {
+        "worker_index": np.repeat(np.arange(nw), nd * per_day).astype(np.int32),
+        "t": t.ravel().astype("datetime64[ms]"),
+        "x": x.ravel(),
+        "y": y.ravel(),
+        "speed": rep_speed.ravel().astype(np.float32),
+        "accuracy": np.round(acc.ravel(), 1).astype(np.float32),
+    }
+    d.extras["gps_truth"] = {"excursion_rows": np.flatnonzero(excursion), "park_rows": np.flatnonzero(park)}
+
+
+def build(rng: np.random.Generator, d: District) -> None:
+    build_workers(rng, d)
+    build_routes(rng, d)
+    build_geofences(rng, d)
+    build_checkpoints(rng, d)
+    build_cameras(rng, d)
+    build_population(rng, d)
+    build_events(rng, d)
+    build_gps(rng, d)
