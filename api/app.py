@@ -19,9 +19,10 @@ from api.auth import TokenCache
 from api.deps import AppState
 from api.errors import install_error_handlers
 from api.live import Broker
-from api.middleware import BodyLimitMiddleware
+from api.middleware import BodyLimitMiddleware, TileFastPath
 from api.openapi import to_openapi30
 from api.routes import analytics, events, features, gps, stream, tiles, viewer
+from api.routes import auth as auth_routes
 from api.tilestore import TileStore
 from onemap.settings import Settings, get_settings
 
@@ -54,20 +55,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.onemap = state
     install_error_handlers(app, settings.db_retry_after_s)
-    for module in (viewer, features, tiles, analytics, events, gps, stream):
+    for module in (viewer, features, tiles, analytics, events, gps, stream, auth_routes):
         app.include_router(module.router)
     viewer.mount_static(app, settings)
 
+    expose = ["ETag", "Content-Range", "Content-Encoding", "Content-Length", "Retry-After", "Location"]
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_methods=["GET", "HEAD", "POST", "PATCH", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "If-None-Match", "Range", "Accept"],
-        expose_headers=["ETag", "Content-Range", "Content-Encoding", "Content-Length", "Retry-After",
-                        "Location"],
+        expose_headers=expose,
         max_age=600,
     )
+    # Outermost: cached tiles are answered before routing (see TileFastPath).
+    app.add_middleware(TileFastPath, store=state.tiles, cors_origins=settings.cors_origins,
+                       expose_headers=", ".join(expose))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

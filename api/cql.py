@@ -52,6 +52,8 @@ def to_sql(node: Any, ctx: CqlContext) -> ColumnElement[bool]:
         raise
     except RecursionError as exc:
         raise BadRequest("filter nested too deeply") from exc
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
+        raise BadRequest(f"unsupported filter: {exc}") from exc
 
 
 # pygeofilter's CQL2-text grammar only knows the infix form ``a T_BEFORE b`` and closed

@@ -183,7 +183,10 @@ def _where(src: Source, t: sa.TableClause, q: ItemQuery, max_vertices: int) -> l
         if start is not None:
             conds.append(c1 >= sa.bindparam(None, start, type_=sa.DateTime(timezone=True)))
     for name, raw in (q.equals or {}).items():
-        prop = coll.prop(name)
+        if name in ("id", coll.id_column):
+            prop: Prop | None = Prop(coll.id_column, coll.id_type)
+        else:
+            prop = coll.prop(name)
         col = src.column(t, name)
         if prop is None or col is None:
             raise BadRequest(f"unknown property {name!r}")
@@ -241,14 +244,27 @@ def query_items(conn: Connection, src: Source, q: ItemQuery, max_vertices: int,
         order.append(col.asc().nulls_last() if asc else col.desc().nulls_last())
     order.append(t.c[src.coll.id_column].asc())
     stmt = stmt.order_by(*order).limit(q.limit).offset(q.offset)
-    rows = [r[0] for r in conn.execute(stmt)]
-    matched = None
-    if count:
-        if q.offset == 0 and len(rows) < q.limit:
-            matched = len(rows)
-        else:
-            matched = conn.execute(sa.select(sa.func.count()).select_from(t).where(*conds)).scalar_one()
+    try:
+        rows = [r[0] for r in conn.execute(stmt)]
+        matched = None
+        if count:
+            if q.offset == 0 and len(rows) < q.limit:
+                matched = len(rows)
+            else:
+                matched = conn.execute(sa.select(sa.func.count()).select_from(t).where(*conds)).scalar_one()
+    except sa.exc.DBAPIError as exc:
+        raise _query_error(exc) from exc
     return rows, matched
+
+
+def _query_error(exc: sa.exc.DBAPIError) -> Exception:
+    """Bad input the database could only detect (invalid geometry, out-of-range value) → 400;
+    anything else (connection loss, ...) is re-raised for the 503/500 handlers."""
+    state = getattr(exc.orig, "sqlstate", None) or ""
+    if state[:2] in ("22", "42") or state == "XX000":
+        msg = str(getattr(exc.orig, "diag", None) and exc.orig.diag.message_primary or "invalid query")
+        return BadRequest(f"the query could not be evaluated: {msg}")
+    return exc
 
 
 def extent(conn: Connection, coll: Collection) -> dict[str, Any]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from fastapi import HTTPException
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
+from api.tilestore import TileStore, file_response
 
 
 class _TooLarge(HTTPException):
@@ -63,4 +65,51 @@ class BodyLimitMiddleware:
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(413, f"request body larger than {self.max_bytes} bytes",
                                   {"connection": "close"})
+        await response(scope, receive, send)
+
+
+class TileFastPath:
+    """Serve cached tiles (``/tiles/…``, ``/terrain/…``) before the FastAPI stack.
+
+    Only GET/HEAD requests whose file is already in the tile cache are answered here (one stat,
+    no routing, no dependency solving); everything else — misses, errors, preflights — goes to
+    the app, which loads the file into the cache. CORS headers are added like CORSMiddleware.
+    """
+
+    PREFIXES = ("/tiles/", "/terrain/")
+
+    def __init__(self, app: ASGIApp, store: TileStore, cors_origins: list[str],
+                 expose_headers: str) -> None:
+        self.app = app
+        self.store = store
+        self.cors_all = "*" in cors_origins
+        self.cors_origins = frozenset(cors_origins)
+        self.expose = expose_headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path.startswith("/tiles/"):
+            rel = path[7:]
+            if "/" not in rel:
+                await self.app(scope, receive, send)
+                return
+        elif path.startswith("/terrain/"):
+            rel = "terrain/" + path[9:]
+        else:
+            await self.app(scope, receive, send)
+            return
+        entry = self.store.peek(rel)
+        if entry is None or entry.body is None:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        response = file_response(self.store, entry, headers, scope["method"])
+        origin = headers.get("origin")
+        if origin is not None and (self.cors_all or origin in self.cors_origins):
+            response.headers["access-control-allow-origin"] = "*" if self.cors_all else origin
+            response.headers["access-control-expose-headers"] = self.expose
+            response.headers["vary"] = (response.headers.get("vary", "") + ", Origin").lstrip(", ")
         await response(scope, receive, send)

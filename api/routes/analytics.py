@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response
 
 from api.auth import OPS_ROLES, READ_ROLES, User, write_audit
@@ -60,7 +61,10 @@ def _aware(t: datetime | None) -> datetime | None:
 def _window(start: datetime | None, end: datetime | None, default_days: int = 30,
             max_len: timedelta = MAX_WINDOW) -> tuple[datetime, datetime]:
     end = _aware(end) or datetime.now(UTC)
-    start = _aware(start) or end - timedelta(days=default_days)
+    try:
+        start = _aware(start) or end - timedelta(days=default_days)
+    except OverflowError as exc:
+        raise BadRequest("time window out of range") from exc
     if start >= end:
         raise BadRequest("start must be before end")
     if end - start > max_len:
@@ -81,8 +85,13 @@ def _today() -> date:
 def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise BadRequest(str(exc)) from exc
+    except DBAPIError as exc:
+        state = getattr(exc.orig, "sqlstate", None) or ""
+        if state[:2] == "22":  # data exception: out-of-range times, bad values
+            raise BadRequest(f"invalid parameter: {str(exc.orig).splitlines()[0]}") from exc
+        raise
 
 
 @router.get("/events/density", summary="Event counts per grid cell, square or hexagon (GeoJSON)")
@@ -121,7 +130,7 @@ def event_sla(
 @router.get("/patrollers/nearest", summary="Nearest patrollers to a point by their latest fix")
 def nearest_patrollers(
     conn: DbConn, _: OpsOrViewer, lon: Lon, lat: Lat,
-    n: Annotated[int, Query(ge=1, le=100)] = 5,
+    n: Annotated[int, Query(ge=1, le=1000)] = 5,
     max_age_s: Annotated[float | None, Query(gt=0, le=30 * 86400, description="ignore older fixes")] = None,
     kind: Literal["grid_worker", "vehicle"] | None = None,
 ) -> Response:
@@ -180,6 +189,8 @@ def alarms(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Response:
     since = _aware(since) or datetime.now(UTC) - timedelta(days=1)
+    if until is not None and _aware(until) <= since:  # type: ignore[operator]
+        raise BadRequest("until must be after since")
     return _json(_call(analytics.alarms, conn, since, _aware(until), kind, limit))
 
 

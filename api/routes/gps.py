@@ -56,7 +56,7 @@ class FixesAccepted(BaseModel):
 def post_fixes(
     state: State,
     user: Annotated[User, Depends(require_roles(GPS_ROLES))],
-    fixes: Annotated[list[dict[str, Any]], Body(description="[{device_id, t, lon, lat, speed, accuracy}]")],
+    fixes: Annotated[list[Any], Body(description="[{device_id, t, lon, lat, speed, accuracy}]")],
 ) -> Response:
     limit = state.settings.max_gps_batch
     if len(fixes) > limit:
