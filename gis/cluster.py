@@ -104,7 +104,8 @@ class EmbeddedCluster:
         log.debug("run %s", " ".join(args))
         proc = subprocess.run(args, capture_output=True, text=True, cwd="/")
         if check and proc.returncode != 0:
-            raise ClusterError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+            detail = proc.stderr.strip() or proc.stdout.strip()
+            raise ClusterError(f"{' '.join(args)} failed ({proc.returncode}): {detail}")
         return proc
 
     def _state(self) -> dict[str, object]:
