@@ -21,6 +21,11 @@ import shapely
 from pyproj import CRS, Transformer
 
 
+def _apply(t: rasterio.Affine, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    return t.a * x + t.b * y + t.c, t.d * x + t.e * y + t.f
+
+
 @dataclass
 class Ground:
     """A DEM band held in memory (window covering the data), with its affine transform."""
@@ -62,9 +67,8 @@ class Ground:
         return np.asarray(xx), np.asarray(yy)
 
     def _bilinear(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        inv = ~self.transform
-        col, row = inv * (x, y)
-        col, row = np.asarray(col) - 0.5, np.asarray(row) - 0.5  # cell centres
+        col, row = _apply(~self.transform, x, y)
+        col, row = col - 0.5, row - 0.5  # cell centres
         rows, cols = self.heights.shape
         c0 = np.floor(col).astype(np.int64)
         r0 = np.floor(row).astype(np.int64)
@@ -114,8 +118,8 @@ class Ground:
         # cell centres inside each polygon (candidates from the polygon's bounding box)
         inv = ~self.transform
         b = shapely.bounds(polygons)
-        c_a, r_a = inv * (b[:, 0], b[:, 3])
-        c_b, r_b = inv * (b[:, 2], b[:, 1])
+        c_a, r_a = _apply(inv, b[:, 0], b[:, 3])
+        c_b, r_b = _apply(inv, b[:, 2], b[:, 1])
         rows, cols = self.heights.shape
         c0 = np.clip(np.floor(np.minimum(c_a, c_b)).astype(np.int64), 0, cols - 1)
         c1 = np.clip(np.floor(np.maximum(c_a, c_b)).astype(np.int64), 0, cols - 1)
@@ -129,7 +133,7 @@ class Ground:
             k = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
             cc = c0[owner] + k % nc[owner]
             rr = r0[owner] + k // nc[owner]
-            x, y = self.transform * (cc + 0.5, rr + 0.5)
+            x, y = _apply(self.transform, cc + 0.5, rr + 0.5)
             inside = shapely.contains_xy(polygons[owner], x, y)
             v = self.heights[rr[inside], cc[inside]]
             good = np.isfinite(v)
