@@ -160,9 +160,23 @@ def build_surface_tileset(
     polys = np.asarray(s.polygons, dtype=object)
     has_poly = np.array([p is not None and not shapely.is_empty(p) for p in polys])
     polys_ok = np.where(has_poly, polys, shapely.Point(0, 0))
-    cut = grid_pieces if grid else segment_pieces
-    pieces, owner = cut(polys_ok[has_poly], leaf_cell)
-    owner = np.flatnonzero(has_poly)[owner]
+    is_flat = np.isfinite(np.asarray(s.flat_level, float))
+
+    def cut(polygons: np.ndarray, ids: np.ndarray, cell: float,
+            bounds: tuple[float, float, float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Pieces of features ``ids``: flat ones (water) need no grid, only split edges."""
+        out_p, out_o = [], []
+        for sel, gridded in ((~is_flat[ids], grid), (is_flat[ids], False)):
+            if sel.any():
+                fn = grid_pieces if gridded else segment_pieces
+                p, o = fn(polygons[sel], cell if gridded else 4 * cell, bounds=bounds)
+                out_p.append(p)
+                out_o.append(ids[sel][o])
+        if not out_p:
+            return np.zeros(0, dtype=object), np.zeros(0, np.int64)
+        return np.concatenate(out_p), np.concatenate(out_o)
+
+    pieces, owner = cut(polys_ok[has_poly], np.flatnonzero(has_poly), leaf_cell)
     extra_ids = np.array(sorted(s.extra_xy), dtype=np.int64)
     extra_pts = np.array([s.extra_xy[i] for i in extra_ids]).reshape(-1, 2)
     piece_pts = shapely.get_coordinates(shapely.point_on_surface(pieces)).reshape(-1, 2)
@@ -199,8 +213,8 @@ def build_surface_tileset(
             dropped = sub[s.lod_rank[sub] < d]
             tol = cell / 16.0
             simplified = shapely.simplify(polys_ok[keep], tol, preserve_topology=True)
-            p2, o2 = cut(simplified, cell, bounds=node.bounds)
-            tri_xy, tri_owner = triangulate(p2, keep[o2])
+            p2, o2 = cut(simplified, keep, cell, bounds=node.bounds)
+            tri_xy, tri_owner = triangulate(p2, o2)
             error = max(float(s.size[dropped].max()) if len(dropped) else 0.0, tol)
             inside = (extra_pts[:, 0] >= xmin) & (extra_pts[:, 0] <= xmax) \
                 & (extra_pts[:, 1] >= ymin) & (extra_pts[:, 1] <= ymax)
