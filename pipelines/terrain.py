@@ -85,20 +85,25 @@ class _WaterMasks:
         self.tree = None
         if path is None:
             return
-        import geopandas as gpd
+        import pyogrio.raw
         import shapely
+        from pyproj import Transformer
 
-        gdf = gpd.read_file(path)
-        if gdf.crs is None:
+        meta, _, wkb, fields = pyogrio.raw.read(path, force_2d=True)
+        if not meta.get("crs"):
             raise ValueError(f"{path}: water layer has no CRS")
-        gdf = gdf.to_crs(4326)
-        geoms = [g for g in gdf.geometry if g is not None and not g.is_empty]
-        bad = [str(gdf.iloc[i].get("id", i)) for i, g in enumerate(gdf.geometry) if g is not None
-               and not g.is_empty and g.geom_type not in ("Polygon", "MultiPolygon")]
+        names = list(meta["fields"])
+        ids = fields[names.index("id")] if "id" in names else np.arange(len(wkb))
+        geoms = shapely.from_wkb(wkb)
+        bad = [str(ids[i]) for i, g in enumerate(geoms)
+               if g is not None and not g.is_empty and g.geom_type not in ("Polygon", "MultiPolygon")]
         if bad:
             raise ValueError(f"{path}: water features {', '.join(bad)} are not polygons")
-        self.geoms = geoms
-        self.tree = shapely.STRtree(geoms) if geoms else None
+        to_ll = Transformer.from_crs(CRS.from_user_input(meta["crs"]), _WGS84, always_xy=True)
+        keep = [g for g in geoms if g is not None and not g.is_empty]
+        self.geoms = [shapely.transform(g, lambda xy: np.column_stack(to_ll.transform(xy[:, 0], xy[:, 1])))
+                      for g in keep]
+        self.tree = shapely.STRtree(self.geoms) if self.geoms else None
 
     def mask(self, bounds: Bounds) -> np.ndarray | int:
         if self.tree is None:
