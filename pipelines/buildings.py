@@ -455,7 +455,8 @@ def encode_tile(b: PreparedBuildings, content: np.ndarray, facets: bm.Facets, fo
         colors=_colors(b, content, mesh, lod2),
         feature_ids=mesh.building,
     )
-    return encode_mesh_glb(data, feature_table(b, content)), mesh.positions
+    return encode_mesh_glb(data, feature_table(b, content), quantize_normals=True), (
+        mesh.outline if mesh.outline is not None else mesh.positions)
 
 
 def feature_fingerprints(b: PreparedBuildings) -> tuple[np.ndarray, np.ndarray]:

@@ -310,13 +310,18 @@ _CSV_XY_PAIRS = (("x", "y"), ("lon", "lat"), ("lng", "lat"), ("longitude", "lati
 _CSV_WKT = ("wkt", "geometry", "geom", "the_geom")
 
 
-def _resolve_crs(path: Path, declared: Any, src_crs: str | None, has_prj: bool) -> tuple[CRS, str]:
+def _resolve_crs(path: Path, declared: Any, src_crs: str | None, has_prj: bool,
+                 fallback: str | None = None, fallback_origin: str = "the mapping") -> tuple[CRS, str]:
+    """The layer CRS: the declared one; ``src_crs`` (must agree when both); else ``fallback``."""
     given: CRS | None = None
+    origin = "--src-crs"
+    if src_crs is None and declared is None and fallback is not None:
+        src_crs, origin = fallback, fallback_origin
     if src_crs is not None:
         try:
             given = CRS.from_user_input(src_crs)
         except CRSError as exc:
-            raise CrsUnknownError(path, f"--src-crs {src_crs!r} is not a CRS PROJ knows ({exc}); "
+            raise CrsUnknownError(path, f"{origin} {src_crs!r} is not a CRS PROJ knows ({exc}); "
                                         "use e.g. EPSG:4548") from exc
     if declared is None:
         if has_prj and given is None:
@@ -325,7 +330,7 @@ def _resolve_crs(path: Path, declared: Any, src_crs: str | None, has_prj: bool) 
         if given is None:
             raise CrsMissingError(path, "the file declares no CRS; pass --src-crs (the delivery CRS is "
                                         f"{DELIVERY_CRS}) or add a .prj")
-        return given, f"CRS {given.to_string()} from --src-crs (the file declares none)"
+        return given, f"CRS {given.to_string()} from {origin} (the file declares none)"
     try:
         crs = CRS.from_user_input(declared)
     except CRSError as exc:
@@ -415,7 +420,7 @@ def read_layer(
     crs_note = ""
     if is_csv:
         gdf, declared = _read_csv(path, encoding or mapping.encoding, src_crs or mapping.crs)
-        crs, crs_note = _resolve_crs(path, declared, src_crs or mapping.crs, False)
+        crs, crs_note = _resolve_crs(path, declared, src_crs, False, mapping.crs)
         layer_used = None
         encoding_used = encoding or mapping.encoding or "UTF-8"
     else:
@@ -442,7 +447,7 @@ def read_layer(
         elif encoding:
             read_kwargs["encoding"] = encoding
         has_prj = path.with_suffix(".prj").exists() or path.with_suffix(".PRJ").exists()
-        crs, crs_note = _resolve_crs(path, info.get("crs"), src_crs or mapping.crs, has_prj)
+        crs, crs_note = _resolve_crs(path, info.get("crs"), src_crs, has_prj, mapping.crs)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -7,6 +7,7 @@ footprint is known exactly), a GBK pinyin Shapefile, and broken files for the er
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -327,7 +328,7 @@ def test_lod2_roofs(built: tuple[Path, object]) -> None:
     assert np.all((nz > 0.999) | (np.abs(nz) < 0.01))
     # walls are vertical, normals unit length
     for f in feats.values():
-        assert np.allclose(np.linalg.norm(f["normals"], axis=1), 1.0, atol=1e-3)
+        assert np.allclose(np.linalg.norm(f["normals"], axis=1), 1.0, atol=5e-3)
 
 
 def test_tileset_structure_hierarchy_and_boxes(utm_gpkg: Path, dem: Path, tmp_path: Path) -> None:
@@ -489,8 +490,13 @@ def test_wrong_encoding_is_a_clear_error(pinyin_shp: tuple[Path, Path]) -> None:
 def test_missing_crs_error(pinyin_shp: tuple[Path, Path]) -> None:
     shp, mapping = pinyin_shp
     shp.with_suffix(".prj").unlink()
+    no_crs = dataclasses.replace(load_mapping(mapping), crs=None)
     with pytest.raises(CrsMissingError, match="--src-crs"):
-        read_layer(shp, [FieldSpec("id", required=True)], mapping=load_mapping(mapping))
+        read_layer(shp, [FieldSpec("id", required=True)], mapping=no_crs)
+    # a mapping's crs: is the fallback for files without one
+    with_crs = dataclasses.replace(no_crs, crs="EPSG:4548")
+    layer = read_layer(shp, [FieldSpec("id", required=True)], mapping=with_crs)
+    assert layer.crs.to_epsg() == 4548 and "mapping" in layer.report.notes[0]
     layer = read_layer(
         shp, [FieldSpec("id", required=True)], mapping=load_mapping(mapping), src_crs="EPSG:4548"
     )

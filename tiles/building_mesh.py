@@ -69,6 +69,7 @@ class MeshArrays:
     building: np.ndarray  # (V,) int32 building index in the batch
     is_roof: np.ndarray  # (V,) bool
     indices: np.ndarray  # (3T,) uint32
+    outline: np.ndarray | None = None  # (K,3) the distinct corner points (enough for bounding volumes)
 
     @property
     def n_vertices(self) -> int:
@@ -381,7 +382,7 @@ def facets_to_mesh(
     return MeshArrays(
         np.concatenate(positions), np.concatenate(normals).astype(np.float32),
         np.concatenate(building).astype(np.int32), np.concatenate(is_roof),
-        np.concatenate(indices).astype(np.uint32),
+        np.concatenate(indices).astype(np.uint32), enu,
     )
 
 
