@@ -9,7 +9,7 @@ Everything runs on 127.0.0.1 with bounded counts and durations:
    ``--events`` events; the same random ~300 m bboxes (``limit=100``) are requested one after
    another from onemap and from tipg (``pip install -e '.[bench]'``), each one uvicorn worker on
    the same database; p50/p95 latency.
-2. tiles: the same folder (``--tiles``, default a synthetic 2 000-file folder of 2–60 KB tiles)
+2. tiles: the same folder (``--tiles``, default a synthetic 500-file folder of 2–60 KB tiles)
    served by onemap (one uvicorn worker) and by Debian nginx (``worker_processes 1``,
    installed with apt-get when missing, config generated under ``var/bench-api/``); requests/s
    from the same keep-alive load generator (asyncio, 2 processes x 16 connections).
@@ -47,7 +47,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 60.0) -> None:
+def wait_http(url: str, timeout: float = 300.0) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -159,7 +159,7 @@ def bench_features(url: str, work: Path, n: int, skip_tipg: bool) -> None:
     boxes = bboxes(n)
     port = free_port()
     ours = Proc([PY, "-m", "uvicorn", "api.app:create_app", "--factory", "--port", str(port),
-                 "--log-level", "warning", "--no-access-log"],
+                 "--log-level", "warning", "--no-access-log", "--timeout-keep-alive", "120"],
                 env={"ONEMAP_DATABASE_URL": libpq, "ONEMAP_ANONYMOUS_COLLECTIONS": '["events"]',
                      "ONEMAP_VAR_DIR": str(work)}, log=work / "onemap.log")
     try:
@@ -192,7 +192,7 @@ def bench_features(url: str, work: Path, n: int, skip_tipg: bool) -> None:
 
 
 # -- tiles -------------------------------------------------------------------------------------------
-def synthetic_tiles(root: Path, n: int = 2000) -> list[str]:
+def synthetic_tiles(root: Path, n: int = 500) -> list[str]:
     rnd = random.Random(3)
     paths = []
     for i in range(n):
@@ -201,7 +201,8 @@ def synthetic_tiles(root: Path, n: int = 2000) -> list[str]:
         if not p.exists():
             p.parent.mkdir(parents=True, exist_ok=True)
             size = rnd.randint(2_000, 60_000)
-            p.write_bytes(b"glTF" + rnd.randbytes(size // 2) + bytes(size // 2))
+            # half noise, half structure: compresses roughly like real glb content
+            p.write_bytes(b"glTF" + rnd.randbytes(size // 2) + bytes(range(256)) * (size // 512))
         paths.append(rel)
     return paths
 
@@ -227,7 +228,7 @@ error_log {work}/nginx-error.log warn;
 events {{ worker_connections 1024; }}
 http {{
     access_log off;
-    sendfile on; tcp_nopush on; keepalive_requests 1000000;
+    sendfile on; tcp_nopush on; keepalive_requests 1000000; keepalive_timeout 120s;
     open_file_cache max=10000 inactive=60s;
     client_body_temp_path {work}/nginx-tmp; proxy_temp_path {work}/nginx-tmp;
     fastcgi_temp_path {work}/nginx-tmp; uwsgi_temp_path {work}/nginx-tmp; scgi_temp_path {work}/nginx-tmp;
@@ -268,6 +269,21 @@ def _load_worker(port: int, paths: list[str], seconds: float, conns: int, out: m
     out.put(asyncio.run(main()))
 
 
+def warm(port: int, paths: list[str]) -> None:
+    """Request every file once (fills onemap's cache / the page cache) before measuring."""
+    import httpx
+
+    with httpx.Client(timeout=120, transport=httpx.HTTPTransport(retries=3)) as c:
+        for p in paths:
+            for attempt in range(3):
+                try:
+                    c.get(f"http://127.0.0.1:{port}/tiles/{p}").raise_for_status()
+                    break
+                except httpx.RemoteProtocolError:  # keep-alive connection closed under us
+                    if attempt == 2:
+                        raise
+
+
 def throughput(port: int, paths: list[str], seconds: float, procs: int = 2, conns: int = 16) -> float:
     q: mp.Queue = mp.Queue()
     workers = [mp.Process(target=_load_worker, args=(port, paths, seconds, conns, q)) for _ in range(procs)]
@@ -306,13 +322,14 @@ def bench_tiles(work: Path, tiles: Path | None, seconds: float, skip_nginx: bool
     random.Random(5).shuffle(paths)
     port = free_port()
     ours = Proc([PY, "-m", "uvicorn", "api.app:create_app", "--factory", "--port", str(port),
-                 "--log-level", "warning", "--no-access-log", "--http", "httptools", "--loop", "uvloop"],
+                 "--log-level", "warning", "--no-access-log", "--http", "httptools", "--loop", "uvloop",
+                 "--timeout-keep-alive", "120"],
                 env={"ONEMAP_TILES_DIR": str(tiles), "ONEMAP_VAR_DIR": str(work),
                      "ONEMAP_DATABASE_URL": "postgresql://unused@127.0.0.1:9/none"},
                 log=work / "onemap-tiles.log")
     try:
         wait_http(f"http://127.0.0.1:{port}/tilesets")
-        throughput(port, paths, 2)  # warm the cache
+        warm(port, paths)
         rps_ours = throughput(port, paths, seconds)
     finally:
         ours.stop()
@@ -327,7 +344,7 @@ def bench_tiles(work: Path, tiles: Path | None, seconds: float, skip_nginx: bool
     proc = Proc([nginx, "-c", str(nginx_conf(work, tiles.resolve(), port)), "-p", str(work)])
     try:
         wait_http(f"http://127.0.0.1:{port}/tiles/{paths[0]}")
-        throughput(port, paths, 2)
+        warm(port, paths)
         rps_nginx = throughput(port, paths, seconds)
     finally:
         proc.stop()
