@@ -73,9 +73,15 @@ PARK_NAMES = ["解放公园", "龙湖公园", "青年公园", "朝阳公园", "�
 OFFICE_WORDS = ["金融", "国贸", "华联", "银泰", "商会", "科技", "电信", "万达", "时代", "中环"]
 
 
+_INNER: dict = {}  # (id(block), margin) -> inner polygon, cleared by build()
+
+
 def _lattice(rng, block, angle, bu, bv, gap_u, gap_v, margin=0.0, template=None, jitter=0.0):
     """Footprints (bu x bv) on a lattice over `block` (rotated by angle), kept if inside."""
-    inner = block.buffer(-margin) if margin > 0 else block
+    key = (id(block), margin)
+    inner = _INNER.get(key)
+    if inner is None:
+        inner = _INNER[key] = block.buffer(-margin, quad_segs=2) if margin > 0 else block
     if inner.is_empty:
         return np.empty(0, dtype=object)
     c, s = np.cos(angle), np.sin(angle)
@@ -120,7 +126,13 @@ def _fit(rng, blk, angle, sizes, gap, margin, limit):
 def _blocks(d: District) -> list:
     r = d.roads
     half = r["width"].to_numpy() / 2 + r["_sidewalk"].to_numpy() + SETBACK_M
-    corr = shapely.union_all(shapely.buffer(r.geometry.values, half, quad_segs=2))
+    # one buffer per corridor width (buffering a MultiLineString unions it cheaply)
+    corr = shapely.union_all(
+        [
+            shapely.buffer(shapely.multilinestrings(list(r.geometry.values[half == w])), w, quad_segs=2)
+            for w in np.unique(half)
+        ]
+    )
     no_build = corr.union(d.lake.buffer(LAKE_ROAD_OFFSET_M + 15)).union(d.river.buffer(15))
     free = d.boundary.buffer(-2).difference(no_build)
     parts = [g for g in shapely.get_parts(free) if g.area > 300]
@@ -190,6 +202,7 @@ def _drop_overlaps(polys: np.ndarray, keep_first: np.ndarray | None = None) -> n
 
 def build(rng: np.random.Generator, d: District) -> None:
     angle = d.extras.get("grid_angle", 0.0)
+    _INNER.clear()
     blocks = _blocks(d)
     nb = len(blocks)
     area = np.array([b.area for b in blocks])
@@ -464,6 +477,7 @@ def build(rng: np.random.Generator, d: District) -> None:
         crs=CRS_4548,
     )
     d.extras["playgrounds"] = playgrounds
+    _INNER.clear()
     d.extras["markets"] = [p for p, k in zip(blocks, kinds, strict=True) if k == "market"]
     d.extras["schools"] = [p for p, k in zip(blocks, kinds, strict=True) if k == "school"]
 

@@ -71,23 +71,27 @@ def build(rng: np.random.Generator, d: District) -> None:
     major = roads[roads["class"].isin(MAJOR)]
     minor = roads[roads["class"].isin(["tertiary", "residential"])]
     # lamps: every ~30 m, both sides of major streets, one side elsewhere
-    xy, hd, _, _ = _along(rng, major, 28, 32, 0.6, stagger=True)
+    xy, hd, _, _ = _along(rng, major, 28, 32, 0.8, stagger=True)
     add(xy, "street_lamp", hd, rng.choice([10.0, 12.0], len(xy)))
-    xy, hd, _, _ = _along(rng, minor, 28, 34, 0.4, sides=(1.0,))
+    xy, hd, _, _ = _along(rng, minor[minor["class"] == "tertiary"], 28, 34, 0.8, stagger=True)
+    add(xy, "street_lamp", hd, rng.choice([8.0, 10.0], len(xy)))
+    xy, hd, _, _ = _along(rng, minor[minor["class"] == "residential"], 28, 34, 0.8, sides=(1.0,))
     add(xy, "street_lamp", hd, rng.choice([6.0, 8.0], len(xy)))
     # hydrants every ~100 m
     xy, hd, _, _ = _along(rng, street, 90, 110, 0.8, sides=(-1.0,))
     add(xy, "fire_hydrant", hd, 0.9)
+    xy, hd, _, _ = _along(rng, major, 90, 110, 0.8, sides=(1.0,))
+    add(xy, "fire_hydrant", hd, 0.9)
     # bins every ~45 m on major/tertiary sidewalks, benches every ~120 m
     mt = roads[roads["class"].isin(["primary", "secondary", "tertiary"])]
-    xy, hd, _, _ = _along(rng, mt, 40, 50, 1.8, stagger=True)
+    xy, hd, _, _ = _along(rng, mt, 30, 38, 1.8, stagger=True)
     add(xy, "waste_bin", hd, 1.0)
     xy, hd, _, _ = _along(rng, mt, 110, 140, 2.2)
     add(xy, "bench", hd, 0.85)
     # billboards on primary streets; signs every ~150 m on streets
     xy, hd, _, _ = _along(rng, roads[roads["class"] == "primary"], 90, 130, 2.6, stagger=True)
     add(xy, "billboard", hd, rng.uniform(5.0, 8.0, len(xy)))
-    xy, hd, _, _ = _along(rng, street, 140, 170, 0.4, sides=(1.0,))
+    xy, hd, _, _ = _along(rng, street, 120, 160, 0.9, stagger=True)
     add(xy, "sign", hd, rng.uniform(2.5, 3.5, len(xy)))
     # bus shelters every ~500 m on main roads, parallel to the road
     xy, hd, _, taz = _along(rng, major, 480, 520, 1.5, stagger=True)

@@ -512,15 +512,22 @@ def build_gps(rng: np.random.Generator, d: District) -> None:
     q = (i[None, :] + np.arange(rows)[:, None] * big).ravel()
     k = np.searchsorted(flat_b, q, side="right") - np.repeat(np.arange(rows) * 2 * runs, per_day)
     moving = (k % 2 == 0).reshape(rows, per_day)
-    base_speed = np.where(is_veh, rng.uniform(5.0, 8.5, nw), rng.uniform(1.0, 1.4, nw))
-    speed = np.repeat(base_speed, nd)[:, None] * (1 + rng.normal(0, 0.12, (rows, per_day)))
-    speed = np.where(moving, np.clip(speed, 0.3, None), 0.0)
-    s = np.cumsum(speed * FIX_STEP_S, axis=1) - speed * FIX_STEP_S
+    base_speed = np.where(is_veh, rng.uniform(5.0, 8.5, nw), rng.uniform(1.0, 1.4, nw)).astype(np.float32)
+    speed = rng.standard_normal((rows, per_day), dtype=np.float32)
+    speed *= 0.12
+    speed += 1
+    speed *= np.repeat(base_speed, nd)[:, None]
+    np.clip(speed, 0.3, None, out=speed)
+    speed[~moving] = 0
+    del moving
+    s = np.cumsum(speed, axis=1, dtype=np.float64)
+    s -= speed
+    s *= FIX_STEP_S
     # worker-days using the detour (excursion out of the patrol area), vehicle-days parking too long
     routes = d.extras["routes"]
     detours = d.extras["detours"]
     route_len = np.array([_cum(r)[-1] for r in routes])
-    det_len = np.array([_cum(x[0])[-1] if x is not None else 0.0 for x in detours])
+    det_len = np.array([_cum(x[0])[-1] if x is not None else 1.0 for x in detours])
     excursion = (rng.random(rows) < 0.05) & ~np.repeat(is_veh, nd)
     park = (rng.random(rows) < 0.25) & np.repeat(is_veh, nd)
     s0 = rng.uniform(0, 1, rows) * np.repeat(route_len, nd)
@@ -528,63 +535,60 @@ def build_gps(rng: np.random.Generator, d: District) -> None:
     # start the excursion ~1-3 h into the shift
     walked_1h = np.repeat(base_speed, nd) * 3600 * 0.6
     s0 = np.where(excursion, np.repeat(det_start, nd) - walked_1h * rng.uniform(1, 3, rows), s0)
-    s = s + s0[:, None]
-    s = np.where(
-        excursion[:, None],
-        np.mod(s, np.repeat(np.maximum(det_len, 1), nd)[:, None]),
-        np.mod(s, np.repeat(route_len, nd)[:, None]),
-    )
+    s += s0[:, None]
+    loop = np.where(excursion, np.repeat(det_len, nd), np.repeat(route_len, nd))
+    np.mod(s, loop[:, None], out=s)
     # illegal parking: freeze the vehicle 12-25 min where its loop crosses a no-parking zone
     gf = d.extras["gf_on_route"]
     for r in np.flatnonzero(park):
         wi = r // nd
         target = gf[wi][int(rng.integers(len(gf[wi])))]
-        L = route_len[wi]
         raw = s[r]
         hit = np.flatnonzero((raw[:-1] <= target) & (raw[1:] > target))
-        if len(hit) == 0:
+        m = int(rng.integers(72, 150))
+        if len(hit) == 0 or int(hit[0]) + 1 + m >= per_day:
             continue
         j = int(hit[0]) + 1
-        m = int(rng.integers(72, 150))
-        if j + m >= per_day:
-            continue
-        new = np.concatenate([raw[:j], np.full(m, target), raw[j : per_day - m]])
-        s[r] = np.mod(new, L)
-        speed[r] = np.concatenate([speed[r][:j], np.zeros(m), speed[r][j : per_day - m]])
+        s[r] = np.concatenate([raw[:j], np.full(m, target), raw[j : per_day - m]])
+        speed[r] = np.concatenate([speed[r][:j], np.zeros(m, np.float32), speed[r][j : per_day - m]])
     x = np.empty((rows, per_day))
     y = np.empty((rows, per_day))
     for wi in range(nw):
-        sl = slice(wi * nd, (wi + 1) * nd)
-        rt = routes[wi]
-        cum = _cum(rt)
-        x[sl], y[sl] = np.interp(s[sl], cum, rt[:, 0]), np.interp(s[sl], cum, rt[:, 1])
-        if detours[wi] is not None:
-            ex = np.flatnonzero(excursion[sl])
-            if len(ex):
-                dt_, dc = detours[wi][0], _cum(detours[wi][0])
-                rows_ex = wi * nd + ex
-                x[rows_ex] = np.interp(s[rows_ex], dc, dt_[:, 0])
-                y[rows_ex] = np.interp(s[rows_ex], dc, dt_[:, 1])
-    acc = rng.uniform(3.0, 8.0, (rows, per_day))
-    x += rng.normal(0, 1, (rows, per_day)) * acc / 2
-    y += rng.normal(0, 1, (rows, per_day)) * acc / 2
-    spike = rng.random((rows, per_day)) < 2e-4
-    ang = rng.uniform(0, 2 * np.pi, (rows, per_day))
-    dist = rng.uniform(150, 600, (rows, per_day))
-    x = np.where(spike, x + np.cos(ang) * dist, x)
-    y = np.where(spike, y + np.sin(ang) * dist, y)
-    rep_speed = np.round(np.clip(speed + rng.normal(0, 0.1, speed.shape) * (speed > 0), 0, None), 2)
-    day0 = (EVENTS_END - np.timedelta64(GPS_DAYS, "D")).astype("datetime64[s]")
-    # shift 08:00-16:00 local = 00:00-08:00 UTC
-    t_day = day0 + (np.arange(nd) * 86400).astype("timedelta64[s]") - np.timedelta64(0, "s")
-    t = np.tile(t_day, nw)[:, None] + (i * FIX_STEP_S).astype("timedelta64[s]")[None, :]
+        rr = np.arange(wi * nd, (wi + 1) * nd)
+        ex = excursion[rr]
+        for rows_k, poly in ((rr[~ex], routes[wi]), (rr[ex], detours[wi][0] if detours[wi] else None)):
+            if len(rows_k) == 0 or poly is None:
+                continue
+            cum = _cum(poly)
+            x[rows_k] = np.interp(s[rows_k], cum, poly[:, 0])
+            y[rows_k] = np.interp(s[rows_k], cum, poly[:, 1])
+    del s
+    acc = rng.uniform(3.0, 8.0, (rows, per_day)).astype(np.float32)
+    x += rng.standard_normal((rows, per_day), dtype=np.float32) * (acc / 2)
+    y += rng.standard_normal((rows, per_day), dtype=np.float32) * (acc / 2)
+    # a few spikes (multipath): 150-600 m off for one fix
+    n_spike = int(rng.binomial(x.size, 2e-4))
+    k = rng.choice(x.size, n_spike, replace=False)
+    ang = rng.uniform(0, 2 * np.pi, n_spike)
+    dist = rng.uniform(150, 600, n_spike)
+    x.ravel()[k] += np.cos(ang) * dist
+    y.ravel()[k] += np.sin(ang) * dist
+    noise = rng.standard_normal((rows, per_day), dtype=np.float32) * np.float32(0.1)
+    noise *= speed > 0
+    speed += noise
+    np.clip(speed, 0, None, out=speed)
+    rep_speed = np.round(speed, 2)
+    day0 = (EVENTS_END - np.timedelta64(GPS_DAYS, "D")).astype("datetime64[ms]")
+    # shift 08:00-16:00 local = 00:00-08:00 UTC of the same date
+    t_day = day0 + (np.arange(nd) * 86400_000).astype("timedelta64[ms]")
+    t = np.tile(t_day, nw)[:, None] + (i * FIX_STEP_S * 1000).astype("timedelta64[ms]")[None, :]
     d.extras["gps"] = {
         "worker_index": np.repeat(np.arange(nw), nd * per_day).astype(np.int32),
-        "t": t.ravel().astype("datetime64[ms]"),
+        "t": t.ravel(),
         "x": x.ravel(),
         "y": y.ravel(),
-        "speed": rep_speed.ravel().astype(np.float32),
-        "accuracy": np.round(acc.ravel(), 1).astype(np.float32),
+        "speed": rep_speed.ravel(),
+        "accuracy": np.round(acc.ravel(), 1),
     }
     d.extras["gps_truth"] = {"excursion_rows": np.flatnonzero(excursion), "park_rows": np.flatnonzero(park)}
 

@@ -23,7 +23,6 @@ from .common import (
     District,
     sample_in_polygon,
 )
-from .layout import lake_q
 
 NODATA = -9999.0
 POINTCLOUD_BLOCK_M = 300.0
@@ -44,66 +43,76 @@ def _smoothstep(t):
     return t * t * (3 - 2 * t)
 
 
-def ground_height(rng: np.random.Generator, d: District, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Orthometric ground height at x, y (vectorised); the parameters are drawn once per district."""
+def _lake_q(d: District, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """layout.lake_q with the shore radius read from a 4096-step table (same shape, much faster)."""
+    p = d.lake_params
+    theta_tab = np.linspace(-np.pi, np.pi, 4097)
+    rho_tab = p["rho"](theta_tab)
+    dx, dy = x - p["cx"], y - p["cy"]
+    c, s = np.cos(-p["rot"]), np.sin(-p["rot"])
+    u = (dx * c - dy * s) / p["a"]
+    v = (dx * s + dy * c) / p["b"]
+    return np.hypot(u, v) / np.interp(np.arctan2(v, u), theta_tab, rho_tab)
+
+
+def _params(rng: np.random.Generator, d: District) -> dict:
     p = d.extras.get("terrain_params")
     if p is None:
         cx, cy = d.boundary.centroid.x, d.boundary.centroid.y
         p = {
             "hills": [
-                (
-                    cx + rng.uniform(-1500, 1200),
-                    cy + rng.uniform(-1100, 1100),
-                    rng.uniform(4, 11),
-                    rng.uniform(280, 650),
-                )
+                (cx + rng.uniform(-1500, 1200), cy + rng.uniform(-1100, 1100), rng.uniform(4, 11),
+                 rng.uniform(280, 650))
                 for _ in range(6)
             ],
             "waves": [
-                (
-                    rng.uniform(0, 2 * np.pi),
-                    rng.uniform(500, 1600),
-                    rng.uniform(0.4, 1.2),
-                    rng.uniform(0, 2 * np.pi),
-                )
+                (rng.uniform(0, 2 * np.pi), rng.uniform(500, 1600), rng.uniform(0.4, 1.2), rng.uniform(0, 2 * np.pi))
                 for _ in range(4)
             ],
             "cx": cx,
             "cy": cy,
         }
         d.extras["terrain_params"] = p
-    h = np.full(x.shape, 24.0)
+    return p
+
+
+def ground_height(rng: np.random.Generator, d: District, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Orthometric ground height on the grid xs (columns) x ys (rows); separable terms as outer products."""
+    p = _params(rng, d)
+    dx, dy = xs - p["cx"], ys - p["cy"]
+    h = np.full((len(ys), len(xs)), 24.0)
     for hx, hy, amp, sig in p["hills"]:
-        h += amp * np.exp(-((x - hx) ** 2 + (y - hy) ** 2) / (2 * sig * sig))
+        h += amp * np.outer(np.exp(-((ys - hy) ** 2) / (2 * sig * sig)), np.exp(-((xs - hx) ** 2) / (2 * sig * sig)))
     for ang, lam, amp, ph in p["waves"]:
-        h += amp * np.sin(2 * np.pi * ((x - p["cx"]) * np.cos(ang) + (y - p["cy"]) * np.sin(ang)) / lam + ph)
-    h -= (x - p["cx"]) * 0.0012  # the land falls gently towards the lake (east)
-    h = np.clip(h, 19.5, 40.0)
+        k = 2 * np.pi / lam
+        ax, ay = k * dx * np.cos(ang), k * dy * np.sin(ang) + ph
+        h += amp * (np.outer(np.cos(ay), np.sin(ax)) + np.outer(np.sin(ay), np.cos(ax)))
+    h -= dx[None, :] * 0.0012  # the land falls gently towards the lake (east)
+    np.clip(h, 19.5, 40.0, out=h)
+    xx, yy = np.meshgrid(xs, ys)
     # lake: shore just above the water, bed below it
-    q = lake_q(d.lake_params, x, y)
+    q = _lake_q(d, xx, yy)
     shore = LAKE_LEVEL_M + 1.2
     h = np.where(q >= 1, shore + (h - shore) * _smoothstep((q - 1) / 0.3), h)
-    h = np.where(q < 1, LAKE_LEVEL_M - 0.4 - 3.6 * np.sqrt(np.clip(1 - q, 0, 1) / 0.25).clip(0, 1), h)
+    h = np.where(q < 1, LAKE_LEVEL_M - 0.4 - 3.6 * np.clip(np.sqrt(np.clip(1 - q, 0, 1) / 0.25), 0, 1), h)
     # river channel: distance to the (x-monotonic) centreline
     rl = np.asarray(d.river_line.coords)
-    yr = np.interp(x, rl[:, 0], rl[:, 1])
-    slope = np.interp(x, rl[:, 0], np.gradient(rl[:, 1], rl[:, 0]))
-    dr = np.abs(y - yr) / np.sqrt(1 + slope * slope)
-    dr = np.where((x < rl[0, 0]) | (x > rl[-1, 0]), 1e6, dr)
+    yr = np.interp(xs, rl[:, 0], rl[:, 1])
+    slope = np.interp(xs, rl[:, 0], np.gradient(rl[:, 1], rl[:, 0]))
+    dr = np.abs(ys[:, None] - yr[None, :]) / np.sqrt(1 + slope * slope)[None, :]
+    dr[:, (xs < rl[0, 0]) | (xs > rl[-1, 0])] = 1e6
     hw = d.river_width / 2
     bank = RIVER_LEVEL_M + 1.3
     h = np.where(dr >= hw, np.minimum(h, bank + (h - bank) * _smoothstep((dr - hw) / 90.0)), h)
     bed = RIVER_LEVEL_M - 0.4 - 1.8 * (1 - (dr / hw) ** 2)
-    h = np.where(dr < hw, np.minimum(bed, h), h)
-    return h
+    return np.where(dr < hw, np.minimum(bed, h), h)
 
 
 def build_dem(rng: np.random.Generator, d: District) -> None:
     x0, y_top, ncols, nrows = dem_grid(d.boundary)
     xs = x0 + (np.arange(ncols) + 0.5) * DEM_RES_M
     ys = y_top - (np.arange(nrows) + 0.5) * DEM_RES_M
-    xx, yy = np.meshgrid(xs, ys)
-    z = ground_height(rng, d, xx, yy)
+    z = ground_height(rng, d, xs, ys)
     d.dem = (np.round(z, 2).astype(np.float32), from_origin(x0, y_top, DEM_RES_M, DEM_RES_M))
 
 

@@ -100,7 +100,10 @@ def build(rng: np.random.Generator, d: District) -> None:
             green_kind.append("park")
             green_name.append("龙子湖滨湖公园")
     riverside = d.boundary.intersection(d.river.buffer(13)).difference(d.river.buffer(2))
-    riverside = riverside.difference(shapely.union_all(carriageways(d.roads, 1.0)))
+    cw_all = carriageways(d.roads, 1.0)
+    near = cw_all[shapely.STRtree(cw_all).query(riverside, predicate="intersects")]
+    if len(near):
+        riverside = riverside.difference(shapely.union_all(near))
     for part in shapely.get_parts(riverside):
         if part.area > 800:
             green_geoms.append(part)
@@ -129,9 +132,13 @@ def build(rng: np.random.Generator, d: District) -> None:
     # central separators of primary streets
     prim = d.roads[(d.roads["class"] == "primary") & (d.roads["bridge"] == 0)]
     sep = shapely.buffer(prim.geometry.values, 1.0, cap_style="flat")
-    cw_minor = shapely.union_all(carriageways(d.roads[d.roads["class"] != "primary"], 2.0))
-    for g in sep:
-        g = g.difference(cw_minor)
+    minor = d.roads[d.roads["class"] != "primary"]
+    cw_minor = carriageways(minor, 2.0)
+    hits = shapely.STRtree(cw_minor).query(sep, predicate="intersects")
+    for k, g in enumerate(sep):
+        near = cw_minor[hits[1][hits[0] == k]]
+        if len(near):
+            g = g.difference(shapely.union_all(near))
         for part in shapely.get_parts(g):
             if part.area > 40:
                 green_geoms.append(part)
