@@ -185,7 +185,7 @@ async function main() {
   // Render-on-demand: any entity added/removed anywhere asks for a frame.
   const watch = (ds) => ds.entities.collectionChanged.addEventListener(() => viewer.scene.requestRender());
   viewer.dataSources.dataSourceAdded.addEventListener((_c, ds) => watch(ds));
-  watch(viewer.entities);
+  viewer.entities.collectionChanged.addEventListener(() => viewer.scene.requestRender());
   const catalog = await layers.loadCatalog();
   if (catalog.error) errors.push(`catalog: ${catalog.error}`);
   onemap.catalog = catalog;

@@ -35,11 +35,29 @@ export const canOperate = () => hasRole("operator", "admin");
 export const canRead = () => hasRole("admin", "operator", "planner", "viewer");
 
 async function fetchMe(token) {
-  const res = await fetch("/auth/me", { headers: { Accept: "application/json", Authorization: `Bearer ${token}` } });
+  const headers = { Accept: "application/json", Authorization: `Bearer ${token}` };
+  const res = await fetch("/auth/me", { headers });
   if (res.status === 401) return null;
-  if (!res.ok) throw new Error(`/auth/me → HTTP ${res.status}`);
-  const me = await res.json();
-  return { name: me.name ?? me.user ?? "?", role: me.role ?? "viewer", privileged: Boolean(me.privileged) };
+  if (res.ok) {
+    const me = await res.json();
+    return { name: me.name ?? me.user ?? "?", role: me.role ?? "viewer", privileged: Boolean(me.privileged) };
+  }
+  if (res.status !== 404) throw new Error(`/auth/me → HTTP ${res.status}`);
+  return inferRole(headers);
+}
+
+/**
+ * Servers without /auth/me: infer the role from the collections the token may read
+ * (patrol tracks: operator/admin; population: planner; events only: viewer).
+ */
+async function inferRole(headers) {
+  const res = await fetch("/collections?f=json", { headers });
+  if (res.status === 401) return null;
+  if (!res.ok) throw new Error(`/collections → HTTP ${res.status}`);
+  const ids = new Set(((await res.json()).collections || []).map((c) => c.id));
+  const role = ids.has("patrol_tracks") ? "operator" : ids.has("population_by_grid") ? "planner"
+    : ids.has("events") ? "viewer" : "device";
+  return { name: "?", role, privileged: false };
 }
 
 function setUser(next) {

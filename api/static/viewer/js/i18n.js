@@ -51,7 +51,7 @@ const zh = {
     accepted_at: "受理时间", dispatched_at: "派遣时间", handled_at: "处置时间", verified_at: "核查时间",
     closed_at: "结案时间", rejected_at: "驳回时间", device_id: "设备", speed: "速度（米/秒）", t: "时间",
     distance_m: "距离（米）", fix_age_s: "定位时长（秒）", t_display: "最近定位", bridge: "桥梁", deck_height: "桥面高度（米）",
-    layer: "图层", features: "要素数",
+    layer: "图层", features: "要素数", ground_height: "地面高程（米）",
   },
   building: {
     title: "建筑 {id}", attributes: "属性", database: "数据库记录", population: "人口概况",
@@ -166,7 +166,7 @@ const en = {
     reopened_count: "Reopened", accepted_at: "Accepted", dispatched_at: "Dispatched", handled_at: "Handled",
     verified_at: "Verified", closed_at: "Closed", rejected_at: "Rejected", device_id: "Device", speed: "Speed (m/s)",
     t: "Time", distance_m: "Distance (m)", fix_age_s: "Fix age (s)", t_display: "Last fix", bridge: "Bridge",
-    deck_height: "Deck height (m)", layer: "Layer", features: "Features",
+    deck_height: "Deck height (m)", layer: "Layer", features: "Features", ground_height: "Ground level (m)",
   },
   building: {
     title: "Building {id}", attributes: "Attributes", database: "Database record", population: "Population",
