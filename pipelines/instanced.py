@@ -16,6 +16,7 @@ omitted object can change the picture — and never less than its children's err
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -111,6 +112,17 @@ def thin(xy: np.ndarray, priority: np.ndarray, size: np.ndarray, bounds: tuple[f
     return np.sort(kept), float(np.max(np.minimum(size[omitted], d)))
 
 
+def drop_empty_strings(columns: dict[str, PropertyColumn]) -> dict[str, PropertyColumn]:
+    """Leave out optional STRING columns with no value in this tile.
+
+    An all-empty string column would need a zero-length bufferView, which glTF forbids; the
+    property is simply absent from that tile's table (clients treat it as no data).
+    """
+    return {name: col for name, col in columns.items()
+            if col.kind != "STRING" or col.required
+            or any(v is not None and str(v) != "" for v in col.values)}
+
+
 def aabb_box(points: np.ndarray, pad: float = 0.05) -> OrientedBox:
     """Axis-aligned (ENU) box around points, padded; cheap for many points."""
     p = np.asarray(points, float).reshape(-1, 3)
@@ -133,7 +145,7 @@ def _content(inst: InstanceSet, idx: np.ndarray, enu: np.ndarray, rot: np.ndarra
         values=np.asarray(col.values, dtype=object if col.kind == "STRING" else None)[idx],
         kind=col.kind, no_data=col.no_data, description=col.description, required=col.required,
     ) for name, col in inst.columns.items()}
-    table = FeatureTable(class_name, columns, class_description=description)
+    table = FeatureTable(class_name, drop_empty_strings(columns), class_description=description)
     groups, corners = [], []
     keys = inst.template_keys[idx]
     for key in sorted(set(keys.tolist())):
@@ -164,6 +176,9 @@ def build_instanced_tileset(
         raise ValueError(f"{class_name}: no valid instances to write")
     out_dir = Path(out_dir)
     frame = frame or layer_frame(inst.xy, dem)
+    stale = out_dir / "tiles"
+    if stale.is_dir():  # a rebuild must not leave tiles of an older quadtree behind
+        shutil.rmtree(stale)
     lon, lat = projected_to_lonlat(inst.xy[:, 0], inst.xy[:, 1], SURVEY_CRS)
     enu = to_enu(frame, inst.xy[:, 0], inst.xy[:, 1], inst.base_h)
     heading_true = inst.heading_grid + meridian_convergence(lon, lat)

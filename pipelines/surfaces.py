@@ -19,6 +19,7 @@ Every glb carries ``EXT_mesh_features`` (``_FEATURE_ID_0`` per vertex) and an
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from pipelines.drape import (
     to_mesh_data,
     triangulate,
 )
-from pipelines.instanced import aabb_box
+from pipelines.instanced import aabb_box, drop_empty_strings
 from tiles.frames import EnuFrame
 from tiles.gltf import FeatureTable, Material, PropertyColumn, encode_mesh_glb
 from tiles.tileset import QuadNode, Tile, Tileset, build_quadtree, enforce_monotonic_errors
@@ -135,7 +136,7 @@ def _table(s: SurfaceSet, features: np.ndarray, class_name: str, description: st
                 else [c.values[i] for i in features]),
         kind=c.kind, no_data=c.no_data, description=c.description, required=c.required)
         for name, c in s.columns.items()}
-    return FeatureTable(class_name, cols, class_description=description)
+    return FeatureTable(class_name, drop_empty_strings(cols), class_description=description)
 
 
 def build_surface_tileset(
@@ -157,6 +158,9 @@ def build_surface_tileset(
     """Write ``out_dir/tileset.json`` + ``out_dir/tiles/{z}/{x}/{y}.glb`` for a surface layer."""
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
+    stale = out_dir / "tiles"
+    if stale.is_dir():  # a rebuild must not leave tiles of an older quadtree behind
+        shutil.rmtree(stale)
     polys = np.asarray(s.polygons, dtype=object)
     has_poly = np.array([p is not None and not shapely.is_empty(p) for p in polys])
     polys_ok = np.where(has_poly, polys, shapely.Point(0, 0))
