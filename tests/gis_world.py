@@ -185,17 +185,17 @@ def gps_rows() -> list[dict]:
     for k in range(33):  # x = 20 .. 180
         x = 20 + 5 * k
         if k == 10:
-            add("D001", "W001", t, x + 500, 100, 1.0, 5.0)  # spike
+            add("D001", "W001", t, x + 500, 100, 1.0, 4.0)  # spike
         else:
-            add("D001", "W001", t, x, 100, 1.0, 5.0)
+            add("D001", "W001", t, x, 100, 1.0, 4.0)
         t += timedelta(seconds=5)
     rng = np.random.default_rng(1)
-    for _ in range(24):  # stand at (180, 100) with +-2 m jitter
-        dx, dy = rng.uniform(-2, 2, 2)
+    for _ in range(24):  # stand at (180, 100) with +-1.5 m jitter (accuracy 5 m)
+        dx, dy = rng.uniform(-1.5, 1.5, 2)
         add("D001", "W001", t, 180 + dx, 100 + dy, 0.0, 5.0)
         t += timedelta(seconds=5)
     for k in range(1, 17):  # walk to x = 260
-        add("D001", "W001", t, 180 + 5 * k, 100, 1.0, 5.0)
+        add("D001", "W001", t, 180 + 5 * k, 100, 1.0, 4.0)
         t += timedelta(seconds=5)
     for _ in range(36):  # stay outside 3 min
         add("D001", "W001", t, 260, 100, 0.0, 5.0)

@@ -58,9 +58,7 @@ class Mapping:
         if path is None:
             return cls()
         fm = sources.load_mapping(path)
-        return cls(
-            fields=dict(fm.fields), values=dict(fm.values), encoding=fm.encoding, crs=fm.crs, path=Path(path)
-        )
+        return cls(fields=dict(fm.fields), values=dict(fm.values), encoding=fm.encoding, crs=fm.crs, path=Path(path))
 
     def field_mapping(self) -> sources.FieldMapping:
         return sources.load_mapping(self.path) if self.path else sources.FieldMapping()
@@ -202,9 +200,7 @@ def check_numeric(
     num = num[df.index]
     if integer:
         frac = num.notna() & (num != np.round(num))
-        df = report.reject_mask(
-            df, frac.to_numpy(), col, "unparsable_value", f"{col} is not an integer", id_col, col
-        )
+        df = report.reject_mask(df, frac.to_numpy(), col, "unparsable_value", f"{col} is not an integer", id_col, col)
         num = num[df.index]
         df[col] = num.astype("Int64")
     else:
@@ -261,44 +257,41 @@ def check_timestamps(
         )
         parsed = parsed[df.index]
         if col in required:
-            df = report.reject_mask(
-                df, parsed.isna().to_numpy(), col, "missing_value", f"{col} is empty", id_col
-            )
+            df = report.reject_mask(df, parsed.isna().to_numpy(), col, "missing_value", f"{col} is empty", id_col)
             parsed = parsed[df.index]
         df[col] = parsed
     return df
 
 
+_OFFSET = r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
+
+
 def _parse_ts(raw: pd.Series, naive_tz: str) -> pd.Series:
+    """ISO-8601 strings (or datetimes) -> UTC; values without an offset are in ``naive_tz``."""
     if pd.api.types.is_datetime64_any_dtype(raw):
         s = raw
-    else:
-        s = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
-        text = raw.where(~blank(raw))
-        has = text.notna()
-        if has.any():
-            s.loc[has] = [_one_ts(v, naive_tz) for v in text[has]]
-        return s
-    if getattr(s.dt, "tz", None) is None:
-        return s.dt.tz_localize(naive_tz).dt.tz_convert("UTC")
-    return s.dt.tz_convert("UTC")
+        if getattr(s.dt, "tz", None) is None:
+            return s.dt.tz_localize(naive_tz).dt.tz_convert("UTC")
+        return s.dt.tz_convert("UTC")
+    out = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
+    text = raw.where(~blank(raw)).astype(object)
+    has = text.notna()
+    if not has.any():
+        return out
+    text = text[has].astype(str).str.strip()
+    with_offset = text.str.contains(_OFFSET, regex=True)
+    if with_offset.any():
+        out.loc[with_offset[with_offset].index] = pd.to_datetime(
+            text[with_offset], utc=True, format="ISO8601", errors="coerce"
+        )
+    naive = text[~with_offset]
+    if len(naive):
+        parsed = pd.to_datetime(naive, format="ISO8601", errors="coerce")
+        out.loc[naive.index] = parsed.dt.tz_localize(naive_tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+    return out
 
 
-def _one_ts(value: str, naive_tz: str) -> pd.Timestamp:
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        return pd.NaT
-    if ts is pd.NaT:
-        return pd.NaT
-    if ts.tzinfo is None:
-        ts = ts.tz_localize(naive_tz)
-    return ts.tz_convert("UTC")
-
-
-def check_geometry(
-    gdf: gpd.GeoDataFrame, report: LayerReport, kind: str, id_col: str = "id"
-) -> gpd.GeoDataFrame:
+def check_geometry(gdf: gpd.GeoDataFrame, report: LayerReport, kind: str, id_col: str = "id") -> gpd.GeoDataFrame:
     """Reject empty/wrong-type geometries, repair invalid ones with make_valid when possible.
 
     ``kind``: ``polygon`` | ``line`` | ``point``. Polygons/lines are returned as Multi*.
@@ -360,8 +353,7 @@ def check_geometry(
     if multi.any():
         g = gdf.geometry.to_numpy().copy()
         g[multi] = [
-            shapely.multipolygons([x]) if kind == "polygon" else shapely.multilinestrings([x])
-            for x in g[multi]
+            shapely.multipolygons([x]) if kind == "polygon" else shapely.multilinestrings([x]) for x in g[multi]
         ]
         gdf = gdf.set_geometry(gpd.GeoSeries(g, index=gdf.index, crs=gdf.crs))
     return gdf

@@ -85,6 +85,7 @@ class LayerReport:
         values: np.ndarray | list[Any] | None = None,
     ) -> None:
         rows_list = [int(r) for r in np.asarray(rows).tolist()]
+        file_name = self.file
         n = len(rows_list)
         ids_list = list(ids) if ids is not None else [None] * n
         msgs = [message] * n if isinstance(message, str) else list(message)
@@ -94,14 +95,14 @@ class LayerReport:
                 continue
             self._rejected_rows.add(r)
             fid_s = None if fid is None or (isinstance(fid, float) and np.isnan(fid)) else str(fid)
-            if not msg.startswith(f"{self.file}: "):  # not already decorated (pipelines.sources)
-                where = f"{self.file}: {'feature ' + fid_s if fid_s else 'row ' + str(r)}"
+            if not msg.startswith(f"{file_name}: "):  # not already decorated (pipelines.sources)
+                where = f"{file_name}: {'feature ' + fid_s if fid_s else 'row ' + str(r)}"
                 if field_name:
                     where += f", field {field_name!r}"
                 msg = f"{where}: {msg}"
             self.rejects.append(
                 Reject(
-                    self.file,
+                    file_name,
                     r,
                     fid_s,
                     field_name,
@@ -140,8 +141,7 @@ class LayerReport:
         self.loaded = int(loaded)
         if self.loaded != self.source_rows - len(self.rejects):
             raise AccountingError(
-                f"{self.layer}: {self.source_rows} source rows != {self.loaded} loaded + "
-                f"{len(self.rejects)} rejected"
+                f"{self.layer}: {self.source_rows} source rows != {self.loaded} loaded + {len(self.rejects)} rejected"
             )
 
     def rejects_by_reason(self) -> dict[str, int]:
@@ -189,17 +189,13 @@ class LoadReport:
     def write_json(self, path: Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            json.dumps(self.to_dict(), ensure_ascii=False, indent=1, default=str), encoding="utf-8"
-        )
+        path.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1, default=str), encoding="utf-8")
         return path
 
     def summary_lines(self, max_rejects: int = 20) -> list[str]:
         lines: list[str] = []
         for layer in self.layers:
-            rate = (
-                f", {layer.loaded / layer.seconds:,.0f} rows/s" if layer.seconds > 0 and layer.loaded else ""
-            )
+            rate = f", {layer.loaded / layer.seconds:,.0f} rows/s" if layer.seconds > 0 and layer.loaded else ""
             lines.append(
                 f"{layer.layer:<16} {layer.source_rows:>10,} source  {layer.loaded:>10,} loaded  "
                 f"{len(layer.rejects):>7,} rejected  ({layer.seconds:.1f} s{rate})"
@@ -208,8 +204,7 @@ class LoadReport:
                 lines.append("    repaired: " + ", ".join(f"{k} {v}" for k, v in layer.repaired.items()))
             if layer.rejects:
                 lines.append(
-                    "    rejected by reason: "
-                    + ", ".join(f"{k} {v}" for k, v in layer.rejects_by_reason().items())
+                    "    rejected by reason: " + ", ".join(f"{k} {v}" for k, v in layer.rejects_by_reason().items())
                 )
                 for r in sorted(layer.rejects, key=lambda r: r.row)[:max_rejects]:
                     lines.append(f"    [{r.reason}] {r.message}")

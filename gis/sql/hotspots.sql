@@ -1,5 +1,6 @@
 -- Getis-Ord Gi* over square (:shape = 'square') or hexagonal cells of size :size (m, EPSG:4548)
--- covering the district (union of grid cells; convex hull of the events if no grid is loaded).
+-- covering the district (union of grid cells; convex hull of the events if no grid is loaded);
+-- cells overlapping the district by less than 0.1 % of their area are left out.
 -- Binary weights: w_ij = 1 when the cell centroids are within :distance m (i itself included).
 --   Gi* = (sum_j w_ij x_j - xbar * W_i) / (S * sqrt((n * W_i - W_i^2) / (n - 1)))
 -- with W_i = sum_j w_ij (= sum_j w_ij^2 for binary weights), xbar and S over all n cells.
@@ -19,12 +20,17 @@ cells AS MATERIALIZED (
            LATERAL (SELECT * FROM ST_SquareGrid(:size, area.geom) WHERE :shape = 'square'
                     UNION ALL
                     SELECT * FROM ST_HexagonGrid(:size, area.geom) WHERE :shape <> 'square') c
-     WHERE ST_Intersects(c.geom, area.geom) AND NOT ST_Touches(c.geom, area.geom)
+     WHERE ST_Intersects(c.geom, area.geom)
+       AND ST_Area(ST_Intersection(c.geom, area.geom)) >= 0.001 * ST_Area(c.geom)  -- not mere slivers
 ),
-assigned AS (
-    SELECT DISTINCT ON (ev.id) ev.id, cells.i, cells.j
-      FROM ev JOIN cells ON ST_Intersects(cells.geom, ev.geom_4548)
-     ORDER BY ev.id, cells.i, cells.j
+assigned AS (  -- squares: [i*size, (i+1)*size) as in density_square; hexagons: smallest (i, j) on edges
+    SELECT ev.id, floor(ST_X(ev.geom_4548) / :size)::integer AS i, floor(ST_Y(ev.geom_4548) / :size)::integer AS j
+      FROM ev WHERE :shape = 'square'
+    UNION ALL
+    (SELECT DISTINCT ON (ev.id) ev.id, cells.i, cells.j
+       FROM ev JOIN cells ON ST_Intersects(cells.geom, ev.geom_4548)
+      WHERE :shape <> 'square'
+      ORDER BY ev.id, cells.i, cells.j)
 ),
 counts AS MATERIALIZED (
     SELECT c.i, c.j, c.geom, c.centre, count(a.id)::double precision AS x
@@ -46,6 +52,6 @@ SELECT c.i || '_' || c.j AS cell_id, c.i, c.j, c.x::integer AS count,
             THEN (nb.wx - st.xbar * nb.w) / (st.s * sqrt((st.n * nb.w - nb.w ^ 2) / (st.n - 1)))
        END AS gi_z,
        nb.w::integer AS neighbours,
-       ST_AsGeoJSON(ST_Transform(c.geom, 4490), 7)::json AS geometry
+       ST_AsGeoJSON(ST_Transform(c.geom, 4490), 7, 0)::json AS geometry
   FROM counts c JOIN nb ON nb.i = c.i AND nb.j = c.j CROSS JOIN stats st
  ORDER BY c.i, c.j
