@@ -89,7 +89,9 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         raise BadRequest(str(exc)) from exc
     except DBAPIError as exc:
         state = getattr(exc.orig, "sqlstate", None) or ""
-        if state[:2] == "22":  # data exception: out-of-range times, bad values
+        # 22: data exception (out-of-range times, bad values); XX000: PostGIS refusing the input,
+        # e.g. a point outside the EPSG:4548 projection domain
+        if state[:2] == "22" or state == "XX000":
             raise BadRequest(f"invalid parameter: {str(exc.orig).splitlines()[0]}") from exc
         raise
 
