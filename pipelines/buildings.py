@@ -413,14 +413,19 @@ def _lookup(values: np.ndarray, table: dict[str, tuple[int, int, int]],
     return palette[codes]
 
 
-def _colors(b: PreparedBuildings, content: np.ndarray, mesh: bm.MeshArrays, lod2: bool) -> np.ndarray:
-    uses = b.uses[content]
-    wall = _lookup(uses, USE_COLORS, DEFAULT_COLOR)
+def building_colors(b: PreparedBuildings, lod2: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(wall, roof) linear RGB 0..255 per building: walls by use, flat roofs darker, pitched tiles."""
+    wall = _lookup(b.uses, USE_COLORS, DEFAULT_COLOR)
     roof = wall * 0.82
     if lod2:
-        pitched = b.roof[content] != bm.ROOF_FLAT
+        pitched = b.roof != bm.ROOF_FLAT
         roof[pitched] = PITCHED_ROOF_COLOR
-        roof[pitched & (uses == "courtyard_house")] = COURTYARD_ROOF_COLOR
+        roof[pitched & (b.uses == "courtyard_house")] = COURTYARD_ROOF_COLOR
+    return wall, roof
+
+
+def _vertex_colors(mesh: bm.MeshArrays, wall: np.ndarray, roof: np.ndarray) -> np.ndarray:
+    """Per-vertex RGBA from per-building (content-local) wall and roof colours."""
     rgb = np.where(mesh.is_roof[:, None], roof[mesh.building], wall[mesh.building])
     out = np.empty((mesh.n_vertices, 4), np.uint8)
     out[:, :3] = np.clip(np.round(rgb), 0, 255)
@@ -445,29 +450,30 @@ def feature_table(b: PreparedBuildings, content: np.ndarray) -> FeatureTable:
 
 
 def encode_tile(b: PreparedBuildings, content: np.ndarray, facets: bm.Facets, footprints: np.ndarray,
-                to_enu: bm.ToEnu, lod2: bool) -> tuple[bytes, np.ndarray]:
+                to_enu: bm.ToEnu, lod2: bool,
+                colors: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[bytes, np.ndarray]:
     """glb bytes and ENU vertices of one tile (``facets`` numbered by position in ``content``)."""
     mesh = bm.facets_to_mesh(facets, footprints, b.base[content], to_enu)
+    wall, roof = colors if colors is not None else building_colors(b, lod2)
     data = MeshData(
         positions=enu_to_gltf(mesh.positions).astype(np.float32),
         indices=mesh.indices,
         normals=enu_to_gltf(mesh.normals.astype(np.float64)).astype(np.float32),
-        colors=_colors(b, content, mesh, lod2),
+        colors=_vertex_colors(mesh, wall[content], roof[content]),
         feature_ids=mesh.building,
     )
     return encode_mesh_glb(data, feature_table(b, content), quantize_normals=True), (
         mesh.outline if mesh.outline is not None else mesh.positions)
 
 
-def feature_fingerprints(b: PreparedBuildings) -> tuple[np.ndarray, np.ndarray]:
-    """Per building: WKB of the footprint and a line of every attribute the tiles depend on."""
-    wkb = shapely.to_wkb(b.footprints)
-    line = pd.Series(b.ids.astype(str), dtype=object)
-    for col in (b.names.astype(str), np.round(b.floors, 3).astype(str), np.round(b.height, 4).astype(str),
-                b.uses.astype(str), b.communities.astype(str), b.roof.astype(str),
-                np.round(b.base, 4).astype(str)):
-        line = line + "|" + col
-    return wkb, line.to_numpy(dtype=object)
+def tile_fingerprint(b: PreparedBuildings, wkb: np.ndarray, rows: np.ndarray) -> list[bytes | str]:
+    """Everything the tiles of buildings ``rows`` depend on, as digest parts."""
+    parts: list[bytes | str] = [b"".join(wkb[rows])]
+    for col in (b.ids, b.names, b.uses, b.communities):
+        parts.append("\x1e".join(map(str, col[rows])))
+    for arr in (b.floors, b.height, b.base, b.roof):
+        parts.append(np.ascontiguousarray(arr[rows]).tobytes())
+    return parts
 
 
 @dataclass
@@ -494,6 +500,8 @@ class _EncoderState:
     lod2: bool
     out_dir: Path
     gzip_level: int
+    colors_lod1: tuple[np.ndarray, np.ndarray]
+    colors_lod2: tuple[np.ndarray, np.ndarray]
 
 
 _STATE: _EncoderState | None = None  # set in the parent before forking workers
@@ -512,7 +520,7 @@ def _encode_job(job: TileJob) -> dict[str, Any]:
     st = _STATE
     assert st is not None
     b = st.b
-    to_enu = projected_orthometric_to_enu(st.frame, b.working_crs)
+    to_enu = projected_orthometric_to_enu(st.frame, b.working_crs, geoid_cell_m=50.0)
     content = job.content
     renumber = np.full(len(b), -1, np.int64)
     renumber[content] = np.arange(len(content))
@@ -529,7 +537,9 @@ def _encode_job(job: TileJob) -> dict[str, Any]:
         omitted = np.setdiff1d(job.subtree, content, assume_unique=True)
         omit_err = float(b.height[omitted].max()) if len(omitted) else 0.0
         error = max(kept_err, omit_err)
-    glb, verts = encode_tile(b, content, facets, footprints, to_enu, st.lod2 and job.leaf)
+    lod2 = st.lod2 and job.leaf
+    glb, verts = encode_tile(b, content, facets, footprints, to_enu, lod2,
+                             st.colors_lod2 if lod2 else st.colors_lod1)
     path = st.out_dir / job.uri
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(glb)
@@ -634,7 +644,7 @@ def build_buildings(src: Path | str, out: Path | str | None, options: BuildingOp
     stage("roofs")
 
     # what each tile depends on → reuse unchanged tiles of the previous run
-    wkb, lines = feature_fingerprints(b)
+    wkb = shapely.to_wkb(b.footprints)
     settings = digest([PIPELINE_VERSION, str(options.lod), str(options.max_features),
                        f"{options.roof_pitch_deg}", b.working_crs.to_wkt(), repr(frame.origin_ecef)])
     old = read_manifest(Path(out))
@@ -655,8 +665,8 @@ def build_buildings(src: Path | str, out: Path | str | None, options: BuildingOp
                 order = np.lexsort((-shapely.area(b.footprints[subtree]), -b.height[subtree]))
                 content = np.sort(subtree[order[:options.max_features]])
             contents[key] = content
-            hashes[key] = digest([settings, key, "leaf" if node.is_leaf else "node", b"".join(wkb[subtree]),
-                                  "\n".join(lines[subtree])])
+            hashes[key] = digest([settings, key, "leaf" if node.is_leaf else "node",
+                                  *tile_fingerprint(b, wkb, subtree)])
             prev = old_tiles.get(key)
             job = TileJob(key, node.is_leaf, content, subtree, depth_below[key])
             if prev and prev.get("hash") == hashes[key] and staging.reuse(job.uri):
@@ -664,7 +674,8 @@ def build_buildings(src: Path | str, out: Path | str | None, options: BuildingOp
                 continue
             jobs.append(job)
         stage("plan")
-        _STATE = _EncoderState(b, full_facets, roof_drop, frame, lod2, staging.tmp, options.gzip_level)
+        _STATE = _EncoderState(b, full_facets, roof_drop, frame, lod2, staging.tmp, options.gzip_level,
+                               building_colors(b, False), building_colors(b, True))
         try:
             encoded = _run_jobs(jobs, options.workers, say)
         finally:

@@ -97,8 +97,8 @@ class Ground:
     def min_under(self, polygons: np.ndarray, crs: CRS | str) -> np.ndarray:
         """Lowest ground under each polygon (NaN where the DEM has no data under it).
 
-        The DEM surface (bilinear between cell centres) is sampled at the polygon's boundary
-        densified to the cell size and at every cell centre inside the polygon.
+        The DEM surface (bilinear between cell centres) is sampled at the polygon's vertices and
+        edge midpoints and at every cell centre inside the polygon.
         """
         polygons = np.asarray(polygons, dtype=object)
         n = len(polygons)
@@ -109,9 +109,12 @@ class Ground:
         if not src.equals(self.crs):
             t = Transformer.from_crs(src, self.crs, always_xy=True)
             polygons = shapely.transform(polygons, lambda c: np.column_stack(t.transform(c[:, 0], c[:, 1])))
-        cell = float(min(abs(self.transform.a), abs(self.transform.e)))
-        edge = shapely.segmentize(polygons, cell)
-        coords, idx = shapely.get_coordinates(edge, return_index=True)
+        rings, ring_poly = shapely.get_rings(polygons, return_index=True)
+        coords, ring_idx = shapely.get_coordinates(rings, return_index=True)
+        same = ring_idx[1:] == ring_idx[:-1]
+        mids = 0.5 * (coords[1:][same] + coords[:-1][same])  # edge midpoints
+        coords = np.concatenate([coords, mids])
+        idx = np.concatenate([ring_poly[ring_idx], ring_poly[ring_idx[1:][same]]])
         vals = self._bilinear(coords[:, 0], coords[:, 1])
         ok = np.isfinite(vals)
         np.minimum.at(result, idx[ok], vals[ok])
@@ -134,6 +137,7 @@ class Ground:
             cc = c0[owner] + k % nc[owner]
             rr = r0[owner] + k // nc[owner]
             x, y = _apply(self.transform, cc + 0.5, rr + 0.5)
+            shapely.prepare(polygons)
             inside = shapely.contains_xy(polygons[owner], x, y)
             v = self.heights[rr[inside], cc[inside]]
             good = np.isfinite(v)

@@ -292,16 +292,20 @@ def check_text_encoding(path: Path, samples: Sequence[bytes], declared: str | No
 def _mojibake_check_strings(path: Path, series_list: Sequence[pd.Series]) -> None:
     """Decoded strings that still look like Latin-1 mojibake of CJK bytes (e.g. '½â·Å')."""
     for s in series_list:
-        for v in s.dropna().astype(str).head(2000):
-            if any(0x80 <= ord(c) <= 0xFF for c in v) and not any(ord(c) > 0x2E80 for c in v):
-                try:
-                    raw = v.encode("latin-1")
-                except UnicodeEncodeError:
-                    continue
-                cands = [e for e in ("UTF-8", "GBK") if _decodes([raw], e)]
-                if cands:
-                    raise EncodingError(path, f"text {v!r} looks like {cands[0]} read as Latin-1: "
-                                              f"pass --encoding {cands[0]}")
+        values = s.dropna().astype(str).head(2000)
+        if values.empty:
+            continue
+        suspect = values[values.str.contains("[\x80-\xff]", regex=True)
+                         & ~values.str.contains("[\u2e80-\uffff]", regex=True)]
+        for v in suspect.head(50):
+            try:
+                raw = v.encode("latin-1")
+            except UnicodeEncodeError:
+                continue
+            cands = [e for e in ("UTF-8", "GBK") if _decodes([raw], e)]
+            if cands:
+                raise EncodingError(path, f"text {v!r} looks like {cands[0]} read as Latin-1: "
+                                          f"pass --encoding {cands[0]}")
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -460,6 +464,8 @@ def read_layer(
                                            and c != gdf.geometry.name])
     if len(gdf) == 0:
         raise EmptyLayerError(path, "no features")
+    if bool(gdf.geometry.isna().all()):
+        raise NonSpatialError(path, f"none of the {len(gdf)} features has a geometry")
     gdf = gdf.reset_index(drop=True)
 
     available = [c for c in gdf.columns if c != gdf.geometry.name]
@@ -484,7 +490,7 @@ def read_layer(
             field_sources[spec.name] = None
 
     ids_col = field_sources.get(id_field)
-    ids = (gdf[ids_col].map(_clean_str).to_numpy(dtype=object) if ids_col
+    ids = (clean_strings(gdf[ids_col]).to_numpy(dtype=object) if ids_col
            else np.array([None] * len(gdf), dtype=object))
     report = RunReport(layer=layer_name, source=str(path), ids=ids)
     if crs_note:
@@ -499,7 +505,7 @@ def read_layer(
             continue
         series = gdf[src]
         if spec.kind == "str":
-            values = series.map(_clean_str)
+            values = clean_strings(series)
             table = mapping.values.get(spec.name)
             if table:
                 values = values.map(lambda v, t=table: t.get(v, v) if v is not None else None)
@@ -529,6 +535,20 @@ def read_layer(
                     "every feature reprojected")
         report.repair(np.arange(len(out)), "reprojected", f"reprojected from {name}")
     return SourceLayer(out, crs, path, layer_used, encoding_used, report, field_sources)
+
+
+def clean_strings(series: pd.Series) -> pd.Series:
+    """Stripped strings, None for missing/blank; integral floats (ids read as numbers) without '.0'."""
+    if pd.api.types.is_float_dtype(series):
+        return series.map(_clean_str).astype(object)
+    if pd.api.types.is_integer_dtype(series):
+        return series.astype(str).astype(object)
+    s = series.astype(object)
+    missing = s.isna().to_numpy()
+    text = s.where(~missing, "").astype(str).str.strip()
+    out = text.astype(object).to_numpy()
+    out[missing | (text.to_numpy() == "")] = None
+    return pd.Series(out, index=series.index, dtype=object)
 
 
 def _clean_str(v: Any) -> str | None:

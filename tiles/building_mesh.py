@@ -49,7 +49,9 @@ class Facets:
 
     def select(self, buildings: np.ndarray, renumber: np.ndarray | None = None) -> Facets:
         """Facets of the given building indices; ``renumber[old] = new`` building index if given."""
-        mask = np.isin(self.building, buildings)
+        wanted = np.zeros(int(max(self.building.max(initial=-1), np.max(buildings, initial=-1))) + 1, bool)
+        wanted[buildings] = True
+        mask = wanted[self.building]
         b = self.building[mask]
         return Facets(self.polygons[mask], renumber[b] if renumber is not None else b,
                       self.plane[mask], self.origin[mask], self.all_walls[mask])

@@ -213,12 +213,40 @@ def local_tm_crs(lon0_deg: float, lat0_deg: float, base: CRS | str | int = 4326)
     return ProjectedCRS(conversion=conversion, geodetic_crs=lonlat_crs_for(base), name="onemap local TM")
 
 
-def projected_orthometric_to_enu(frame: EnuFrame, crs: CRS | str | int):
-    """A function (x, y, H_orthometric) in ``crs`` → (N,3) ENU coordinates of ``frame``."""
+# WGS84 ellipsoid
+_WGS84_A = 6378137.0
+_WGS84_E2 = 6.69437999014e-3
+
+
+def lonlat_ellipsoidal_to_ecef_np(lon: np.ndarray, lat: np.ndarray, h_ellipsoidal: np.ndarray) -> np.ndarray:
+    """Closed-form geodetic → ECEF on WGS84 (numpy; identical to PROJ to < 1 µm)."""
+    lam, phi = np.radians(lon), np.radians(lat)
+    sin_phi, cos_phi = np.sin(phi), np.cos(phi)
+    n = _WGS84_A / np.sqrt(1.0 - _WGS84_E2 * sin_phi * sin_phi)
+    h = np.asarray(h_ellipsoidal, float)
+    return np.column_stack([(n + h) * cos_phi * np.cos(lam), (n + h) * cos_phi * np.sin(lam),
+                            (n * (1.0 - _WGS84_E2) + h) * sin_phi])
+
+
+def projected_orthometric_to_enu(frame: EnuFrame, crs: CRS | str | int, geoid_cell_m: float = 0.0):
+    """A function (x, y, H_orthometric) in ``crs`` → (N,3) ENU coordinates of ``frame``.
+
+    ``geoid_cell_m`` > 0 evaluates N once per grid cell of that size (in ``crs`` units) instead of
+    per point: EGM96 changes by a few cm per km, so 50 m cells are off by < 2 mm and save a full
+    PROJ pass over every vertex.
+    """
     key = crs_key(crs)
 
     def to_enu(x: np.ndarray, y: np.ndarray, h_ortho: np.ndarray) -> np.ndarray:
         lon, lat = projected_to_lonlat(x, y, key)
-        return frame.ecef_to_enu(lonlat_orthometric_to_ecef(lon, lat, h_ortho))
+        if geoid_cell_m > 0 and len(lon) > 16:
+            qx = np.round(np.asarray(x, float) / geoid_cell_m).astype(np.int64)
+            qy = np.round(np.asarray(y, float) / geoid_cell_m).astype(np.int64)
+            cells, first, inverse = np.unique(qx * 4_000_003 + qy, return_index=True, return_inverse=True)
+            n = geoid_undulation(lon[first], lat[first])[inverse.reshape(-1)]
+        else:
+            n = geoid_undulation(lon, lat)
+        ecef = lonlat_ellipsoidal_to_ecef_np(lon, lat, np.asarray(h_ortho, float) + n)
+        return frame.ecef_to_enu(ecef)
 
     return to_enu

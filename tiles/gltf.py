@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 GLB_MAGIC = 0x46546C67
 CHUNK_JSON = 0x4E4F534A
@@ -295,11 +296,11 @@ class GlbBuilder:
         values = list(col.values) if not isinstance(col.values, np.ndarray) else col.values
         if col.kind == "STRING":
             no_data = "" if col.no_data is None else str(col.no_data)
-            strings = [no_data if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
-                       for v in values]
+            obj = np.asarray(values, dtype=object)
+            strings = [str(v) for v in np.where(pd.isna(obj), no_data, obj)]
             encoded = [s.encode("utf-8") for s in strings]
             offsets = np.zeros(len(encoded) + 1, dtype="<u4")
-            offsets[1:] = np.cumsum([len(b) for b in encoded])
+            offsets[1:] = np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
             schema["type"] = "STRING"
             if not col.required:
                 schema["noData"] = no_data
@@ -316,8 +317,13 @@ class GlbBuilder:
         if col.no_data is None:
             arr = np.asarray(values, dtype=dtype)
         else:
-            raw = np.asarray([col.no_data if v is None or (isinstance(v, float) and np.isnan(v)) else v
-                              for v in values], dtype=np.float64)
+            arr_in = np.asarray(values)
+            if arr_in.dtype.kind in "fiub":
+                raw = arr_in.astype(np.float64)
+            else:
+                obj = arr_in.astype(object)
+                raw = np.where(pd.isna(obj), np.nan, obj).astype(np.float64)
+            raw[np.isnan(raw)] = col.no_data
             arr = raw.astype(dtype)
             if not col.required:
                 schema["noData"] = col.no_data

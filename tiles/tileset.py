@@ -60,7 +60,9 @@ def box_from_points(points: np.ndarray, pad: float = 0.0) -> OrientedBox:
     if len(pts) == 0:
         raise ValueError("no points for a bounding box")
     zmin, zmax = float(pts[:, 2].min()), float(pts[:, 2].max())
-    hull = shapely.convex_hull(shapely.multipoints(pts[:, :2]))
+    # a LineString through the points has their hull without one geometry object per point
+    xy = pts[:, :2]
+    hull = shapely.convex_hull(shapely.linestrings(xy) if len(xy) > 1 else shapely.points(xy[0]))
     if hull.geom_type == "Polygon" and hull.area > 1e-6:
         rect = np.asarray(shapely.oriented_envelope(hull).exterior.coords)[:4]
         e1, e2 = rect[1] - rect[0], rect[3] - rect[0]
