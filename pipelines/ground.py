@@ -109,7 +109,9 @@ class Ground:
         if not src.equals(self.crs):
             t = Transformer.from_crs(src, self.crs, always_xy=True)
             polygons = shapely.transform(polygons, lambda c: np.column_stack(t.transform(c[:, 0], c[:, 1])))
-        rings, ring_poly = shapely.get_rings(polygons, return_index=True)
+        parts, part_poly = shapely.get_parts(polygons, return_index=True)  # MultiPolygon → its polygons
+        rings, ring_part = shapely.get_rings(parts, return_index=True)
+        ring_poly = part_poly[ring_part]
         coords, ring_idx = shapely.get_coordinates(rings, return_index=True)
         same = ring_idx[1:] == ring_idx[:-1]
         mids = 0.5 * (coords[1:][same] + coords[:-1][same])  # edge midpoints

@@ -108,6 +108,17 @@ def test_feature_geometry_crs84(client, tokens) -> None:  # noqa: F811
     assert get(client, tokens, "/collections/events/items/NOPE").status_code == 404
 
 
+def test_response_crs_parameter(client, tokens) -> None:  # noqa: F811
+    # GDAL's OAPIF driver asks for crs=<CRS84 URI> once a collection lists it (regression: it got a 400)
+    crs84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+    for path in ("/collections/events/items", "/collections/events/items/E0000001"):
+        r = get(client, tokens, path, params={"crs": crs84, "limit": 5})
+        assert r.status_code == 200, r.text
+        assert r.headers["content-crs"] == f"<{crs84}>"
+        r = get(client, tokens, path, params={"crs": "http://www.opengis.net/def/crs/EPSG/0/4548"})
+        assert r.status_code == 400 and "crs" in r.json()["detail"]
+
+
 def test_bbox(client, tokens) -> None:  # noqa: F811
     # events lie on a 20 x 13 lattice, 0.0002 deg apart, first at +0.0001; take the first 5 x 2
     bbox = f"{LON0},{LAT0},{LON0 + 0.00095},{LAT0 + 0.00035}"

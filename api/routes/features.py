@@ -33,6 +33,7 @@ from api.featuresql import (
 router = APIRouter(tags=["features"])
 
 GEOJSON = "application/geo+json"
+CONTENT_CRS = {"Content-Crs": f"<{CRS84}>"}
 OPENAPI_MT = "application/vnd.oai.openapi+json;version=3.0"
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
@@ -54,7 +55,9 @@ CONFORMANCE = [
 ]
 #: query parameters of /items besides property names
 ITEM_PARAMS = frozenset({"f", "limit", "offset", "bbox", "bbox-crs", "datetime", "properties", "sortby",
-                         "filter", "filter-lang", "filter-crs"})
+                         "filter", "filter-lang", "filter-crs", "crs"})
+#: spellings of the one response CRS offered (GDAL's OAPIF driver asks for it by URI)
+CRS84_NAMES = frozenset({CRS84, "OGC:CRS84", "CRS84"})
 
 
 def _json(body: Any, media_type: str = "application/json", status: int = 200) -> Response:
@@ -63,6 +66,12 @@ def _json(body: Any, media_type: str = "application/json", status: int = 200) ->
 
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
+
+
+def _check_crs(crs: str | None) -> None:
+    """OGC API – Features Part 2 ``crs``: only CRS84 (lon/lat on CGCS2000 ≈ WGS 84) is offered."""
+    if crs not in (None, "") and crs not in CRS84_NAMES:
+        raise BadRequest(f"unsupported crs {crs!r}; this server offers only {CRS84}")
 
 
 def _check_f(f: str | None) -> None:
@@ -216,9 +225,11 @@ def items(
     filter: Annotated[str | None, Query(description="CQL2-text filter.")] = None,
     filter_lang: Annotated[str | None, Query(alias="filter-lang")] = None,
     filter_crs: Annotated[str | None, Query(alias="filter-crs")] = None,
+    crs: Annotated[str | None, Query(description=f"Response CRS; only {CRS84}.")] = None,
     f: F = None,
 ) -> Response:
     _check_f(f)
+    _check_crs(crs)
     coll = _collection(state, collection_id, user)
     s = state.settings
     if filter_lang not in (None, "cql2-text"):
@@ -254,7 +265,7 @@ def items(
         "links": links,
     })
     body = head[:-1] + b',"features":[' + ",".join(rows).encode() + b"]}"
-    return Response(body, media_type=GEOJSON)
+    return Response(body, media_type=GEOJSON, headers=CONTENT_CRS)
 
 
 def _now_iso() -> str:
@@ -287,8 +298,11 @@ def _page_links(request: Request, coll: Collection, offset: int, limit: int, ret
 @router.get("/collections/{collection_id}/items/{feature_id}", summary="One feature (GeoJSON)",
             response_class=Response, responses={200: {"content": {GEOJSON: {}}}})
 def item(request: Request, collection_id: str, feature_id: str, state: State, conn: DbConn,
-         user: CurrentUser, properties: Annotated[str | None, Query()] = None, f: F = None) -> Response:
+         user: CurrentUser, properties: Annotated[str | None, Query()] = None,
+         crs: Annotated[str | None, Query(description=f"Response CRS; only {CRS84}.")] = None,
+         f: F = None) -> Response:
     _check_f(f)
+    _check_crs(crs)
     coll = _collection(state, collection_id, user)
     fid: Any = feature_id
     if coll.id_type == "integer":
@@ -312,5 +326,5 @@ def item(request: Request, collection_id: str, feature_id: str, state: State, co
     ])
     body = rows[0].encode()
     body = body[:-1] + b',"links":' + links + b"}"
-    return Response(body, media_type=GEOJSON)
+    return Response(body, media_type=GEOJSON, headers=CONTENT_CRS)
 
