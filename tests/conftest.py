@@ -58,3 +58,16 @@ def use_database(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     get_settings.cache_clear()
     yield pg_url
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample delivery (seed 7, scale 1), generated once per session: ``sample_dir/clean``, ``/dirty``."""
+    from data.generator import generate
+
+    existing = os.environ.get("ONEMAP_TEST_SAMPLE_DIR")  # reuse a delivery generated with seed 7, scale 1
+    if existing:
+        return Path(existing)
+    out = tmp_path_factory.mktemp("sample")
+    generate(out, seed=7, scale=1)
+    return out

@@ -178,7 +178,7 @@ def assert_scene_loaded(p: Page) -> None:
     state = p.eval("""() => ({
         ready: document.body.dataset.ready, errors: onemap.errors,
         tilesets: Object.fromEntries(Object.entries(onemap.tilesets).map(([k, t]) => [k, t.tilesLoaded])),
-        catalog: (onemap.catalog.layers || []).map((l) => l.name),
+        catalog: onemap.layers.tileLayers(onemap.catalog).map((l) => l.name),
         terrain: onemap.viewer.scene.terrainProvider instanceof Cesium.CesiumTerrainProvider,
         globe: onemap.viewer.scene.globe.tilesLoaded })""")
     assert state["ready"] == "true", (state, diagnostics(p))

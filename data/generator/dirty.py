@@ -26,8 +26,10 @@ def _bowtie(g):
 
 
 def _zero_area(g):
+    """A collapsed footprint: a ring along one grid line (every y equal, so the area is exactly 0)."""
     minx, miny, maxx, maxy = g.bounds
-    return shapely.Polygon([(minx, miny), ((minx + maxx) / 2, (miny + maxy) / 2), (maxx, maxy), (minx, miny)])
+    y = round((miny + maxy) / 2, 2)
+    return shapely.Polygon([(minx, y), (round((minx + maxx) / 2, 2), y), (maxx, y), (minx, y)])
 
 
 def _shift(g):

@@ -40,9 +40,7 @@ def _along(rng, roads, step_lo, step_hi, offset_extra, sides=(1.0, -1.0), stagge
             t = b - a
             t /= np.maximum(np.hypot(t[:, 0], t[:, 1]), 1e-9)[:, None]
             nrm = np.column_stack([-t[:, 1], t[:, 0]]) * sign
-            off = (
-                width / 2 + min(offset_extra, side) if offset_extra >= 0 else width / 2 + side - offset_extra
-            )
+            off = width / 2 + min(offset_extra, side) if offset_extra >= 0 else width / 2 + side - offset_extra
             p = (a + b) / 2 + nrm * off
             xy.append(p)
             head.append(_azimuth(-nrm[:, 0], -nrm[:, 1]))  # facing the road
@@ -55,12 +53,14 @@ def _along(rng, roads, step_lo, step_hi, offset_extra, sides=(1.0, -1.0), stagge
 
 def build(rng: np.random.Generator, d: District) -> None:
     roads = d.roads.reset_index(drop=True)
-    rows_xy, rows_type, rows_head, rows_h, rows_name = [], [], [], [], []
+    rows_xy, rows_type, rows_head, rows_h, rows_name, rows_road = [], [], [], [], [], []
 
-    def add(xy, kind, head, h, name=None):
+    def add(xy, kind, head, h, name=None, road=None):
+        """``road``: per item, the index in ``roads`` of the street it was placed along (-1: none)."""
         n = len(xy)
         if n == 0:
             return
+        rows_road.append(np.full(n, -1, dtype=np.int64) if road is None else np.asarray(road, dtype=np.int64))
         rows_xy.append(np.asarray(xy, dtype=float).reshape(-1, 2))
         rows_type.append(np.full(n, kind, dtype=object))
         rows_head.append(np.round(np.broadcast_to(np.asarray(head, dtype=float), (n,)), 1))
@@ -69,38 +69,41 @@ def build(rng: np.random.Generator, d: District) -> None:
 
     street = roads[roads["class"] != "service"]
     major = roads[roads["class"].isin(MAJOR)]
-    minor = roads[roads["class"].isin(["tertiary", "residential"])]
+    tertiary = roads[roads["class"] == "tertiary"]
+    residential = roads[roads["class"] == "residential"]
+    primary = roads[roads["class"] == "primary"]
+    secondary = roads[roads["class"] == "secondary"]
     # lamps: every ~30 m, both sides of major streets, one side elsewhere
-    xy, hd, _, _ = _along(rng, major, 28, 32, 0.8, stagger=True)
-    add(xy, "street_lamp", hd, rng.choice([10.0, 12.0], len(xy)))
-    xy, hd, _, _ = _along(rng, minor[minor["class"] == "tertiary"], 28, 34, 0.8, stagger=True)
-    add(xy, "street_lamp", hd, rng.choice([8.0, 10.0], len(xy)))
-    xy, hd, _, _ = _along(rng, minor[minor["class"] == "residential"], 28, 34, 0.8, sides=(1.0,))
-    add(xy, "street_lamp", hd, rng.choice([6.0, 8.0], len(xy)))
+    xy, hd, ri, _ = _along(rng, major, 28, 32, 0.8, stagger=True)
+    add(xy, "street_lamp", hd, rng.choice([10.0, 12.0], len(xy)), road=major.index.to_numpy()[ri])
+    xy, hd, ri, _ = _along(rng, tertiary, 28, 34, 0.8, stagger=True)
+    add(xy, "street_lamp", hd, rng.choice([8.0, 10.0], len(xy)), road=tertiary.index.to_numpy()[ri])
+    xy, hd, ri, _ = _along(rng, residential, 28, 34, 0.8, sides=(1.0,))
+    add(xy, "street_lamp", hd, rng.choice([6.0, 8.0], len(xy)), road=residential.index.to_numpy()[ri])
     # hydrants every ~100 m
-    xy, hd, _, _ = _along(rng, street, 90, 110, 0.8, sides=(-1.0,))
-    add(xy, "fire_hydrant", hd, 0.9)
-    xy, hd, _, _ = _along(rng, major, 90, 110, 0.8, sides=(1.0,))
-    add(xy, "fire_hydrant", hd, 0.9)
+    xy, hd, ri, _ = _along(rng, street, 90, 110, 0.8, sides=(-1.0,))
+    add(xy, "fire_hydrant", hd, 0.9, road=street.index.to_numpy()[ri])
+    xy, hd, ri, _ = _along(rng, major, 90, 110, 0.8, sides=(1.0,))
+    add(xy, "fire_hydrant", hd, 0.9, road=major.index.to_numpy()[ri])
     # bins every ~45 m on major/tertiary sidewalks, benches every ~120 m
     mt = roads[roads["class"].isin(["primary", "secondary", "tertiary"])]
-    xy, hd, _, _ = _along(rng, mt, 30, 38, 1.8, stagger=True)
-    add(xy, "waste_bin", hd, 1.0)
-    xy, hd, _, _ = _along(rng, mt, 110, 140, 2.2)
-    add(xy, "bench", hd, 0.85)
+    xy, hd, ri, _ = _along(rng, mt, 30, 38, 1.8, stagger=True)
+    add(xy, "waste_bin", hd, 1.0, road=mt.index.to_numpy()[ri])
+    xy, hd, ri, _ = _along(rng, mt, 110, 140, 2.2)
+    add(xy, "bench", hd, 0.85, road=mt.index.to_numpy()[ri])
     # billboards on primary streets; signs every ~150 m on streets
-    xy, hd, _, _ = _along(rng, roads[roads["class"] == "primary"], 90, 130, 2.6, stagger=True)
-    add(xy, "billboard", hd, rng.uniform(5.0, 8.0, len(xy)))
-    xy, hd, _, _ = _along(rng, street, 120, 160, 0.9, stagger=True)
-    add(xy, "sign", hd, rng.uniform(2.5, 3.5, len(xy)))
+    xy, hd, ri, _ = _along(rng, primary, 90, 130, 2.6, stagger=True)
+    add(xy, "billboard", hd, rng.uniform(5.0, 8.0, len(xy)), road=primary.index.to_numpy()[ri])
+    xy, hd, ri, _ = _along(rng, street, 120, 160, 0.9, stagger=True)
+    add(xy, "sign", hd, rng.uniform(2.5, 3.5, len(xy)), road=street.index.to_numpy()[ri])
     # bus shelters every ~500 m on main roads, parallel to the road
-    xy, hd, _, taz = _along(rng, major, 480, 520, 1.5, stagger=True)
-    add(xy, "bus_shelter", taz, 2.6)
+    xy, hd, ri, taz = _along(rng, major, 480, 520, 1.5, stagger=True)
+    add(xy, "bus_shelter", taz, 2.6, road=major.index.to_numpy()[ri])
     # kiosks and toilets
-    xy, hd, _, _ = _along(rng, major, 380, 460, 2.5, sides=(-1.0,))
-    add(xy, "kiosk", hd, 2.8)
-    xy, hd, _, _ = _along(rng, roads[roads["class"] == "secondary"], 700, 900, 2.5, sides=(1.0,))
-    add(xy, "toilet", hd, 3.2)
+    xy, hd, ri, _ = _along(rng, major, 380, 460, 2.5, sides=(-1.0,))
+    add(xy, "kiosk", hd, 2.8, road=major.index.to_numpy()[ri])
+    xy, hd, ri, _ = _along(rng, secondary, 700, 900, 2.5, sides=(1.0,))
+    add(xy, "toilet", hd, 3.2, road=secondary.index.to_numpy()[ri])
 
     # traffic signals at intersections of major streets, facing each approach
     g = d.graph
@@ -115,7 +118,7 @@ def build(rng: np.random.Generator, d: District) -> None:
         segs = seg[(ends == node)]
         if len({road_names[s] for s in segs if is_major[s]}) >= 2:
             sig_nodes.append(node)
-    sxy, shead = [], []
+    sxy, shead, sroad = [], [], []
     for node in sig_nodes:
         p = g.nodes[node]
         for s in seg[ends == node]:
@@ -129,8 +132,9 @@ def build(rng: np.random.Generator, d: District) -> None:
             right = np.array([t[1], -t[0]]) * -1.0
             sxy.append(p + t * 18.0 + right * (w / 2 + 0.8))
             shead.append(_azimuth(t[0], t[1]))  # the face points along the approach, at the traffic
+            sroad.append(g.road_index[s])
     if sxy:
-        add(np.array(sxy), "traffic_signal", np.array(shead), 6.0)
+        add(np.array(sxy), "traffic_signal", np.array(shead), 6.0, road=np.array(sroad))
 
     # parks: benches, bins, fitness, toilets; three sculptures
     parks = d.green[d.green["kind"] == "park"]
@@ -167,6 +171,7 @@ def build(rng: np.random.Generator, d: District) -> None:
     head = np.concatenate(rows_head)
     height = np.concatenate(rows_h)
     name = np.concatenate(rows_name)
+    road = np.concatenate(rows_road)
     ok = _clear(d, xy, 0.3)
     # sculptures in the largest parks (retry until clear)
     big = parks.assign(a=parks.area).sort_values("a", ascending=False).geometry.values
@@ -188,6 +193,7 @@ def build(rng: np.random.Generator, d: District) -> None:
     head = np.concatenate([head[ok], np.round(rng.uniform(0, 360, len(sc_xy)), 1)])
     height = np.concatenate([height[ok], np.array(sc_h)])
     name = np.concatenate([name[ok], np.array(sc_n, dtype=object)])
+    road = np.concatenate([road[ok], np.full(len(sc_xy), -1, dtype=np.int64)])
     # keep items 1 m apart
     pts = shapely.points(np.round(xy, 2))
     tree = shapely.STRtree(pts)
@@ -198,10 +204,15 @@ def build(rng: np.random.Generator, d: District) -> None:
     keep[np.unique(a[close & (ftype[b] == "sculpture")])] = False
     keep[ftype == "sculpture"] = True
     pts, ftype, head, height, name = pts[keep], ftype[keep], head[keep], height[keep], name[keep]
+    road = road[keep]
+    # the street an item was placed along; otherwise (parks, signals) the nearest within 40 m
     rtree = shapely.STRtree(roads.geometry.values)
     pi, ri = rtree.query_nearest(pts, max_distance=40.0, all_matches=False)
+    nearest = np.full(len(pts), -1, dtype=np.int64)
+    nearest[pi] = ri
+    road = np.where(road >= 0, road, nearest)
     road_id = np.full(len(pts), None, dtype=object)
-    road_id[pi] = roads["id"].to_numpy()[ri]
+    road_id[road >= 0] = roads["id"].to_numpy()[road[road >= 0]]
     n = len(pts)
     d.furniture = gpd.GeoDataFrame(
         {

@@ -95,9 +95,7 @@ def sample_clean_dir(directory: Path) -> Path:
         return clean
     if (directory / "buildings.gpkg").exists():
         return directory
-    raise FileNotFoundError(
-        f"{directory}: no clean/ folder of a sample delivery (see docs/sample-delivery.md)"
-    )
+    raise FileNotFoundError(f"{directory}: no clean/ folder of a sample delivery (see docs/sample-delivery.md)")
 
 
 def load_sample(

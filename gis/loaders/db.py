@@ -16,9 +16,7 @@ log = logging.getLogger(__name__)
 
 def stage(conn: psycopg.Connection, name: str, columns: dict[str, str], df: pd.DataFrame) -> int:
     """Create temp table ``name`` (dropped at commit) with ``columns`` {name: type} and COPY ``df``."""
-    cols = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in columns.items()
-    )
+    cols = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in columns.items())
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
     conn.execute(sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(sql.Identifier(name), cols))
     return copy_frame(conn, name, df[list(columns)])
@@ -33,10 +31,15 @@ def upsert_from_stage(
     *,
     key: str = "id",
     delete_missing: bool = True,
+    keep: Sequence[str] = (),
+    keep_referenced_by: tuple[str, str, str] | None = None,
 ) -> tuple[int, int]:
     """INSERT ... SELECT from the stage with ON CONFLICT (key) DO UPDATE; optionally delete the rows
     whose key is not in the stage (the delivery replaces the layer). Returns (upserted, deleted).
 
+    ``keep``: keys never deleted — the ids of features the delivery has but that were rejected (a
+    defective new version must not erase the good old row). ``keep_referenced_by`` = (schema,
+    table, column): rows still referenced there (a NOT NULL foreign key) are kept, not deleted.
     ``select_exprs`` are trusted SQL expressions written in the loaders (never user input).
     """
     target = sql.Identifier(table)
@@ -47,11 +50,15 @@ def upsert_from_stage(
     select = sql.SQL(", ").join(sql.SQL(e) for e in select_exprs)  # noqa: S608 - loader constants
     deleted = 0
     if delete_missing:
-        cur = conn.execute(
-            sql.SQL("DELETE FROM {} t WHERE NOT EXISTS (SELECT 1 FROM {} s WHERE s.{} = t.{})").format(
-                target, sql.Identifier(stage_table), sql.Identifier(key), sql.Identifier(key)
+        query = sql.SQL(
+            "DELETE FROM {} t WHERE NOT EXISTS (SELECT 1 FROM {} s WHERE s.{} = t.{}) AND NOT (t.{} = ANY(%s))"
+        ).format(target, sql.Identifier(stage_table), sql.Identifier(key), sql.Identifier(key), sql.Identifier(key))
+        if keep_referenced_by is not None:
+            schema, ref_table, ref_col = keep_referenced_by
+            query = query + sql.SQL(" AND NOT EXISTS (SELECT 1 FROM {}.{} r WHERE r.{} = t.{})").format(
+                sql.Identifier(schema), sql.Identifier(ref_table), sql.Identifier(ref_col), sql.Identifier(key)
             )
-        )
+        cur = conn.execute(query, [list(keep)])
         deleted = cur.rowcount
     cur = conn.execute(
         sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} s ON CONFLICT ({}) DO UPDATE SET {}").format(

@@ -91,9 +91,7 @@ def load_events(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping
     df = io.check_timestamps(df, report, TS_COLS, required=("reported_at",))
     df = validate_lifecycle(df, report)
     df["worker_id"] = io.text_or_none(df["worker_id"]) if "worker_id" in df.columns else None
-    df = io.check_enum(
-        df, report, "worker_id", ids_in(conn, "workers"), required=False, reason="unknown_reference"
-    )
+    df = io.check_enum(df, report, "worker_id", ids_in(conn, "workers"), required=False, reason="unknown_reference")
     df["description"] = io.text_or_none(df["description"]) if "description" in df.columns else None
     cols = {
         "id": "text",

@@ -45,18 +45,14 @@ def _batches(path: Path, mapping: Mapping, batch_rows: int, limit: int | None) -
             if limit is not None and offset >= limit:
                 return
     else:
-        reader = pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_values=[""], chunksize=batch_rows, nrows=limit
-        )
+        reader = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], chunksize=batch_rows, nrows=limit)
         for df in reader:
             df.index = pd.RangeIndex(offset, offset + len(df))
             offset += len(df)
             yield mapping.apply(df)
 
 
-def _validate(
-    df: pd.DataFrame, report: LayerReport, devices: dict[str, str | None], workers: set[str]
-) -> pd.DataFrame:
+def _validate(df: pd.DataFrame, report: LayerReport, devices: dict[str, str | None], workers: set[str]) -> pd.DataFrame:
     io.require_columns(df, ("device_id", "t", "lon", "lat"), report.source)
     for c in ("worker_id", "speed", "accuracy"):
         if c not in df.columns:
@@ -107,12 +103,8 @@ def _validate(
         t = t[df.index]
     df["t"] = t
     df = report.reject_mask(df, df["t"].isna().to_numpy(), "t", "missing_value", "t is empty", idc)
-    df = io.check_numeric(
-        df, report, "lon", lo=io.LON_RANGE[0], hi=io.LON_RANGE[1], required=True, id_col=idc
-    )
-    df = io.check_numeric(
-        df, report, "lat", lo=io.LAT_RANGE[0], hi=io.LAT_RANGE[1], required=True, id_col=idc
-    )
+    df = io.check_numeric(df, report, "lon", lo=io.LON_RANGE[0], hi=io.LON_RANGE[1], required=True, id_col=idc)
+    df = io.check_numeric(df, report, "lat", lo=io.LAT_RANGE[0], hi=io.LAT_RANGE[1], required=True, id_col=idc)
     df = io.check_numeric(df, report, "speed", lo=0, hi=MAX_SPEED_MPS, id_col=idc)
     df = io.check_numeric(df, report, "accuracy", lo=0, hi=MAX_ACCURACY_M, id_col=idc)
     df = io.check_unique(df, report, ["device_id", "t"], id_col=idc, reason="duplicate")

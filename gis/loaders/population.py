@@ -31,9 +31,7 @@ def load_population(conn: psycopg.Connection, path: Path, mapping: Mapping = Map
     df = io.check_unique(df, report, [pid], id_col=pid)
     df["building_id"] = io.text_or_none(df["building_id"])
     df = io.check_required(df, report, "building_id", id_col=pid)
-    df = io.check_enum(
-        df, report, "building_id", ids_in(conn, "buildings"), id_col=pid, reason="unknown_reference"
-    )
+    df = io.check_enum(df, report, "building_id", ids_in(conn, "buildings"), id_col=pid, reason="unknown_reference")
     df = io.check_numeric(
         df, report, "birth_year", lo=1880, hi=date.today().year, required=True, integer=True, id_col=pid
     )

@@ -46,9 +46,7 @@ def _attrs_json(df: pd.DataFrame, known: set[str]) -> pd.Series:
     if not extra:
         return pd.Series(["{}"] * len(df), index=df.index)
     sub = df[extra].astype(object).where(df[extra].notna(), None)
-    return pd.Series(
-        [json.dumps(r, ensure_ascii=False, default=str) for r in sub.to_dict("records")], index=df.index
-    )
+    return pd.Series([json.dumps(r, ensure_ascii=False, default=str) for r in sub.to_dict("records")], index=df.index)
 
 
 def _specs(required: tuple[str, ...], optional: dict[str, str]) -> list[FieldSpec]:
@@ -60,21 +58,26 @@ def _specs(required: tuple[str, ...], optional: dict[str, str]) -> list[FieldSpe
 
 SPECS: dict[str, list[FieldSpec]] = {
     "communities": _specs(("id", "name"), {}),
-    "grid_cells": _specs(
-        ("id", "name"), {"community_id": "s", "staff_id": "s", "staff_name": "s", "staff_phone": "s"}
-    ),
+    "grid_cells": _specs(("id", "name"), {"community_id": "s", "staff_id": "s", "staff_name": "s", "staff_phone": "s"}),
     "buildings": _specs(
         ("id",),
-        {"name": "s", "floors": "i", "height": "f", "use": "s", "roof_type": "s", "community": "s",
-         "compound": "s"},
+        {"name": "s", "floors": "i", "height": "f", "use": "s", "roof_type": "s", "community": "s", "compound": "s"},
     ),
     "roads": _specs(
         ("id",), {"name": "s", "class": "s", "width": "f", "lanes": "i", "bridge": "i", "deck_height": "f"}
     ),
     "cameras": _specs(
         ("id", "kind", "mount_height", "heading", "hfov", "range_m"),
-        {"name": "s", "mount_height": "f", "heading": "f", "pitch": "f", "hfov": "f", "range_m": "f",
-         "stream_url": "s", "status": "s"},
+        {
+            "name": "s",
+            "mount_height": "f",
+            "heading": "f",
+            "pitch": "f",
+            "hfov": "f",
+            "range_m": "f",
+            "stream_url": "s",
+            "status": "s",
+        },
     ),
     "checkpoints": _specs(("id", "radius_m"), {"name": "s", "grid_id": "s", "radius_m": "f"}),
     "geofences": _specs(("id", "kind"), {"name": "s", "worker_id": "s", "max_dwell_min": "f"}),
@@ -106,9 +109,12 @@ def _within_boundary(gdf: gpd.GeoDataFrame, report: LayerReport, boundary: Path 
     )
 
 
-def _finish(
-    conn: psycopg.Connection, report: LayerReport, t0: float, upserted: int, deleted: int
-) -> LayerReport:
+def _rejected_ids(report: LayerReport, staged: pd.DataFrame) -> list[str]:
+    """Ids the delivery has but rejected: their previously loaded rows are kept, not deleted."""
+    return sorted({r.feature_id for r in report.rejects if r.feature_id} - set(staged["id"]))
+
+
+def _finish(conn: psycopg.Connection, report: LayerReport, t0: float, upserted: int, deleted: int) -> LayerReport:
     report.finish(upserted)
     if deleted:
         report.note(f"{deleted} rows not in this delivery were deleted")
@@ -135,6 +141,7 @@ def load_communities(conn: psycopg.Connection, path: Path, mapping: Mapping = Ma
         "stg_communities",
         ["id", "name", "attrs", "geom"],
         ["s.id", "s.name", "s.attrs", GEOM_4490],
+        keep=_rejected_ids(report, df),
     )
     return _finish(conn, report, t0, up, deleted)
 
@@ -160,6 +167,7 @@ def load_grid_cells(conn: psycopg.Connection, path: Path, mapping: Mapping = Map
         "stg_grid_cells",
         target,
         [f"s.{c}" for c in sorted(known)] + ["s.attrs", GEOM_4490],
+        keep=_rejected_ids(report, df),
     )
     return _finish(conn, report, t0, up, deleted)
 
@@ -240,9 +248,28 @@ def load_buildings(
     }
     stage(conn, "stg_buildings", cols, df)
     target = ["id", "name", "use", "roof_type", "compound", "community_declared", "floors", "height", "attrs"]
+    rejected_ids = _rejected_ids(report, df)
     up, deleted = upsert_from_stage(
-        conn, "buildings", "stg_buildings", [*target, "geom"], [f"s.{c}" for c in target] + [GEOM_4490]
+        conn,
+        "buildings",
+        "stg_buildings",
+        [*target, "geom"],
+        [f"s.{c}" for c in target] + [GEOM_4490],
+        keep=rejected_ids,
+        keep_referenced_by=("restricted", "persons", "building_id"),
     )
+    if rejected_ids:
+        report.note(f"{len(rejected_ids)} rejected buildings keep their previously loaded version, if any")
+    lived_in = conn.execute(
+        "SELECT count(*) FROM buildings b WHERE NOT EXISTS (SELECT 1 FROM stg_buildings s WHERE s.id = b.id) "
+        "AND NOT (b.id = ANY(%s)) AND EXISTS (SELECT 1 FROM restricted.persons p WHERE p.building_id = b.id)",
+        [rejected_ids],
+    ).fetchone()[0]
+    if lived_in:
+        report.note(
+            f"{lived_in} buildings absent from this delivery were kept: population records still reference "
+            "them (reload population, then buildings, to remove them)"
+        )
     assign_buildings(conn)
     return _finish(conn, report, t0, up, deleted)
 
@@ -296,7 +323,12 @@ def load_roads(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping(
     stage(conn, "stg_roads", cols, df)
     target = ["id", "name", "class", "width", "lanes", "deck_height", "bridge", "attrs"]
     up, deleted = upsert_from_stage(
-        conn, "roads", "stg_roads", [*target, "geom"], [f"s.{c}" for c in target] + [GEOM_4490]
+        conn,
+        "roads",
+        "stg_roads",
+        [*target, "geom"],
+        [f"s.{c}" for c in target] + [GEOM_4490],
+        keep=_rejected_ids(report, df),
     )
     return _finish(conn, report, t0, up, deleted)
 
@@ -366,7 +398,12 @@ def load_cameras(conn: psycopg.Connection, path: Path, mapping: Mapping = Mappin
         "attrs",
     ]
     up, deleted = upsert_from_stage(
-        conn, "cameras", "stg_cameras", [*target, "geom"], [f"s.{c}" for c in target] + [GEOM_4490]
+        conn,
+        "cameras",
+        "stg_cameras",
+        [*target, "geom"],
+        [f"s.{c}" for c in target] + [GEOM_4490],
+        keep=_rejected_ids(report, df),
     )
     return _finish(conn, report, t0, up, deleted)
 
@@ -376,9 +413,7 @@ def load_checkpoints(conn: psycopg.Connection, path: Path, mapping: Mapping = Ma
     gdf, report = _vector_prelude(path, "checkpoints", mapping, "point", ("id", "radius_m"))
     gdf = io.check_numeric(gdf, report, "radius_m", lo=0, hi=1000, lo_open=True, required=True)
     gdf["grid_id"] = io.text_or_none(gdf["grid_id"]) if "grid_id" in gdf.columns else None
-    gdf = io.check_enum(
-        gdf, report, "grid_id", ids_in(conn, "grid_cells"), required=False, reason="unknown_reference"
-    )
+    gdf = io.check_enum(gdf, report, "grid_id", ids_in(conn, "grid_cells"), required=False, reason="unknown_reference")
     df = pd.DataFrame({"id": gdf["id"], "grid_id": gdf["grid_id"], "radius_m": gdf["radius_m"]})
     df["name"] = io.text_or_none(gdf["name"]) if "name" in gdf.columns else None
     df["wkb"] = io.wkb_hex_4490(gdf.geometry)
@@ -394,6 +429,7 @@ def load_checkpoints(conn: psycopg.Connection, path: Path, mapping: Mapping = Ma
         "stg_checkpoints",
         ["id", "grid_id", "radius_m", "name", "geom"],
         ["s.id", "s.grid_id", "s.radius_m", "s.name", GEOM_4490],
+        keep=_rejected_ids(report, df),
     )
     return _finish(conn, report, t0, up, deleted)
 
@@ -403,9 +439,7 @@ def load_geofences(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapp
     gdf, report = _vector_prelude(path, "geofences", mapping, "polygon", ("id", "kind"))
     gdf = io.check_enum(gdf, report, "kind", ("no_parking", "patrol_area"))
     gdf["worker_id"] = io.text_or_none(gdf["worker_id"]) if "worker_id" in gdf.columns else None
-    gdf = io.check_enum(
-        gdf, report, "worker_id", ids_in(conn, "workers"), required=False, reason="unknown_reference"
-    )
+    gdf = io.check_enum(gdf, report, "worker_id", ids_in(conn, "workers"), required=False, reason="unknown_reference")
     gdf = report.reject_mask(
         gdf,
         ((gdf["kind"] == "patrol_area") & gdf["worker_id"].isna()).to_numpy(),
@@ -439,7 +473,12 @@ def load_geofences(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapp
     )
     target = ["id", "kind", "worker_id", "max_dwell_min", "name"]
     up, deleted = upsert_from_stage(
-        conn, "geofences", "stg_geofences", [*target, "geom"], [f"s.{c}" for c in target] + [GEOM_4490]
+        conn,
+        "geofences",
+        "stg_geofences",
+        [*target, "geom"],
+        [f"s.{c}" for c in target] + [GEOM_4490],
+        keep=_rejected_ids(report, df),
     )
     return _finish(conn, report, t0, up, deleted)
 
@@ -457,9 +496,7 @@ def load_workers(conn: psycopg.Connection, path: Path, mapping: Mapping = Mappin
     df = io.check_enum(df, report, "kind", ("grid_worker", "vehicle"))
     for c in ("phone", "device_id", "grid_id"):
         df[c] = io.text_or_none(df[c]) if c in df.columns else None
-    df = io.check_enum(
-        df, report, "grid_id", ids_in(conn, "grid_cells"), required=False, reason="unknown_reference"
-    )
+    df = io.check_enum(df, report, "grid_id", ids_in(conn, "grid_cells"), required=False, reason="unknown_reference")
     has_dev = df["device_id"].notna()
     dup_dev = has_dev & df["device_id"].duplicated(keep="first")
     df = report.reject_mask(
@@ -473,14 +510,14 @@ def load_workers(conn: psycopg.Connection, path: Path, mapping: Mapping = Mappin
     out = df[["id", "name", "phone", "kind", "grid_id"]].copy()
     stage(conn, "stg_workers", {c: "text" for c in out.columns}, out)
     cols = list(out.columns)
-    up, deleted = upsert_from_stage(conn, "workers", "stg_workers", cols, [f"s.{c}" for c in cols])
+    up, deleted = upsert_from_stage(
+        conn, "workers", "stg_workers", cols, [f"s.{c}" for c in cols], keep=_rejected_ids(report, out)
+    )
     devices = df.loc[df["device_id"].notna(), ["device_id", "id", "kind"]].rename(
         columns={"device_id": "id", "id": "worker_id"}
     )
     devices["kind"] = np.where(devices["kind"] == "vehicle", "vehicle_gps", "handheld_gps")
     stage(conn, "stg_devices", {"id": "text", "worker_id": "text", "kind": "text"}, devices)
-    upsert_from_stage(
-        conn, "devices", "stg_devices", ["id", "worker_id", "kind"], ["s.id", "s.worker_id", "s.kind"]
-    )
+    upsert_from_stage(conn, "devices", "stg_devices", ["id", "worker_id", "kind"], ["s.id", "s.worker_id", "s.kind"])
     report.note(f"{len(devices)} devices")
     return _finish(conn, report, t0, up, deleted)

@@ -1,6 +1,6 @@
 -- Events per management grid cell (all cells, zeros included) for a time window and categories.
 SELECT g.id AS cell_id, g.name, count(e.id) AS count,
-       ST_AsGeoJSON(g.geom, 7)::json AS geometry
+       ST_AsGeoJSON(g.geom, 7, 0)::json AS geometry
   FROM grid_cells g
   LEFT JOIN events e
     ON e.grid_id = g.id

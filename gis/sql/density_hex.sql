@@ -16,7 +16,7 @@ assigned AS (
      ORDER BY ev.id, hex.i, hex.j
 )
 SELECT a.i || '_' || a.j AS cell_id, a.i, a.j, count(*) AS count,
-       ST_AsGeoJSON(ST_Transform(hex.geom, 4490), 7)::json AS geometry
+       ST_AsGeoJSON(ST_Transform(hex.geom, 4490), 7, 0)::json AS geometry
   FROM assigned a JOIN hex ON hex.i = a.i AND hex.j = a.j
  GROUP BY a.i, a.j, hex.geom
  ORDER BY a.i, a.j

@@ -7,7 +7,7 @@ WITH ij AS (
        AND (CAST(:categories AS text[]) IS NULL OR e.category = ANY (CAST(:categories AS text[])))
 )
 SELECT i || '_' || j AS cell_id, i, j, count(*) AS count,
-       ST_AsGeoJSON(ST_Transform(ST_SetSRID(ST_Square(:size, i, j), 4548), 4490), 7)::json AS geometry
+       ST_AsGeoJSON(ST_Transform(ST_SetSRID(ST_Square(:size, i, j), 4548), 4490), 7, 0)::json AS geometry
   FROM ij
  GROUP BY i, j
  ORDER BY i, j

@@ -75,7 +75,7 @@ function createViewer() {
 function districtExtent(catalog, tilesets) {
   const rect = layers.catalogRectangle(catalog);
   const spheres = Object.values(tilesets).map((ts) => ts.boundingSphere).filter(Boolean);
-  const allHaveRegions = (catalog.layers || []).every((l) => Array.isArray(l.region));
+  const allHaveRegions = layers.tileLayers(catalog).every((l) => Array.isArray(l.region));
   if (rect && allHaveRegions) {
     const c = Cesium.Rectangle.center(rect);
     const sw = Cesium.Cartesian3.fromRadians(rect.west, rect.south);
@@ -189,7 +189,7 @@ async function main() {
   const catalog = await layers.loadCatalog();
   if (catalog.error) errors.push(`catalog: ${catalog.error}`);
   onemap.catalog = catalog;
-  const terrain = layers.setupTerrain(viewer, catalog.terrain?.url ?? null, errors);
+  const terrain = layers.setupTerrain(viewer, layers.terrainUrl(catalog), errors);
   const tilesets = await layers.addTilesets(viewer, catalog, errors);
   onemap.tilesets = tilesets;
   layers.initBuildingStyleSwitch(() => tilesets.buildings);

@@ -143,9 +143,19 @@ export async function loadCatalog() {
   }
 }
 
-/** [west, south, east, north] in radians covering every layer's region (or null). */
+/** The 3D Tiles layers of the catalog (its `layers` also list the terrain, kind "terrain"). */
+export function tileLayers(catalog) {
+  return (catalog.layers || []).filter((l) => (l.kind ? l.kind === "3dtiles" : /tileset\.json$/.test(l.url || "")));
+}
+
+/** The terrain URL: `terrain.url`, else a layer of kind "terrain", else null (no terrain built). */
+export function terrainUrl(catalog) {
+  return catalog.terrain?.url ?? (catalog.layers || []).find((l) => l.kind === "terrain")?.url ?? null;
+}
+
+/** [west, south, east, north] in radians covering every 3D Tiles layer's region (or null). */
 export function catalogRectangle(catalog) {
-  const regions = (catalog.layers || []).map((l) => l.region).filter((r) => Array.isArray(r) && r.length >= 4);
+  const regions = tileLayers(catalog).map((l) => l.region).filter((r) => Array.isArray(r) && r.length >= 4);
   if (!regions.length) return null;
   return new Cesium.Rectangle(
     Math.min(...regions.map((r) => r[0])), Math.min(...regions.map((r) => r[1])),
@@ -169,7 +179,7 @@ const ORDER = ["buildings", "roads", "vegetation", "furniture", "pointcloud"];
  */
 export async function addTilesets(viewer, catalog, errors) {
   const tilesets = {};
-  const layers = [...(catalog.layers || [])].sort((a, b) => rank(a.name) - rank(b.name));
+  const layers = tileLayers(catalog).sort((a, b) => rank(a.name) - rank(b.name));
   await Promise.all(layers.map(async (layer) => {
     const id = layer.name;
     try {

@@ -110,6 +110,8 @@ export async function playTrack(workerId, start, end) {
   clock.clockRange = Cesium.ClockRange.LOOP_STOP;
   clock.multiplier = docClock?.multiplier ?? 60;
   clock.shouldAnimate = true;
+  document.body.dataset.playback = "on"; // shows the animation + timeline widgets (CSS)
+  viewer.timeline?.resize();
   viewer.timeline?.zoomTo(clock.startTime, clock.stopTime);
   const moving = playback.entities.values.find((e) => e.position && e.path) ?? playback.entities.values.find((e) => e.position);
   if (moving) viewer.trackedEntity = moving;
@@ -157,6 +159,7 @@ export function togglePatrolPane(on) {
     closeToolPane("patrol");
     viewer.trackedEntity = undefined;
     if (document.body.dataset.mode !== "bigscreen") viewer.clock.shouldAnimate = false;
+    delete document.body.dataset.playback;
     if (playback) { viewer.dataSources.remove(playback, true); playback = null; }
   }
   return paneOpen;

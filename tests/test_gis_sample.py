@@ -1,0 +1,107 @@
+"""Integration: the generated sample delivery (seed 7) loads completely; the dirty one is reported.
+
+Uses the session ``sample_dir`` fixture (tests/conftest.py) and loads only the first 200 000 GPS
+fixes to stay within a couple of minutes.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import psycopg
+import pytest
+from sqlalchemy import create_engine, text
+
+from gis import analytics as A
+from gis.loaders import load_layer, load_sample
+from tests.gis_helpers import libpq
+
+GPS_LIMIT = 200_000
+
+
+@pytest.fixture(scope="module")
+def sample_loaded(sample_dir: Path, pg_url: str):  # noqa: ANN201 - LoadReport
+    return load_sample(sample_dir, url=libpq(pg_url), gps_limit=GPS_LIMIT)
+
+
+def test_clean_delivery_loads_without_rejects(sample_loaded, sample_dir: Path, pg_url: str) -> None:  # noqa: ANN001
+    for layer in sample_loaded.layers:
+        assert layer.rejects == [], (layer.layer, layer.rejects[:3])
+        assert layer.loaded == layer.source_rows > 0, layer.layer
+    clean = sample_dir / "clean"
+    ids = set(gpd.read_file(clean / "buildings.gpkg", columns=["id"])["id"])
+    with psycopg.connect(libpq(pg_url)) as c:
+        db_ids = {r[0] for r in c.execute("SELECT id FROM buildings")}
+        assert db_ids == ids  # the ids the 3D tiles carry
+        n_events = c.execute("SELECT count(*) FROM events").fetchone()[0]
+        unlocated = c.execute("SELECT count(*) FROM events WHERE grid_id IS NULL").fetchone()[0]
+        n_hist = c.execute("SELECT count(*) FROM event_status_history").fetchone()[0]
+        fixes = c.execute("SELECT count(*) FROM gps_fixes").fetchone()[0]
+    assert n_events == len(pd.read_csv(clean / "events.csv", usecols=["id"]))
+    assert unlocated <= 0.01 * n_events
+    assert n_hist >= n_events
+    assert fixes == GPS_LIMIT
+    assert sample_loaded.derived["shift_tracks"] > 0 and sample_loaded.derived["worker_positions"] > 0
+
+
+def test_analytics_on_the_sample(sample_loaded, pg_url: str) -> None:  # noqa: ANN001
+    engine = create_engine(pg_url)
+    try:
+        with engine.connect() as c:
+            last_event = c.execute(text("SELECT max(reported_at) FROM events")).scalar_one()
+            last_fix = c.execute(text("SELECT max(t) FROM worker_positions")).scalar_one()
+            n_grid = c.execute(text("SELECT count(*) FROM grid_cells")).scalar_one()
+        end = last_event + timedelta(seconds=1)
+        fc = A.event_density(engine, end - timedelta(days=30), end)
+        assert len(fc["features"]) == n_grid and fc["meta"]["total"] > 0
+        hs = A.event_hotspots(engine, end - timedelta(days=30), end, size_m=200)
+        assert any(f["properties"]["gi_z"] is not None for f in hs["features"])
+        assert A.sla(engine, "category", now=end)
+        day = last_fix.astimezone(A.LOCAL_TZ).date()
+        mileage = A.patrol_mileage(engine, day)
+        assert mileage and all(0 <= r["km"] < 200 for r in mileage)
+        assert A.road_coverage(engine, day)
+        lon, lat = A.nearest_patrollers(engine, 117.39, 32.93, n=1, now=last_fix)[0]["lon"], 32.93
+        assert A.cameras_visible(engine, lon, lat) is not None
+        assert A.population(engine, "grid")
+        assert A.kpis(engine, now=end)["cameras_total"] > 0
+    finally:
+        engine.dispose()
+
+
+def test_dirty_buildings_reported(sample_loaded, sample_dir: Path, pg_url: str) -> None:  # noqa: ANN001
+    dirty = sample_dir / "dirty"
+    manifest = json.loads((dirty / "manifest.json").read_text())
+    named = {
+        d["feature_id"]: d["defect"]
+        for d in manifest["defects"]
+        if d["file"] == "buildings.gpkg" and d["feature_id"]
+    }
+    rep = load_layer(
+        "buildings",
+        dirty / "buildings.gpkg",
+        url=libpq(pg_url),
+        boundary=sample_dir / "clean" / "boundary.gpkg",
+    ).layers[0]
+    rejected = {r.feature_id: r.reason for r in rep.rejects}
+    assert set(rejected) <= set(named)  # nothing valid is rejected
+    for fid, defect in named.items():
+        if defect in (
+            "absurd_height",
+            "duplicate",
+            "missing_height",
+            "unparsable_value",
+            "outside_boundary",
+            "zero_area",
+        ):
+            assert rejected.get(fid) == defect, (fid, defect)
+    assert rep.loaded == rep.source_rows - len(rep.rejects)
+    # a rejected (defective) new version never erases the building loaded from the clean delivery
+    clean_ids = set(gpd.read_file(sample_dir / "clean" / "buildings.gpkg", columns=["id"])["id"])
+    with psycopg.connect(libpq(pg_url)) as c:
+        db_ids = {r[0] for r in c.execute("SELECT id FROM buildings")}
+    assert (set(rejected) & clean_ids) <= db_ids
