@@ -1,4 +1,5 @@
-"""Integration: the generated sample delivery (seed 7) loads completely; the dirty one is reported.
+"""Integration: the generated sample delivery (seed 7) loads completely, the analytics and the
+notebooks run on it; the dirty delivery is reported.
 
 Uses the session ``sample_dir`` fixture (tests/conftest.py) and loads only the first 200 000 GPS
 fixes to stay within a couple of minutes.
@@ -11,9 +12,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import geopandas as gpd
+import nbformat
 import pandas as pd
 import psycopg
 import pytest
+from nbclient import NotebookClient
 from sqlalchemy import create_engine, text
 
 from gis import analytics as A
@@ -21,6 +24,7 @@ from gis.loaders import load_layer, load_sample
 from tests.gis_helpers import libpq
 
 GPS_LIMIT = 200_000
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +75,18 @@ def test_analytics_on_the_sample(sample_loaded, pg_url: str) -> None:  # noqa: A
         assert A.kpis(engine, now=end)["cameras_total"] > 0
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("name", ["event_hotspots_sla.ipynb", "patrol_coverage_mileage.ipynb"])
+def test_notebook_runs_on_the_sample(name: str, sample_loaded, use_database: str) -> None:  # noqa: ANN001
+    """Top to bottom against the loaded sample, with no error and at least one chart drawn."""
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS.parent)}}
+    ).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4  # maps and charts were drawn
 
 
 def test_dirty_buildings_reported(sample_loaded, sample_dir: Path, pg_url: str) -> None:  # noqa: ANN001

@@ -312,7 +312,7 @@ def test_dirty_manifest_matches_files(sample_dir: Path) -> None:
         if d["defect"] == "self_intersection":
             assert not g.is_valid and "Self-intersection" in shapely.is_valid_reason(g)
         elif d["defect"] == "zero_area":
-            assert g.area == 0
+            assert g.area < 1e-6  # a collapsed footprint (a sliver of float round-off at most)
         elif d["defect"] == "duplicate":
             orig = df[df["id"] == d["duplicate_of"]].iloc[0]
             assert orig.geometry.equals(g)
