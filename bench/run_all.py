@@ -53,6 +53,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--only", nargs="*", default=None,
                     help="subset: buildings district postgis api viewer")
+    ap.add_argument("--events", type=int, default=1_000_000, help="events for the PostGIS and API benchmarks")
+    ap.add_argument("--fixes", type=int, default=10_000_000, help="GPS fixes for the PostGIS benchmark")
     args = ap.parse_args()
     want = set(args.only or ["buildings", "district", "postgis", "api", "viewer"])
     BENCH.mkdir(parents=True, exist_ok=True)
@@ -63,11 +65,12 @@ def main() -> int:
     if "district" in want:
         district_build(s1)
     if "postgis" in want and (REPO / "bench" / "bench_postgis.py").exists():
-        sh("PostGIS loads and analytics", [PY, "bench/bench_postgis.py"])
+        sh("PostGIS loads and analytics (design volume: 1 M events, 10 M fixes)",
+           [PY, "bench/bench_postgis.py", "--events", str(args.events), "--fixes", str(args.fixes)])
     if "api" in want and (REPO / "bench" / "bench_api.py").exists():
         tiles = BENCH / "tiles-s1"
         extra = ["--tiles", str(tiles)] if (tiles / "index.json").exists() else []
-        sh("API vs tipg / nginx / SSE", [PY, "bench/bench_api.py", *extra])
+        sh("API vs tipg / nginx / SSE", [PY, "bench/bench_api.py", "--events", str(args.events), *extra])
     if "viewer" in want and (REPO / "bench" / "bench_viewer.py").exists():
         sh("viewer first complete view", [PY, "bench/bench_viewer.py"])
     return 0

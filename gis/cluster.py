@@ -234,7 +234,10 @@ class EmbeddedCluster:
 
 
 def _port_free(port: int) -> bool:
+    """True when nothing listens on 127.0.0.1:``port``. SO_REUSEADDR as PostgreSQL sets it: connections
+    left in TIME_WAIT by the previous server (``db down`` then ``db up``) do not make the port taken."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

@@ -5,8 +5,8 @@ Stages (all vectorised over the whole layer):
 1. **read** (:mod:`pipelines.sources`): any vector format/CRS, field mapping, lenient numbers.
 2. **clean** (:func:`prepare_buildings`), in this order, every drop reported:
    missing id → ``missing_id``; no geometry → ``empty_geometry``; not a polygon →
-   ``wrong_geometry_type``; invalid → ``make_valid`` (all polygonal parts kept; none left →
-   ``self_intersection``); area < ``min_area_m2`` → ``zero_area``; same geometry + attributes as an
+   ``wrong_geometry_type``; invalid → ``make_valid`` (all polygonal parts kept; none left: the ring
+   has collapsed → ``zero_area``); area < ``min_area_m2`` → ``zero_area``; same geometry + attributes as an
    earlier feature → ``duplicate`` (naming the kept id); same id as an earlier different feature →
    ``duplicate_id``; representative point outside ``--boundary`` → ``outside_boundary``.
    Heights: ``floors`` < 0 or > 120 → ``absurd_height``; ``height`` ≤ 0 or > 500 m →
@@ -272,8 +272,9 @@ def prepare_buildings(layer: SourceLayer, options: BuildingOptions, ground: Grou
                 merged[g] = shapely.multipolygons(parts[members]) if len(members) > 1 else parts[members[0]]
         ok = np.array([m is not None for m in merged])
         if (~ok).any():
-            report.reject(invalid[~ok], "self_intersection",
-                          [f"invalid polygon ({r}); make_valid left no area" for r in reasons[~ok]])
+            # make_valid keeps all the area there is: nothing left means the footprint has collapsed
+            report.reject(invalid[~ok], "zero_area",
+                          [f"invalid polygon ({r}) encloses no area" for r in reasons[~ok]])
         if ok.any():
             after = shapely.area(merged[ok].astype(object))
             n_parts = shapely.get_num_geometries(merged[ok].astype(object))

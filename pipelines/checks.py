@@ -62,8 +62,8 @@ def check_features(
 ) -> np.ndarray:
     """Common checks; returns the (repaired) EPSG:4548 geometries, None where rejected.
 
-    missing_id, empty_geometry, wrong_geometry_type, self_intersection (polygons make_valid'ed
-    when possible), zero_length / zero_area, duplicate (same geometry to 1 cm and same
+    missing_id, empty_geometry, wrong_geometry_type, invalid polygons make_valid'ed (nothing left:
+    zero_area), zero_length / zero_area, duplicate (same geometry to 1 cm and same
     ``compare`` attributes as an earlier row), duplicate_id, outside_boundary.
     """
     report: RunReport = src.report
@@ -105,7 +105,8 @@ def check_features(
                 out[r] = shapely.union_all(polys)
                 report.repair(r, "make_valid", "invalid polygon (self-intersection) repaired with make_valid")
             else:
-                report.reject(r, "self_intersection", "invalid polygon that make_valid cannot repair")
+                # make_valid keeps all the area there is: nothing left means the ring has collapsed
+                report.reject(r, "zero_area", f"invalid polygon ({shapely.is_valid_reason(out[r])}) encloses no area")
                 out[r] = None
         alive = np.flatnonzero(~shapely.is_missing(out))
         small = alive[shapely.area(out[alive]) <= min_size]

@@ -46,7 +46,7 @@ REJECT_CODES: dict[str, str] = {
     "duplicate_id": "id already used by an earlier, different feature",
     "empty_geometry": "no geometry",
     "wrong_geometry_type": "geometry type not accepted by this layer",
-    "self_intersection": "invalid geometry that make_valid could not turn into an area",
+    "self_intersection": "self-intersecting geometry (repaired with make_valid when it keeps an area)",
     "zero_area": "polygon with (near) zero area",
     "zero_length": "line with (near) zero length",
     "missing_height": "no height and no floors",

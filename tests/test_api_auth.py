@@ -100,7 +100,7 @@ def _fresh_event(api_db_url: str) -> str:  # noqa: F811
 def test_auth_matrix(client, tokens, api_db_url, role, method, path, allowed, ok) -> None:  # noqa: F811
     expected = ok if role in allowed else (401 if role is None else 403)
     if path == "/stream" and expected == 200:
-        pytest.skip("200 on /stream is checked with a real server in test_api_stream.py")
+        pytest.skip("200 on /stream is checked with a real server in test_api_live.py::test_stream_auth")
     headers = auth(tokens, role)
     if method == "GET":
         r = client.get(path, headers=headers)

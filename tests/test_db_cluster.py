@@ -82,3 +82,25 @@ def test_migrations_at_head(pg_url: str) -> None:
 
     assert not migrate.pending(pg_url)
     assert migrate.current_revisions(pg_url) == migrate.head_revisions()
+
+
+def test_port_in_time_wait_is_free_but_a_listener_is_not() -> None:
+    """Regression: `db down` then `db up` failed with "port ... taken" while the old server's
+    connections sat in TIME_WAIT (PostgreSQL itself binds with SO_REUSEADDR)."""
+    import socket
+
+    from gis.cluster import _port_free
+
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as PostgreSQL's listener does
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    port = srv.getsockname()[1]
+    assert not _port_free(port)
+    cli = socket.create_connection(("127.0.0.1", port))
+    conn, _ = srv.accept()
+    conn.close()  # the server side closes first: its end of the connection goes to TIME_WAIT
+    cli.recv(1)
+    cli.close()
+    srv.close()
+    assert _port_free(port)

@@ -331,12 +331,15 @@ def check_geometry(gdf: gpd.GeoDataFrame, report: LayerReport, kind: str, id_col
         new_geoms[rows_invalid[ok]] = fixed[ok]
         gdf = gdf.set_geometry(gpd.GeoSeries(new_geoms, index=gdf.index, crs=gdf.crs))
         report.repaired["make_valid"] += int(ok.sum())
+        # make_valid keeps all the area (length) there is: nothing of the right type left means the
+        # feature has collapsed, which is what the zero-area / zero-length checks below report too
+        collapsed = "zero_area" if kind == "polygon" else "zero_length"
         gdf = report.reject_mask(
             gdf,
             bad_mask,
             "geometry",
-            "self_intersection",
-            lambda b: [f"invalid geometry ({bad_reasons[i]}) not repairable" for i in b.index],
+            collapsed,
+            lambda b: [f"invalid geometry ({bad_reasons[i]}) has no {kind} left after make_valid" for i in b.index],
             id_col,
         )
     geoms = gdf.geometry.to_numpy()

@@ -32,7 +32,7 @@ REASONS: dict[str, str] = {
     "inconsistent_lifecycle": "status and status timestamps do not form a legal lifecycle",
     "empty_geometry": "no geometry",
     "wrong_geometry_type": "geometry type not accepted by this layer",
-    "self_intersection": "invalid geometry that make_valid could not turn into the right type",
+    "self_intersection": "self-intersecting geometry (repaired with make_valid when it keeps an area)",
     "zero_area": "polygon with (near) zero area",
     "zero_length": "line with (near) zero length",
     "missing_height": "no height and no floors",
