@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import pandas as pd
 import psycopg
@@ -22,6 +23,12 @@ def stage(conn: psycopg.Connection, name: str, columns: dict[str, str], df: pd.D
     return copy_frame(conn, name, df[list(columns)])
 
 
+class Upserted(NamedTuple):
+    upserted: int
+    deleted: int
+    kept_referenced: int = 0  # rows absent from the stage, kept because ``keep_referenced_by`` points at them
+
+
 def upsert_from_stage(
     conn: psycopg.Connection,
     table: str,
@@ -33,39 +40,44 @@ def upsert_from_stage(
     delete_missing: bool = True,
     keep: Sequence[str] = (),
     keep_referenced_by: tuple[str, str, str] | None = None,
-) -> tuple[int, int]:
+) -> Upserted:
     """INSERT ... SELECT from the stage with ON CONFLICT (key) DO UPDATE; optionally delete the rows
-    whose key is not in the stage (the delivery replaces the layer). Returns (upserted, deleted).
+    whose key is not in the stage (the delivery replaces the layer).
 
     ``keep``: keys never deleted — the ids of features the delivery has but that were rejected (a
     defective new version must not erase the good old row). ``keep_referenced_by`` = (schema,
-    table, column): rows still referenced there (a NOT NULL foreign key) are kept, not deleted.
+    table, column): rows still referenced there (a NOT NULL foreign key) are kept, not deleted, and
+    counted in ``kept_referenced``.
     ``select_exprs`` are trusted SQL expressions written in the loaders (never user input).
     """
     target = sql.Identifier(table)
+    k = sql.Identifier(key)
     col_ids = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     updates = sql.SQL(", ").join(
         sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in columns if c != key
     )
     select = sql.SQL(", ").join(sql.SQL(e) for e in select_exprs)  # noqa: S608 - loader constants
-    deleted = 0
+    deleted = kept = 0
     if delete_missing:
-        query = sql.SQL(
-            "DELETE FROM {} t WHERE NOT EXISTS (SELECT 1 FROM {} s WHERE s.{} = t.{}) AND NOT (t.{} = ANY(%s))"
-        ).format(target, sql.Identifier(stage_table), sql.Identifier(key), sql.Identifier(key), sql.Identifier(key))
+        missing = sql.SQL("NOT EXISTS (SELECT 1 FROM {} s WHERE s.{} = t.{}) AND NOT (t.{} = ANY(%s))").format(
+            sql.Identifier(stage_table), k, k, k
+        )
         if keep_referenced_by is not None:
             schema, ref_table, ref_col = keep_referenced_by
-            query = query + sql.SQL(" AND NOT EXISTS (SELECT 1 FROM {}.{} r WHERE r.{} = t.{})").format(
-                sql.Identifier(schema), sql.Identifier(ref_table), sql.Identifier(ref_col), sql.Identifier(key)
+            referenced = sql.SQL("EXISTS (SELECT 1 FROM {}.{} r WHERE r.{} = t.{})").format(
+                sql.Identifier(schema), sql.Identifier(ref_table), sql.Identifier(ref_col), k
             )
-        cur = conn.execute(query, [list(keep)])
-        deleted = cur.rowcount
+            kept = conn.execute(
+                sql.SQL("SELECT count(*) FROM {} t WHERE {} AND {}").format(target, missing, referenced), [list(keep)]
+            ).fetchone()[0]
+            missing = sql.SQL("{} AND NOT {}").format(missing, referenced)
+        deleted = conn.execute(sql.SQL("DELETE FROM {} t WHERE {}").format(target, missing), [list(keep)]).rowcount
     cur = conn.execute(
         sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} s ON CONFLICT ({}) DO UPDATE SET {}").format(
-            target, col_ids, select, sql.Identifier(stage_table), sql.Identifier(key), updates
+            target, col_ids, select, sql.Identifier(stage_table), k, updates
         )
     )
-    return cur.rowcount, deleted
+    return Upserted(cur.rowcount, deleted, kept)
 
 
 def ids_in(conn: psycopg.Connection, table: str, column: str = "id") -> set[str]:

@@ -18,7 +18,7 @@ import psycopg
 import shapely
 
 from gis.loaders import io
-from gis.loaders.db import ids_in, stage, upsert_from_stage
+from gis.loaders.db import Upserted, ids_in, stage, upsert_from_stage
 from gis.loaders.io import Mapping
 from gis.loaders.report import LayerReport
 from pipelines.sources import FieldSpec
@@ -114,10 +114,32 @@ def _rejected_ids(report: LayerReport, staged: pd.DataFrame) -> list[str]:
     return sorted({r.feature_id for r in report.rejects if r.feature_id} - set(staged["id"]))
 
 
-def _finish(conn: psycopg.Connection, report: LayerReport, t0: float, upserted: int, deleted: int) -> LayerReport:
-    report.finish(upserted)
-    if deleted:
-        report.note(f"{deleted} rows not in this delivery were deleted")
+def _replace_layer(
+    conn: psycopg.Connection,
+    report: LayerReport,
+    table: str,
+    columns: list[str],
+    staged: pd.DataFrame,
+    keep: list[str] | None = None,
+    **kw: object,
+) -> Upserted:
+    """Upsert ``stg_<table>`` (``columns`` + ``wkb``) into ``table`` by id and delete the ids the delivery
+    no longer has, except the rejected ones (``keep``, by default :func:`_rejected_ids`)."""
+    return upsert_from_stage(
+        conn,
+        table,
+        f"stg_{table}",
+        [*columns, "geom"],
+        [f"s.{c}" for c in columns] + [GEOM_4490],
+        keep=_rejected_ids(report, staged) if keep is None else keep,
+        **kw,
+    )
+
+
+def _finish(conn: psycopg.Connection, report: LayerReport, t0: float, result: Upserted) -> LayerReport:
+    report.finish(result.upserted)
+    if result.deleted:
+        report.note(f"{result.deleted} rows not in this delivery were deleted")
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -135,15 +157,8 @@ def load_communities(conn: psycopg.Connection, path: Path, mapping: Mapping = Ma
         }
     )
     stage(conn, "stg_communities", {"id": "text", "name": "text", "attrs": "jsonb", "wkb": "text"}, df)
-    up, deleted = upsert_from_stage(
-        conn,
-        "communities",
-        "stg_communities",
-        ["id", "name", "attrs", "geom"],
-        ["s.id", "s.name", "s.attrs", GEOM_4490],
-        keep=_rejected_ids(report, df),
-    )
-    return _finish(conn, report, t0, up, deleted)
+    result = _replace_layer(conn, report, "communities", ["id", "name", "attrs"], df)
+    return _finish(conn, report, t0, result)
 
 
 def load_grid_cells(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping()) -> LayerReport:
@@ -160,16 +175,8 @@ def load_grid_cells(conn: psycopg.Connection, path: Path, mapping: Mapping = Map
     df["wkb"] = io.wkb_hex_4490(gdf.geometry)
     cols = {c: "text" for c in sorted(known)} | {"attrs": "jsonb", "wkb": "text"}
     stage(conn, "stg_grid_cells", cols, df)
-    target = [*sorted(known), "attrs", "geom"]
-    up, deleted = upsert_from_stage(
-        conn,
-        "grid_cells",
-        "stg_grid_cells",
-        target,
-        [f"s.{c}" for c in sorted(known)] + ["s.attrs", GEOM_4490],
-        keep=_rejected_ids(report, df),
-    )
-    return _finish(conn, report, t0, up, deleted)
+    result = _replace_layer(conn, report, "grid_cells", [*sorted(known), "attrs"], df)
+    return _finish(conn, report, t0, result)
 
 
 def load_buildings(
@@ -249,29 +256,24 @@ def load_buildings(
     stage(conn, "stg_buildings", cols, df)
     target = ["id", "name", "use", "roof_type", "compound", "community_declared", "floors", "height", "attrs"]
     rejected_ids = _rejected_ids(report, df)
-    up, deleted = upsert_from_stage(
+    result = _replace_layer(
         conn,
+        report,
         "buildings",
-        "stg_buildings",
-        [*target, "geom"],
-        [f"s.{c}" for c in target] + [GEOM_4490],
+        target,
+        df,
         keep=rejected_ids,
         keep_referenced_by=("restricted", "persons", "building_id"),
     )
     if rejected_ids:
         report.note(f"{len(rejected_ids)} rejected buildings keep their previously loaded version, if any")
-    lived_in = conn.execute(
-        "SELECT count(*) FROM buildings b WHERE NOT EXISTS (SELECT 1 FROM stg_buildings s WHERE s.id = b.id) "
-        "AND NOT (b.id = ANY(%s)) AND EXISTS (SELECT 1 FROM restricted.persons p WHERE p.building_id = b.id)",
-        [rejected_ids],
-    ).fetchone()[0]
-    if lived_in:
+    if result.kept_referenced:
         report.note(
-            f"{lived_in} buildings absent from this delivery were kept: population records still reference "
-            "them (reload population, then buildings, to remove them)"
+            f"{result.kept_referenced} buildings absent from this delivery were kept: population records "
+            "still reference them (reload population, then buildings, to remove them)"
         )
     assign_buildings(conn)
-    return _finish(conn, report, t0, up, deleted)
+    return _finish(conn, report, t0, result)
 
 
 def assign_buildings(conn: psycopg.Connection) -> None:
@@ -322,15 +324,8 @@ def load_roads(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping(
     }
     stage(conn, "stg_roads", cols, df)
     target = ["id", "name", "class", "width", "lanes", "deck_height", "bridge", "attrs"]
-    up, deleted = upsert_from_stage(
-        conn,
-        "roads",
-        "stg_roads",
-        [*target, "geom"],
-        [f"s.{c}" for c in target] + [GEOM_4490],
-        keep=_rejected_ids(report, df),
-    )
-    return _finish(conn, report, t0, up, deleted)
+    result = _replace_layer(conn, report, "roads", target, df)
+    return _finish(conn, report, t0, result)
 
 
 def load_cameras(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping()) -> LayerReport:
@@ -397,15 +392,8 @@ def load_cameras(conn: psycopg.Connection, path: Path, mapping: Mapping = Mappin
         "heading",
         "attrs",
     ]
-    up, deleted = upsert_from_stage(
-        conn,
-        "cameras",
-        "stg_cameras",
-        [*target, "geom"],
-        [f"s.{c}" for c in target] + [GEOM_4490],
-        keep=_rejected_ids(report, df),
-    )
-    return _finish(conn, report, t0, up, deleted)
+    result = _replace_layer(conn, report, "cameras", target, df)
+    return _finish(conn, report, t0, result)
 
 
 def load_checkpoints(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping()) -> LayerReport:
@@ -423,15 +411,8 @@ def load_checkpoints(conn: psycopg.Connection, path: Path, mapping: Mapping = Ma
         {"id": "text", "grid_id": "text", "radius_m": "double precision", "name": "text", "wkb": "text"},
         df,
     )
-    up, deleted = upsert_from_stage(
-        conn,
-        "checkpoints",
-        "stg_checkpoints",
-        ["id", "grid_id", "radius_m", "name", "geom"],
-        ["s.id", "s.grid_id", "s.radius_m", "s.name", GEOM_4490],
-        keep=_rejected_ids(report, df),
-    )
-    return _finish(conn, report, t0, up, deleted)
+    result = _replace_layer(conn, report, "checkpoints", ["id", "grid_id", "radius_m", "name"], df)
+    return _finish(conn, report, t0, result)
 
 
 def load_geofences(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping()) -> LayerReport:
@@ -472,15 +453,8 @@ def load_geofences(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapp
         df,
     )
     target = ["id", "kind", "worker_id", "max_dwell_min", "name"]
-    up, deleted = upsert_from_stage(
-        conn,
-        "geofences",
-        "stg_geofences",
-        [*target, "geom"],
-        [f"s.{c}" for c in target] + [GEOM_4490],
-        keep=_rejected_ids(report, df),
-    )
-    return _finish(conn, report, t0, up, deleted)
+    result = _replace_layer(conn, report, "geofences", target, df)
+    return _finish(conn, report, t0, result)
 
 
 def load_workers(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping()) -> LayerReport:
@@ -510,7 +484,7 @@ def load_workers(conn: psycopg.Connection, path: Path, mapping: Mapping = Mappin
     out = df[["id", "name", "phone", "kind", "grid_id"]].copy()
     stage(conn, "stg_workers", {c: "text" for c in out.columns}, out)
     cols = list(out.columns)
-    up, deleted = upsert_from_stage(
+    result = upsert_from_stage(
         conn, "workers", "stg_workers", cols, [f"s.{c}" for c in cols], keep=_rejected_ids(report, out)
     )
     devices = df.loc[df["device_id"].notna(), ["device_id", "id", "kind"]].rename(
@@ -520,4 +494,4 @@ def load_workers(conn: psycopg.Connection, path: Path, mapping: Mapping = Mappin
     stage(conn, "stg_devices", {"id": "text", "worker_id": "text", "kind": "text"}, devices)
     upsert_from_stage(conn, "devices", "stg_devices", ["id", "worker_id", "kind"], ["s.id", "s.worker_id", "s.kind"])
     report.note(f"{len(devices)} devices")
-    return _finish(conn, report, t0, up, deleted)
+    return _finish(conn, report, t0, result)
