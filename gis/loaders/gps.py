@@ -1,31 +1,35 @@
 """gps_fixes.parquet (or CSV) -> gps_fixes, in batches: validate in pandas, COPY into a staging table,
-INSERT ... SELECT into the month partitions (created as needed).
+INSERT ... SELECT into the month partitions. Months without a partition are filled detached and
+attached at the end of the load, which builds their indexes in one pass (see ``gps_partitions``).
 
 Default mode appends: a fix whose (device_id, t) is already loaded is reported as ``duplicate``
 (so re-running the same file loads 0 and reports every row). ``replace=True`` truncates first.
-Triggers stay on but quiet (no NOTIFY); worker_positions is maintained per batch.
+Triggers stay on but quiet (no NOTIFY); worker_positions is maintained per batch (by the parent's
+statement trigger) and, for the new months, when they are attached.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import psycopg
 import pyarrow.parquet as pq
+from psycopg import sql
 
 from gis.loaders import io
+from gis.loaders.copy_binary import copy_columns
 from gis.loaders.db import quiet
+from gis.loaders.gps_partitions import FreshMonth, MonthPartitions, drop_month_partitions
 from gis.loaders.io import Mapping
 from gis.loaders.report import LayerReport
 
 log = logging.getLogger(__name__)
 
-STAGE_COLS = ("row_no", "device_id", "worker_id", "t", "lon", "lat", "speed", "accuracy")
 MAX_SPEED_MPS = 100.0  # anything faster is not a patrol (spikes inside this are filtered by analytics)
 MAX_ACCURACY_M = 10_000.0
 
@@ -59,9 +63,10 @@ def _validate(df: pd.DataFrame, report: LayerReport, devices: dict[str, str | No
             df[c] = None
     idc = "device_id"
     df["device_id"] = df["device_id"].astype(object).where(df["device_id"].notna(), None)
-    df = report.reject_mask(
-        df, io.blank(df["device_id"]).to_numpy(), "device_id", "missing_value", "device_id is empty", idc
-    )
+    known = df["device_id"].isin(devices.keys()).to_numpy()  # blank() only where needed: it is slow on strings
+    empty = np.zeros(len(df), dtype=bool)
+    empty[~known] = io.blank(df["device_id"][~known]).to_numpy()
+    df = report.reject_mask(df, empty, "device_id", "missing_value", "device_id is empty", idc)
     df = report.reject_mask(
         df,
         ~df["device_id"].isin(devices.keys()).to_numpy(),
@@ -71,7 +76,11 @@ def _validate(df: pd.DataFrame, report: LayerReport, devices: dict[str, str | No
         idc,
         "device_id",
     )
-    wid = df["worker_id"].astype(object).where(~io.blank(df["worker_id"]), None)
+    wid = df["worker_id"].astype(object)
+    other = (~wid.isin(workers)).to_numpy()
+    blank_w = np.zeros(len(wid), dtype=bool)
+    blank_w[other] = io.blank(wid[other]).to_numpy(dtype=bool)
+    wid = wid.where(~blank_w, None)
     missing_w = wid.isna()
     if missing_w.any():
         wid = wid.where(~missing_w, df["device_id"].map(devices))
@@ -130,69 +139,136 @@ def load_gps(
     if replace:
         conn.execute("TRUNCATE gps_fixes")
         conn.execute("DELETE FROM worker_positions")
-    conn.execute("DROP TABLE IF EXISTS stg_gps")
-    conn.execute("""CREATE TEMP TABLE stg_gps (row_no bigint, device_id text, worker_id text, t timestamptz,
-                    lon double precision, lat double precision, speed real, accuracy real) ON COMMIT DROP""")
+        drop_month_partitions(conn)  # recreated below as fresh (detached, indexed once) partitions
+    codes = _StageCodes(conn, sorted(devices), sorted(workers))
+    months = MonthPartitions(conn)
     loaded = 0
     for df in _batches(path, mapping, batch_rows, limit):
         report.source_rows += len(df)
         df = _validate(df, report, devices, workers)
         if df.empty:
             continue
-        df["row_no"] = df.index.to_numpy()
-        df["t"] = df["t"].astype("datetime64[us, UTC]")
-        conn.execute(
-            "SELECT ensure_gps_partitions(%s, %s)",
-            (df["t"].min().to_pydatetime(), df["t"].max().to_pydatetime()),
-        )
+        t_utc = df["t"].astype("datetime64[us, UTC]")
+        fresh = months.prepare(t_utc.min().to_pydatetime(), t_utc.max().to_pydatetime())
         conn.execute("TRUNCATE stg_gps")
-        io.copy_frame(conn, "stg_gps", df[list(STAGE_COLS)])
-        loaded += insert_staged(conn, report)
+        copy_columns(
+            conn,
+            "stg_gps",
+            {
+                "row_no": df.index.to_numpy(np.int64),
+                "dev": codes.devices.get_indexer(df["device_id"]).astype(np.int32),
+                "wrk": codes.workers.get_indexer(df["worker_id"]).astype(np.int32),  # -1: none
+                "t": t_utc.dt.tz_localize(None).to_numpy("datetime64[us]"),
+                "lon": df["lon"].to_numpy(np.float64),
+                "lat": df["lat"].to_numpy(np.float64),
+                "speed": df["speed"].to_numpy(np.float32, na_value=np.nan),
+                "accuracy": df["accuracy"].to_numpy(np.float32, na_value=np.nan),
+            },
+        )
+        loaded += insert_staged(conn, report, fresh)
+    months.attach_all()
     report.finish(loaded)
     report.seconds = time.perf_counter() - t0
     return report
 
 
-_INSERT = """
-    INSERT INTO gps_fixes (device_id, worker_id, t, speed, accuracy, geom)
-    SELECT device_id, worker_id, t, speed, accuracy, ST_SetSRID(ST_MakePoint(lon, lat), 4490)
-      FROM stg_gps
-    ON CONFLICT DO NOTHING
-"""
+class _StageCodes:
+    """The staging table holds devices and workers as int codes (binary COPY is fixed-width only)."""
+
+    def __init__(self, conn: psycopg.Connection, devices: list[str], workers: list[str]) -> None:
+        self.devices, self.workers = pd.Index(devices), pd.Index(workers)
+        conn.execute("DROP TABLE IF EXISTS stg_gps, stg_gps_devices, stg_gps_workers")
+        conn.execute("""CREATE TEMP TABLE stg_gps (row_no bigint, dev integer, wrk integer, t timestamptz,
+                        lon double precision, lat double precision, speed real, accuracy real) ON COMMIT DROP""")
+        for table, ids in (("stg_gps_devices", devices), ("stg_gps_workers", workers)):
+            conn.execute(
+                sql.SQL("CREATE TEMP TABLE {} (code integer PRIMARY KEY, id text NOT NULL) ON COMMIT DROP").format(
+                    sql.Identifier(table)
+                )
+            )
+            with conn.cursor().copy(sql.SQL("COPY {} (code, id) FROM STDIN").format(sql.Identifier(table))) as cp:
+                for code, id_ in enumerate(ids):
+                    cp.write_row((code, id_))
+
+
+# stg_gps decoded: device and worker ids back from their codes, NaN speed/accuracy -> NULL
+_STAGED = """
+    SELECT s.row_no, d.id AS device_id, w.id AS worker_id, s.t, NULLIF(s.speed, 'NaN') AS speed,
+           NULLIF(s.accuracy, 'NaN') AS accuracy, s.lon, s.lat
+      FROM stg_gps s JOIN stg_gps_devices d ON d.code = s.dev LEFT JOIN stg_gps_workers w ON w.code = s.wrk"""
+_SELECT_STAGED = sql.SQL(
+    "SELECT device_id, worker_id, t, speed, accuracy, ST_SetSRID(ST_MakePoint(lon, lat), 4490) "
+    "FROM (" + _STAGED + ") s WHERE {where}"
+)
+
+
+def _inserts(fresh: list[FreshMonth]) -> list[sql.Composed]:
+    """One INSERT per fresh month (straight into its detached table) and one through the parent for the rest."""
+    cols = sql.SQL("(device_id, worker_id, t, speed, accuracy, geom)")
+    out, rest = [], []
+    for fm in fresh:
+        in_month = sql.SQL("t >= {lo} AND t < {hi}").format(lo=sql.Literal(fm.lo), hi=sql.Literal(fm.hi))
+        # no ON CONFLICT (speculative insertion costs ~5 s per million): nobody else sees this table,
+        # so a unique violation can only be a fix loaded earlier in this load -> the duplicate path
+        out.append(
+            sql.SQL("INSERT INTO {t} {cols} {sel}").format(
+                t=fm.ident, cols=cols, sel=_SELECT_STAGED.format(where=in_month)
+            )
+        )
+        rest.append(sql.SQL("NOT ({})").format(in_month))
+    where = sql.SQL(" AND ").join(rest) if rest else sql.SQL("true")
+    out.append(
+        sql.SQL("INSERT INTO gps_fixes {cols} {sel} ON CONFLICT DO NOTHING").format(
+            cols=cols, sel=_SELECT_STAGED.format(where=where)
+        )
+    )
+    return out
 
 
 class _Conflicts(Exception):
     """Some staged fixes were already loaded (the savepoint is rolled back)."""
 
 
-def _insert_all_or_nothing(conn: psycopg.Connection) -> int:
+def _insert_all_or_nothing(conn: psycopg.Connection, inserts: list[sql.Composed]) -> int:
     n_staged = conn.execute("SELECT count(*) FROM stg_gps").fetchone()[0]
-    with conn.transaction():  # savepoint: rolled back when _Conflicts propagates
-        cur = conn.execute(_INSERT)
-        if cur.rowcount != n_staged:
-            raise _Conflicts()
-        return cur.rowcount
-
-
-def insert_staged(conn: psycopg.Connection, report: LayerReport) -> int:
-    """Insert the staged batch; fixes already in the table are reported as duplicates."""
     try:
-        return _insert_all_or_nothing(conn)
+        with conn.transaction():  # savepoint: rolled back when _Conflicts propagates
+            n = sum(conn.execute(q).rowcount for q in inserts)
+            if n != n_staged:
+                raise _Conflicts()
+            return n
+    except psycopg.errors.UniqueViolation as exc:
+        raise _Conflicts() from exc
+
+
+def insert_staged(conn: psycopg.Connection, report: LayerReport, fresh: Sequence[FreshMonth] = ()) -> int:
+    """Insert the staged batch; fixes already loaded (in gps_fixes or a fresh month) are reported as duplicates."""
+    inserts = _inserts(list(fresh))
+    try:
+        return _insert_all_or_nothing(conn, inserts)
     except _Conflicts:
-        dups = conn.execute("""
-            SELECT s.row_no, s.device_id, s.t FROM stg_gps s
-             WHERE EXISTS (SELECT 1 FROM gps_fixes g WHERE g.device_id = s.device_id AND g.t = s.t)
-             ORDER BY s.row_no""").fetchall()
-        rows = np.array([r[0] for r in dups], dtype=np.int64)
-        report.reject_rows(
-            rows,
-            [r[1] for r in dups],
-            "t",
-            "duplicate",
-            [f"fix of {r[1]} at {r[2].isoformat()} is already loaded" for r in dups],
-            [r[2].isoformat() for r in dups],
+        pass
+    exists = sql.SQL(" OR ").join(
+        sql.SQL("EXISTS (SELECT 1 FROM {t} g WHERE g.device_id = s.device_id AND g.t = s.t)").format(t=t)
+        for t in [sql.Identifier("gps_fixes"), *(fm.ident for fm in fresh)]
+    )
+    dups = conn.execute(
+        sql.SQL("SELECT s.row_no, s.device_id, s.t FROM (" + _STAGED + ") s WHERE {e} ORDER BY s.row_no").format(
+            e=exists
         )
-        conn.execute("""DELETE FROM stg_gps s
-                         WHERE EXISTS (SELECT 1 FROM gps_fixes g
-                                        WHERE g.device_id = s.device_id AND g.t = s.t)""")
-        return conn.execute(_INSERT).rowcount
+    ).fetchall()
+    rows = np.array([r[0] for r in dups], dtype=np.int64)
+    report.reject_rows(
+        rows,
+        [r[1] for r in dups],
+        "t",
+        "duplicate",
+        [f"fix of {r[1]} at {r[2].isoformat()} is already loaded" for r in dups],
+        [r[2].isoformat() for r in dups],
+    )
+    conn.execute(
+        sql.SQL("DELETE FROM stg_gps WHERE row_no IN (SELECT s.row_no FROM (" + _STAGED + ") s WHERE {e})").format(
+            e=exists
+        )
+    )
+    return sum(conn.execute(q).rowcount for q in inserts)

@@ -133,6 +133,14 @@ def require_columns(df: pd.DataFrame, columns: Iterable[str], source: Path | str
 
 
 def blank(series: pd.Series) -> pd.Series:
+    """Missing or whitespace-only. Typed (numeric, time, bool) columns are blank only where null."""
+    dtype = series.dtype
+    if (
+        pd.api.types.is_numeric_dtype(dtype)
+        or pd.api.types.is_datetime64_any_dtype(dtype)
+        or pd.api.types.is_bool_dtype(dtype)
+    ):
+        return series.isna()
     return series.isna() | (series.astype(str).str.strip() == "")
 
 
