@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from gis import analytics as A  # noqa: E402
 from gis import migrate  # noqa: E402
-from gis.loaders import connect, load_sample  # noqa: E402
+from gis.loaders import connect, load_sample, refresh_statistics  # noqa: E402
 from gis.loaders.events import load_events  # noqa: E402
 from gis.loaders.gps import load_gps  # noqa: E402
 from gis.loaders.io import Mapping  # noqa: E402
@@ -240,6 +240,7 @@ def main() -> int:
     migrate.upgrade(sa_url)
     work = Path(tempfile.mkdtemp(prefix="onemap-bench-pg-"))
     clean = work / "clean"
+    clean.mkdir(parents=True)
     if (args.sample / "clean" / "grid_cells.gpkg").exists():
         print(f"reference layers from {args.sample}")
         ref_dir = args.sample
@@ -268,7 +269,7 @@ def main() -> int:
         rep = load_gps(conn, clean / "gps_fixes.parquet", Mapping(), replace=True)
     _rate("gps_fixes", rep)
     with connect(url) as conn:
-        conn.execute("ANALYZE")
+        refresh_statistics(conn)
     engine = create_engine(sa_url, pool_size=2)
     last_day = (END - timedelta(days=1)).astimezone(A.LOCAL_TZ).date()
     pts = [(float(lon), float(lat)) for lon, lat in _random_lonlat(url, rng, 50)]

@@ -245,7 +245,12 @@ class Event(Base):
     __table_args__ = (
         _gist("events"),
         _gist("events", "geom_4548"),
-        Index("events_reported_at_idx", "reported_at"),
+        # covering: the time-window analytics are index-only scans (migration 0002)
+        Index(
+            "events_reported_at_cover_idx",
+            "reported_at",
+            postgresql_include=["category", "grid_id", "id", "geom_4548"],
+        ),
         Index("events_category_reported_at_idx", "category", "reported_at"),
         Index("events_grid_id_idx", "grid_id"),
         Index("events_worker_id_idx", "worker_id"),

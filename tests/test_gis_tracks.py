@@ -146,6 +146,35 @@ def test_road_coverage_against_shapely(sa_conn) -> None:  # noqa: ANN001, F811
     assert rows["G002"]["covered_m"] == pytest.approx(80, abs=0.05)
 
 
+def test_road_coverage_long_track_in_runs(sa_conn) -> None:  # noqa: ANN001, F811
+    """Coverage buffers long tracks in runs of 32 fixes. Here the only road crossing is the step
+    from the 32nd to the 33rd fix, which must belong to a run (lost, the road would be uncovered);
+    the rest zigzags (and crosses itself) more than 20 m away from every road."""
+    day = date(2026, 3, 5)
+    t0 = W.DAY + timedelta(days=3, hours=2)
+    pts = [(40.0 if k % 2 else 240.0, 160 + 200 * abs(math.sin(k * 0.37))) for k in range(31)]
+    pts += [(270.0, 250.0), (330.0, 250.0)]  # fixes 31 and 32 (0-based): across R0002 (x = 300)
+    pts += [(340.0 if k % 2 else 390.0, 160 + 200 * abs(math.sin(k * 0.23))) for k in range(67)]
+    fixes = [(t0 + timedelta(seconds=30 * k), *W.lonlat(x, y)) for k, (x, y) in enumerate(pts)]
+    sa_conn.execute(
+        text("""INSERT INTO gps_fixes (device_id, worker_id, t, accuracy, geom)
+                VALUES ('D001', 'W001', :t, 2.0, ST_SetSRID(ST_MakePoint(:lon, :lat), 4490))"""),
+        [{"t": t, "lon": lon, "lat": lat} for t, lon, lat in fixes],
+    )
+    rows = {r["grid_id"]: r for r in A.road_coverage(sa_conn, day, buffer_m=20)}
+    xy = [(t.timestamp(), *TO_4548.transform(lon, lat), 2.0) for t, lon, lat in fixes]
+    kept = [(x, y) for st, _, _, x, y in clean_python(xy) if st in ("start", "gap", "reanchor", "kept")]
+    assert len(kept) == len(pts)  # nothing cleaned away: the crossing is the 32nd step
+    cover = shapely.LineString(kept).buffer(20, quad_segs=8)
+    roads = shapely.union_all(
+        [shapely.LineString([(W.X0 + x, W.Y0 + y) for x, y in pts]) for _, pts in W.ROADS]
+    )
+    for g, (poly, _, _) in W.GRIDS.items():
+        expected = roads.intersection(poly).intersection(cover).length
+        assert rows[g]["covered_m"] == pytest.approx(expected, abs=0.2)
+    assert sum(r["covered_m"] for r in rows.values()) == pytest.approx(40.0, abs=0.2)
+
+
 def test_geofence_alarms_batch(sa_conn) -> None:  # noqa: ANN001, F811
     got = {
         (a["kind"], a["worker_id"], a["geofence_id"]): a for a in A.alarms(sa_conn, W.DAY - timedelta(days=1))

@@ -33,7 +33,7 @@ from gis.loaders.report import LayerReport, LoadReport
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LAYERS", "LoadReport", "Mapping", "connect", "load_layer", "load_sample"]
+__all__ = ["LAYERS", "LoadReport", "Mapping", "connect", "load_layer", "load_sample", "refresh_statistics"]
 
 Loader = Callable[..., LayerReport]
 
@@ -84,8 +84,19 @@ def load_layer(
             from gis.loaders.reference import assign_buildings
 
             assign_buildings(conn)
-        conn.execute("ANALYZE")
+        conn.commit()
+        refresh_statistics(conn, vacuum=("events",) if layer == "events" else ())
     return report
+
+
+def refresh_statistics(conn: psycopg.Connection, vacuum: tuple[str, ...] = ("events",)) -> None:
+    """After a committed bulk load: ANALYZE everything and VACUUM the ``vacuum`` tables, whose
+    visibility map the time-window analytics need for index-only scans (autovacuum would get
+    there too, minutes later)."""
+    conn.autocommit = True
+    for table in vacuum:
+        conn.execute(f"VACUUM (ANALYZE) {table}")  # noqa: S608 - loader constants
+    conn.execute("ANALYZE")
 
 
 def sample_clean_dir(directory: Path) -> Path:
@@ -130,5 +141,5 @@ def load_sample(
             report.derived["seconds"] = round(time.perf_counter() - t0, 1)
         conn.execute("SELECT set_config('onemap.quiet', 'off', true)")
         conn.commit()
-        conn.execute("ANALYZE")
+        refresh_statistics(conn)
     return report
