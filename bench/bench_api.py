@@ -193,6 +193,7 @@ def bench_features(url: str, work: Path, n: int, skip_tipg: bool) -> None:
 
 # -- tiles -------------------------------------------------------------------------------------------
 def synthetic_tiles(root: Path, n: int = 500) -> list[str]:
+    """URL paths of ``n`` synthetic 2-60 KB glb files written under ``root/bench``."""
     rnd = random.Random(3)
     paths = []
     for i in range(n):
@@ -203,15 +204,18 @@ def synthetic_tiles(root: Path, n: int = 500) -> list[str]:
             size = rnd.randint(2_000, 60_000)
             # half noise, half structure: compresses roughly like real glb content
             p.write_bytes(b"glTF" + rnd.randbytes(size // 2) + bytes(range(256)) * (size // 512))
-        paths.append(rel)
+        paths.append(f"/tiles/{rel}")
     return paths
 
 
 def tile_paths(root: Path, limit: int = 2000) -> list[str]:
+    """URL paths of the files of a ``onemap tiles build`` folder, as the API serves them:
+    ``/tiles/<layer>/...`` and ``/terrain/...`` (the catalog ``index.json`` at the root is not a tile)."""
     out = []
     for p in sorted(root.rglob("*")):
-        if p.is_file() and p.suffix in (".glb", ".b3dm", ".pnts", ".json", ".terrain"):
-            out.append(p.relative_to(root).as_posix())
+        rel = p.relative_to(root)
+        if p.is_file() and len(rel.parts) > 1 and p.suffix in (".glb", ".b3dm", ".pnts", ".json", ".terrain"):
+            out.append(f"/{rel.as_posix()}" if rel.parts[0] == "terrain" else f"/tiles/{rel.as_posix()}")
             if len(out) >= limit:
                 break
     return out
@@ -236,6 +240,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         location /tiles/ {{ alias {root}/; etag on; }}
+        location /terrain/ {{ alias {root}/terrain/; etag on; }}
     }}
 }}
 """)
@@ -250,7 +255,7 @@ def _load_worker(port: int, paths: list[str], seconds: float, conns: int, out: m
         while time.monotonic() < deadline:
             path = paths[i % len(paths)]
             i += 7
-            writer.write(f"GET /tiles/{path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
             head = await reader.readuntil(b"\r\n\r\n")
             length = 0
             for line in head.split(b"\r\n"):
@@ -277,7 +282,7 @@ def warm(port: int, paths: list[str]) -> None:
         for p in paths:
             for attempt in range(3):
                 try:
-                    c.get(f"http://127.0.0.1:{port}/tiles/{p}").raise_for_status()
+                    c.get(f"http://127.0.0.1:{port}{p}").raise_for_status()
                     break
                 except httpx.RemoteProtocolError:  # keep-alive connection closed under us
                     if attempt == 2:
@@ -343,7 +348,7 @@ def bench_tiles(work: Path, tiles: Path | None, seconds: float, skip_nginx: bool
     port = free_port()
     proc = Proc([nginx, "-c", str(nginx_conf(work, tiles.resolve(), port)), "-p", str(work)])
     try:
-        wait_http(f"http://127.0.0.1:{port}/tiles/{paths[0]}")
+        wait_http(f"http://127.0.0.1:{port}{paths[0]}")
         warm(port, paths)
         rps_nginx = throughput(port, paths, seconds)
     finally:
