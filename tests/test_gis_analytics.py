@@ -161,6 +161,33 @@ def test_sla_against_python(sa_conn) -> None:  # noqa: ANN001, F811
     assert by_worker["W001"]["open"] == 2
 
 
+def test_sla_stage_times_of_a_reopened_event(sa_conn) -> None:  # noqa: ANN001, F811
+    """Never-reopened events are timed from their lifecycle columns, reopened ones from their
+    history (the reopen cleared their columns): both must count, each step once."""
+    t = W.DAY - timedelta(days=1)  # gis_world's events start here
+    for status, h in (("dispatched", 9), ("handled", 10), ("verified", 12), ("closed", 13)):
+        sa_conn.execute(
+            text("SELECT event_set_status('E0000001', :s, 'tester', NULL, :at)"),
+            {"s": status, "at": t + timedelta(hours=h)},
+        )
+    # sanitation: E0000001 (closed at 7 h, reopened at 9 h), E0000006 (handled), E0000007 (verified)
+    paths = {
+        "E0000001": [("reported", 0), ("accepted", 1), ("dispatched", 2), ("handled", 5), ("verified", 6),
+                     ("closed", 7), ("dispatched", 9), ("handled", 10), ("verified", 12), ("closed", 13)],
+        "E0000006": [("reported", 0), ("accepted", 1), ("dispatched", 2), ("handled", 30)],
+        "E0000007": [("reported", 0), ("accepted", 1), ("dispatched", 1.5), ("handled", 3), ("verified", 4)],
+    }
+    spent: dict[str, list[float]] = {}
+    for path in paths.values():
+        for (stage, h0), (_, h1) in zip(path, path[1:], strict=False):
+            spent.setdefault(stage, []).append((h1 - h0) * 3600)
+    want = {stage: sum(v) / len(v) for stage, v in spent.items()}
+    row = {r["key"]: r for r in A.sla(sa_conn, "category", now=W.DAY)}["sanitation"]
+    assert row["mean_stage_s"] == pytest.approx(want)
+    assert row["mean_stage_s"]["closed"] == pytest.approx(7200)  # only the reopened event left 'closed'
+    assert (row["total"], row["closed"], row["open"]) == (3, 1, 2)
+
+
 # --- nearest patrollers -----------------------------------------------------------------------------
 def test_nearest_patrollers_knn(sa_conn) -> None:  # noqa: ANN001, F811
     latest: dict[str, tuple[datetime, float, float]] = {}
