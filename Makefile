@@ -56,7 +56,7 @@ serve:
 	$(ONEMAP) serve --host $(HOST) --port $(PORT) --tiles $(TILES)
 
 ## bench: print speed/size figures (see bench/README.md)
-bench: setup
+bench: setup db
 	@.venv/bin/pip install -q -e '.[bench]'
 	$(PY) bench/run_all.py
 
