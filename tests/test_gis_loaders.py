@@ -110,3 +110,25 @@ def test_layer_with_mapping(tmp_path: Path, pg_url: str, conn: psycopg.Connectio
     rep = load_layer("cameras", src, mapping=mapping, url=libpq(pg_url))
     assert rep.layers[0].loaded == len(gis_world.CAMERAS)
     assert conn.execute("SELECT mount_height FROM cameras WHERE id = 'CAM0003'").fetchone()[0] == 120.0
+
+
+def test_reload_keeps_buildings_people_live_in(
+    tiny_loaded: LoadReport, tiny_delivery: Path, conn: psycopg.Connection, tmp_path: Path  # noqa: F811
+) -> None:
+    """A buildings delivery without a building that residents are registered in keeps that row
+    (and says so) while a building nobody lives in is removed; all rolled back afterwards."""
+    import geopandas as gpd
+
+    from gis.loaders.io import Mapping
+    from gis.loaders.reference import load_buildings
+
+    lived_in = {r[0] for r in conn.execute("SELECT DISTINCT building_id FROM restricted.persons")}
+    assert "B000001" in lived_in and "B000005" not in lived_in
+    gdf = gpd.read_file(tiny_delivery / "clean" / "buildings.gpkg")
+    gdf[~gdf["id"].isin(["B000001", "B000005"])].to_file(tmp_path / "b.gpkg", layer="buildings")
+    rep = load_buildings(conn, tmp_path / "b.gpkg", Mapping())
+    ids = {r[0] for r in conn.execute("SELECT id FROM buildings")}
+    assert "B000001" in ids and "B000005" not in ids
+    assert any(n.startswith("1 buildings absent from this delivery were kept") for n in rep.notes), rep.notes
+    persons = conn.execute("SELECT count(*) FROM restricted.persons WHERE building_id = 'B000001'").fetchone()[0]
+    assert persons > 0
