@@ -132,3 +132,20 @@ def test_reload_keeps_buildings_people_live_in(
     assert any(n.startswith("1 buildings absent from this delivery were kept") for n in rep.notes), rep.notes
     persons = conn.execute("SELECT count(*) FROM restricted.persons WHERE building_id = 'B000001'").fetchone()[0]
     assert persons > 0
+
+
+def test_event_load_leaves_the_locate_trigger_on(tiny_loaded: LoadReport, conn: psycopg.Connection) -> None:  # noqa: F811
+    """The events loader turns the per-row locate trigger off for its set-based INSERT only."""
+    state = conn.execute(
+        "SELECT tgenabled FROM pg_trigger WHERE tgname = 'events_before_insert' AND tgrelid = 'events'::regclass"
+    ).fetchone()
+    assert state == ("O",)
+    x, y = gis_world.xy(50, 50)  # inside B000001, grid G001
+    conn.execute(
+        """INSERT INTO events (id, category, priority, source, geom)
+           VALUES ('ETRIG', 'sanitation', 'A', 'resident',
+                   ST_Transform(ST_SetSRID(ST_MakePoint(%s, %s), 4548), 4490))""",
+        (x, y),
+    )
+    got = conn.execute("SELECT building_id, grid_id, deadline_at IS NOT NULL FROM events WHERE id = 'ETRIG'").fetchone()
+    assert got == ("B000001", "G001", True)
