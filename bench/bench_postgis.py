@@ -12,6 +12,7 @@ synthesised at the requested volume and loaded through the real loaders (``gis.l
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -238,7 +239,14 @@ def main() -> int:
     url = args.url or _bench_database()
     sa_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
     migrate.upgrade(sa_url)
-    work = Path(tempfile.mkdtemp(prefix="onemap-bench-pg-"))
+    work = Path(tempfile.mkdtemp(prefix="onemap-bench-pg-"))  # ~400 MB of synthetic CSV/Parquet
+    try:
+        return run(args, rng, url, sa_url, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, rng: np.random.Generator, url: str, sa_url: str, work: Path) -> int:
     clean = work / "clean"
     clean.mkdir(parents=True)
     if (args.sample / "clean" / "grid_cells.gpkg").exists():
