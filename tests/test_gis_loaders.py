@@ -134,12 +134,27 @@ def test_reload_keeps_buildings_people_live_in(
     assert persons > 0
 
 
-def test_event_load_leaves_the_locate_trigger_on(tiny_loaded: LoadReport, conn: psycopg.Connection) -> None:  # noqa: F811
-    """The events loader turns the per-row locate trigger off for its set-based INSERT only."""
+def test_event_load_restores_trigger_indexes_and_foreign_keys(
+    tiny_loaded: LoadReport, conn: psycopg.Connection  # noqa: F811
+) -> None:
+    """The events loader turns the per-row locate trigger off and drops the foreign keys and
+    secondary indexes of events/history for its bulk INSERT only: all are back, as migrated."""
     state = conn.execute(
         "SELECT tgenabled FROM pg_trigger WHERE tgname = 'events_before_insert' AND tgrelid = 'events'::regclass"
     ).fetchone()
     assert state == ("O",)
+    fks = {r[0] for r in conn.execute(
+        "SELECT conname FROM pg_constraint WHERE contype = 'f' AND conrelid IN ('events'::regclass, "
+        "'event_status_history'::regclass)")}
+    assert fks == {"events_category_fkey", "events_worker_id_fkey", "events_building_id_fkey",
+                   "events_grid_id_fkey", "events_community_id_fkey", "event_status_history_event_id_fkey"}
+    indexes = {r[0] for r in conn.execute(
+        "SELECT indexname FROM pg_indexes WHERE tablename IN ('events', 'event_status_history')")}
+    assert indexes >= {"events_reported_at_cover_idx", "events_geom_4548_gix", "events_open_deadline_idx",
+                       "event_status_history_event_id_at_idx", "event_status_history_at_brin", "events_pkey"}
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):  # the constraint is enforced again
+        conn.execute("INSERT INTO event_status_history (event_id, to_status, at) VALUES ('nope', 'reported', now())")
+    conn.rollback()
     x, y = gis_world.xy(50, 50)  # inside B000001, grid G001
     conn.execute(
         """INSERT INTO events (id, category, priority, source, geom)

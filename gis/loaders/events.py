@@ -17,7 +17,7 @@ import psycopg
 
 from gis import lifecycle
 from gis.loaders import io
-from gis.loaders.db import ids_in, quiet, stage
+from gis.loaders.db import constraints_deferred_to_end, ids_in, quiet, stage
 from gis.loaders.io import Mapping
 from gis.loaders.report import LayerReport
 
@@ -115,20 +115,23 @@ def load_events(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping
     conn.execute("ALTER TABLE events DISABLE TRIGGER events_before_insert")
     stage(conn, "stg_events", cols, out)
     ts_list = ", ".join(TS_COLS)
-    cur = conn.execute(f"""
-        INSERT INTO events (id, category, priority, source, description, status, worker_id, {ts_list},
-                            deadline_at, building_id, grid_id, community_id, geom)
-        SELECT s.id, s.category, s.priority, s.source, s.description, s.status, s.worker_id,
-               {", ".join("s." + c for c in TS_COLS)},
-               s.reported_at + make_interval(secs => c.deadline_hours * 3600),
-               l.building_id, l.grid_id, l.community_id,
-               ST_Transform(p.pt, 4490)
-          FROM stg_events s
-          JOIN event_category c ON c.code = s.category
-          CROSS JOIN LATERAL (SELECT ST_SetSRID(ST_MakePoint(s.x, s.y), 4548) AS pt) p
-          CROSS JOIN LATERAL locate_point(p.pt) l
-         ORDER BY s.reported_at
-    """)  # noqa: S608 - column lists are module constants
+    # the tables were just truncated: indexes built and foreign keys checked once after the
+    # insert (history rows included, written by the statement trigger) instead of row by row
+    with constraints_deferred_to_end(conn, ("events", "event_status_history")):
+        cur = conn.execute(f"""
+            INSERT INTO events (id, category, priority, source, description, status, worker_id, {ts_list},
+                                deadline_at, building_id, grid_id, community_id, geom)
+            SELECT s.id, s.category, s.priority, s.source, s.description, s.status, s.worker_id,
+                   {", ".join("s." + c for c in TS_COLS)},
+                   s.reported_at + make_interval(secs => c.deadline_hours * 3600),
+                   l.building_id, l.grid_id, l.community_id,
+                   ST_Transform(p.pt, 4490)
+              FROM stg_events s
+              JOIN event_category c ON c.code = s.category
+              CROSS JOIN LATERAL (SELECT ST_SetSRID(ST_MakePoint(s.x, s.y), 4548) AS pt) p
+              CROSS JOIN LATERAL locate_point(p.pt) l
+             ORDER BY s.reported_at
+        """)  # noqa: S608 - column lists are module constants
     report.finish(cur.rowcount)
     conn.execute("ALTER TABLE events ENABLE TRIGGER events_before_insert")
     located = conn.execute("SELECT count(*) FILTER (WHERE grid_id IS NULL) FROM events").fetchone()
