@@ -100,3 +100,37 @@ def test_roles_and_grants(conn: psycopg.Connection) -> None:  # noqa: F811
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("DELETE FROM events")
     conn.rollback()
+
+
+def test_migrations_round_trip(pg_url: str) -> None:
+    """Every migration downgrades cleanly and upgrades again, in a database of its own."""
+    from gis import migrate
+
+    admin = pg_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    base, _, _ = admin.rpartition("/")
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute("DROP DATABASE IF EXISTS onemap_migrations")
+        c.execute("CREATE DATABASE onemap_migrations")
+    url = f"{base}/onemap_migrations".replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        migrate.upgrade(url)
+        assert not migrate.pending(url)
+        eng = create_engine(url)
+        try:
+            with eng.connect() as c:
+                indexes = {i["name"] for i in inspect(c).get_indexes("events")}
+            assert "events_reported_at_cover_idx" in indexes and "events_reported_at_idx" not in indexes
+            migrate.downgrade(url, "0001_overlays")
+            with eng.connect() as c:
+                indexes = {i["name"] for i in inspect(c).get_indexes("events")}
+            assert "events_reported_at_idx" in indexes and "events_reported_at_cover_idx" not in indexes
+            migrate.downgrade(url)
+            with eng.connect() as c:
+                assert set(inspect(c).get_table_names()) <= {"alembic_version", "spatial_ref_sys"}
+            migrate.upgrade(url)
+            assert not migrate.pending(url)
+        finally:
+            eng.dispose()
+    finally:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute("DROP DATABASE IF EXISTS onemap_migrations WITH (FORCE)")
