@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import Engine
 
 from gis import lifecycle, models
-from tests.gis_helpers import conn  # noqa: F401 - fixture
+from tests.gis_helpers import conn, libpq  # noqa: F401 - fixture
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_migrations_round_trip(pg_url: str) -> None:
     """Every migration downgrades cleanly and upgrades again, in a database of its own."""
     from gis import migrate
 
-    admin = pg_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    admin = libpq(pg_url)
     base, _, _ = admin.rpartition("/")
     with psycopg.connect(admin, autocommit=True) as c:
         c.execute("DROP DATABASE IF EXISTS onemap_migrations")

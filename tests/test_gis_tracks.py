@@ -125,6 +125,10 @@ def test_checkin_compliance_against_python(sa_conn) -> None:  # noqa: ANN001, F8
     assert [tuple(r) for r in stored] == [("CP001", "W001"), ("CP002", "W002")]
 
 
+def _roads_4548() -> shapely.Geometry:
+    return shapely.union_all([shapely.LineString([W.xy(x, y) for x, y in line]) for _, line in W.ROADS])
+
+
 def test_road_coverage_against_shapely(sa_conn) -> None:  # noqa: ANN001, F811
     rows = {r["grid_id"]: r for r in A.road_coverage(sa_conn, DAY, buffer_m=20)}
     lines = []
@@ -135,9 +139,7 @@ def test_road_coverage_against_shapely(sa_conn) -> None:  # noqa: ANN001, F811
                 segs.setdefault(seg, []).append((x, y))
         lines += [shapely.LineString(p) for p in segs.values() if len(p) > 1]
     cover = shapely.union_all([ln.buffer(20, quad_segs=8) for ln in lines])
-    roads = shapely.union_all(
-        [shapely.LineString([(W.X0 + x, W.Y0 + y) for x, y in pts]) for _, pts in W.ROADS]
-    )
+    roads = _roads_4548()
     for g, (poly, _, _) in W.GRIDS.items():
         in_cell = roads.intersection(poly)
         assert rows[g]["road_m"] == pytest.approx(in_cell.length, abs=0.01)
@@ -166,9 +168,7 @@ def test_road_coverage_long_track_in_runs(sa_conn) -> None:  # noqa: ANN001, F81
     kept = [(x, y) for st, _, _, x, y in clean_python(xy) if st in ("start", "gap", "reanchor", "kept")]
     assert len(kept) == len(pts)  # nothing cleaned away: the crossing is the 32nd step
     cover = shapely.LineString(kept).buffer(20, quad_segs=8)
-    roads = shapely.union_all(
-        [shapely.LineString([(W.X0 + x, W.Y0 + y) for x, y in pts]) for _, pts in W.ROADS]
-    )
+    roads = _roads_4548()
     for g, (poly, _, _) in W.GRIDS.items():
         expected = roads.intersection(poly).intersection(cover).length
         assert rows[g]["covered_m"] == pytest.approx(expected, abs=0.2)

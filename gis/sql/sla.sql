@@ -18,6 +18,7 @@ WITH ev AS (
        AND (CAST(:categories AS text[]) IS NULL OR e.category = ANY (CAST(:categories AS text[])))
 ),
 steps AS (  -- per never-reopened event: seconds from each reached step to the next one
+            -- ('closed' and 'rejected' are terminal unless reopened: their time is in the history)
     SELECT key, status, deadline_at, reported_at, closed_at, reopened_count,
            date_part('epoch', COALESCE(accepted_at, dispatched_at, handled_at, verified_at, closed_at,
                                        rejected_at) - reported_at) AS s_reported,
@@ -26,8 +27,7 @@ steps AS (  -- per never-reopened event: seconds from each reached step to the n
            date_part('epoch', COALESCE(handled_at, verified_at, closed_at, rejected_at) - dispatched_at)
                AS s_dispatched,
            date_part('epoch', COALESCE(verified_at, closed_at, rejected_at) - handled_at) AS s_handled,
-           date_part('epoch', COALESCE(closed_at, rejected_at) - verified_at) AS s_verified,
-           date_part('epoch', rejected_at - closed_at) AS s_closed
+           date_part('epoch', COALESCE(closed_at, rejected_at) - verified_at) AS s_verified
       FROM ev
 ),
 counts AS (
@@ -46,9 +46,7 @@ counts AS (
            sum(s_handled) FILTER (WHERE reopened_count = 0) AS sum_handled,
            count(s_handled) FILTER (WHERE reopened_count = 0) AS n_handled,
            sum(s_verified) FILTER (WHERE reopened_count = 0) AS sum_verified,
-           count(s_verified) FILTER (WHERE reopened_count = 0) AS n_verified,
-           sum(s_closed) FILTER (WHERE reopened_count = 0) AS sum_closed,
-           count(s_closed) FILTER (WHERE reopened_count = 0) AS n_closed
+           count(s_verified) FILTER (WHERE reopened_count = 0) AS n_verified
       FROM steps GROUP BY key
 ),
 reopened AS (  -- their whole history, reopen cycles included
@@ -64,8 +62,7 @@ parts AS (
                                 ('accepted', c.sum_accepted, c.n_accepted),
                                 ('dispatched', c.sum_dispatched, c.n_dispatched),
                                 ('handled', c.sum_handled, c.n_handled),
-                                ('verified', c.sum_verified, c.n_verified),
-                                ('closed', c.sum_closed, c.n_closed)) AS v(stage, total_s, n)
+                                ('verified', c.sum_verified, c.n_verified)) AS v(stage, total_s, n)
     UNION ALL
     SELECT key, stage, sum(s), count(s) FROM reopened WHERE s IS NOT NULL GROUP BY key, stage
 ),
