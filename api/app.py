@@ -24,7 +24,7 @@ from api.openapi import to_openapi30
 from api.routes import analytics, events, features, gps, stream, tiles, viewer
 from api.routes import auth as auth_routes
 from api.tilestore import TileStore
-from onemap.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

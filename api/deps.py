@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, create_engine
 
 from api.auth import TokenCache, User, hash_token, lookup_token
 from api.errors import DatabaseUnavailable, Forbidden, Unauthorized
-from onemap.settings import Settings
+from core.settings import Settings
 
 if TYPE_CHECKING:
     from api.live import Broker

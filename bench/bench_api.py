@@ -82,7 +82,7 @@ def database(work: Path, n_events: int) -> str:
 
     from gis import migrate
     from gis.cluster import EmbeddedCluster
-    from onemap.settings import Settings
+    from core.settings import Settings
 
     url = os.environ.get("ONEMAP_DATABASE_URL")
     if url:
@@ -462,7 +462,7 @@ def main() -> None:
             url = database(work, args.events)
             if not os.environ.get("ONEMAP_DATABASE_URL"):
                 from gis.cluster import EmbeddedCluster
-                from onemap.settings import Settings
+                from core.settings import Settings
 
                 cluster = EmbeddedCluster(Settings(var_dir=work, database_url=None))
             if not args.skip_features:

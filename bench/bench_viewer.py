@@ -135,7 +135,7 @@ def main() -> int:
         return 1
     from playwright.sync_api import sync_playwright
 
-    from onemap.settings import Settings
+    from core.settings import Settings
     from tests.api_support import free_port, running_server
 
     tiles = ensure_tiles(args.tiles.resolve())

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from onemap.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 from sqlalchemy import Engine, create_engine, text
 
 from gis.cluster import EmbeddedCluster
-from onemap.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 
 def uses_external(settings: Settings | None = None) -> bool:

@@ -13,7 +13,7 @@ Stages (all vectorised over the whole layer):
    ``absurd_height``; no height → ``floors × floor_height`` (repair ``height_from_floors``); neither
    → ``missing_height`` (or ``default_height`` when the policy is ``default``).
 3. **ground**: base = lowest DEM height under the footprint (orthometric), so walls reach the
-   ground everywhere; ellipsoidal = orthometric + EGM96 N (:mod:`tiles.frames`).
+   ground everywhere; ellipsoidal = orthometric + EGM96 N (:mod:`core.frames`).
 4. **tile**: a quadtree over the buildings (≤ ``max_features`` per leaf). Leaves hold every
    building at full LOD (LOD2 roofs, or LOD1). Inner tiles (refine REPLACE) hold the
    ``max_features`` tallest buildings of their subtree as LOD1 prisms on simplified footprints.
@@ -52,7 +52,7 @@ from pipelines.publish import Staging, digest, read_manifest, write_manifest
 from pipelines.report import RunReport
 from pipelines.sources import FieldMapping, FieldSpec, SourceLayer, load_mapping, read_layer
 from tiles import building_mesh as bm
-from tiles.frames import (
+from core.frames import (
     EnuFrame,
     enu_to_gltf,
     geoid_undulation,
@@ -509,7 +509,7 @@ _STATE: _EncoderState | None = None  # set in the parent before forking workers
 
 
 def _worker_init() -> None:
-    from tiles import frames
+    from core import frames
 
     # PROJ objects are not fork-safe: rebuild them in each worker.
     for fn in (frames._to_lonlat, frames._geoid_transformer, frames._lonlath_to_ecef,

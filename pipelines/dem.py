@@ -1,7 +1,7 @@
 """DEM height lookups: vectorised bilinear sampling of a single-band GeoTIFF, nodata aware.
 
 Heights come back in the DEM's own vertical datum (the sample delivery's ``dem.tif`` is
-ORTHOMETRIC); add :func:`tiles.frames.geoid_undulation` for ellipsoidal heights.
+ORTHOMETRIC); add :func:`core.frames.geoid_undulation` for ellipsoidal heights.
 
     >>> from pipelines.dem import sample_dem
     >>> h_ortho = sample_dem("clean/dem.tif", x_4548, y_4548, 4548)
@@ -28,7 +28,7 @@ import rasterio
 from affine import Affine
 from pyproj import CRS, Transformer
 
-from tiles.frames import geoid_undulation
+from core.frames import geoid_undulation
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from tiles.frames import ecef_to_lonlat_ellipsoidal
+from core.frames import ecef_to_lonlat_ellipsoidal
 
 log = logging.getLogger(__name__)
 

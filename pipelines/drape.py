@@ -7,7 +7,7 @@ than a cell, so the surface follows the terrain at the grid spacing; heights are
 (bilinear) plus a small lift against z-fighting, or a flat level (water).
 
 Positions are exact: projected x/y + orthometric height → lon/lat → +geoid → ECEF → the layer's
-ENU frame (:mod:`tiles.frames`), never a planar approximation.
+ENU frame (:mod:`core.frames`), never a planar approximation.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import shapely
 from pyproj import CRS
 
 from pipelines.dem import DemSampler, open_dem
-from tiles.frames import EnuFrame, enu_to_gltf, projected_orthometric_to_ecef, projected_to_lonlat
+from core.frames import EnuFrame, enu_to_gltf, projected_orthometric_to_ecef, projected_to_lonlat
 from tiles.gltf import MeshData
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ import numpy as np
 from pyproj import CRS
 
 from pipelines.dem import bilinear
-from tiles.frames import geoid_undulation, projected_to_lonlat
+from core.frames import geoid_undulation, projected_to_lonlat
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from pipelines.drape import DemGrid, color_u8, sample_heights, to_enu, vertex_no
 from pipelines.report import RunReport
 from pipelines.sources import FieldMapping, FieldSpec, read_layer
 from pipelines.surfaces import ExtraMesh, SurfaceBuild, SurfaceSet, build_surface_tileset, subtract_earlier
-from tiles.frames import EnuFrame
+from core.frames import EnuFrame
 from tiles.gltf import PropertyColumn
 
 log = logging.getLogger(__name__)

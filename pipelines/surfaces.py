@@ -39,7 +39,7 @@ from pipelines.drape import (
     triangulate,
 )
 from pipelines.instanced import aabb_box, drop_empty_strings
-from tiles.frames import EnuFrame
+from core.frames import EnuFrame
 from tiles.gltf import FeatureTable, Material, PropertyColumn, encode_mesh_glb
 from tiles.tileset import QuadNode, Tile, Tileset, build_quadtree, enforce_monotonic_errors
 

@@ -9,7 +9,7 @@ Method (see docs/tiles.md):
   for everything else instead of requesting missing files;
 - each tile samples the DEM on its own 257 x 257 lon/lat grid (bilinear on a block-mean
   overview no finer than the grid spacing), converts orthometric → ELLIPSOIDAL heights with
-  EGM96 (:func:`tiles.frames.geoid_undulation`), fills cells without DEM data with one constant
+  EGM96 (:func:`core.frames.geoid_undulation`), fills cells without DEM data with one constant
   (median DEM height + geoid) so the world outside the district is a flat plain at district level,
   meshes with pydelatin and encodes with :func:`tiles.terrain.encode_tile`;
 - extensions ``octvertexnormals`` and ``watermask`` are always present in every tile (static

@@ -33,7 +33,7 @@ from pipelines.instanced import InstancedBuild, InstanceSet, build_instanced_til
 from pipelines.report import RunReport
 from pipelines.sources import FieldMapping, FieldSpec, read_layer
 from pipelines.surfaces import SurfaceBuild, SurfaceSet, build_surface_tileset, subtract_earlier
-from tiles.frames import ecef_to_lonlat_ellipsoidal
+from core.frames import ecef_to_lonlat_ellipsoidal
 from tiles.gltf import PropertyColumn
 from tiles.models import tree_kind, tree_template
 from tiles.tileset import OrientedBox

@@ -211,7 +211,7 @@ def tiles_dir() -> Iterator[Path]:
 
 
 def make_settings(db_url: str, tiles: Path, **overrides: object):  # noqa: ANN201
-    from onemap.settings import Settings
+    from core.settings import Settings
 
     values: dict[str, object] = dict(
         database_url=db_url, tiles_dir=tiles, var_dir=tiles.parent, auth_cache_s=0.0,

@@ -29,7 +29,7 @@ def pg_url() -> Iterator[str]:
     """SQLAlchemy URL of a migrated PostGIS database for this test session."""
     from gis import migrate
     from gis.cluster import EmbeddedCluster
-    from onemap.settings import Settings
+    from core.settings import Settings
 
     external = os.environ.get("ONEMAP_TEST_DATABASE_URL")
     if external:
@@ -52,7 +52,7 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture()
 def use_database(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Point get_settings() (and so every library call) at the test database."""
-    from onemap.settings import get_settings
+    from core.settings import get_settings
 
     monkeypatch.setenv("ONEMAP_DATABASE_URL", pg_url)
     get_settings.cache_clear()

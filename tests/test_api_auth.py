@@ -168,7 +168,7 @@ def test_users_cli(api_db_url, monkeypatch) -> None:  # noqa: F811
     from typer.testing import CliRunner
 
     from onemap.cli import app
-    from onemap.settings import get_settings
+    from core.settings import get_settings
 
     monkeypatch.setenv("ONEMAP_DATABASE_URL", api_db_url)
     get_settings.cache_clear()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pyproj import CRS, Transformer
 
-from tiles import frames
+from core import frames
 
 GTX = Path("/usr/share/proj") / frames.GEOID_GRID
 BENGBU_LON, BENGBU_LAT = 117.39, 32.93

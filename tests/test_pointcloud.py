@@ -11,7 +11,7 @@ import pytest
 from pyproj import CRS
 
 from pipelines.pointcloud import PointCloudError, build_pointcloud, resolve_crs
-from tiles.frames import ecef_to_lonlat_ellipsoidal, geoid_undulation, projected_to_lonlat
+from core.frames import ecef_to_lonlat_ellipsoidal, geoid_undulation, projected_to_lonlat
 from tiles.validate import column_major, pnts_geometry, validate_path
 
 X0, Y0 = 536_000.0, 3_644_000.0

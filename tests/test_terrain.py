@@ -12,7 +12,7 @@ from rasterio.transform import from_origin
 
 from pipelines.dem import DemSampler, sample_dem
 from pipelines.terrain import build_terrain
-from tiles.frames import geoid_undulation, projected_to_lonlat
+from core.frames import geoid_undulation, projected_to_lonlat
 from tiles.terrain import (
     QMAX,
     complete_borders,

@@ -33,7 +33,7 @@ from pipelines.sources import (
     parse_number,
     read_layer,
 )
-from tiles import frames
+from core import frames
 from tiles.gltf import read_glb
 from tiles.gltf_validator import validate_glb_files, validator_available
 from tiles.tileset import OrientedBox

@@ -23,7 +23,7 @@ from tests.tiles_fixtures import (
     write_dem,
     write_points,
 )
-from tiles.frames import ecef_to_lonlat_ellipsoidal, geoid_undulation, projected_to_lonlat
+from core.frames import ecef_to_lonlat_ellipsoidal, geoid_undulation, projected_to_lonlat
 from tiles.gltf_validator import validate_glb_files, validator_available
 from tiles.instancing import decode_instanced_glb, enu_rotations
 from tiles.models import FURNITURE_TYPES

@@ -22,7 +22,7 @@ from tests.tiles_fixtures import (
     write_boundary,
     write_dem,
 )
-from tiles.frames import ecef_to_lonlat_ellipsoidal, geoid_undulation, gltf_to_enu
+from core.frames import ecef_to_lonlat_ellipsoidal, geoid_undulation, gltf_to_enu
 from tiles.gltf import read_glb
 from tiles.gltf_validator import validate_glb_files, validator_available
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tiles.frames import EnuFrame, enu_to_gltf
+from core.frames import EnuFrame, enu_to_gltf
 from tiles.gltf import FeatureTable, MeshData, PropertyColumn, encode_mesh_glb, read_glb
 from tiles.gltf_validator import validator_available
 from tiles.validate import validate_path, volume_excess

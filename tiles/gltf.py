@@ -10,7 +10,7 @@ What it writes (validator-clean with the Khronos glTF validator):
   property table (STRING with UINT32 stringOffsets, SCALAR UINT8/UINT16/INT32/FLOAT32/...,
   BOOLEAN as bitstream); every bufferView starts on an 8-byte boundary as the extension requires.
 
-Coordinates must already be glTF y-up (see :func:`tiles.frames.enu_to_gltf`); the tile's
+Coordinates must already be glTF y-up (see :func:`core.frames.enu_to_gltf`); the tile's
 ENU→ECEF matrix belongs in tileset.json, not in the glb.
 
 The low-level :class:`GlbBuilder` (buffer views, accessors, metadata) is reusable for other

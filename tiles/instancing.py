@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from tiles.frames import enu_to_gltf
+from core.frames import enu_to_gltf
 from tiles.gltf import ELEMENT_ARRAY_BUFFER, FeatureTable, GlbBuilder, read_glb
 from tiles.models import TemplateMesh
 

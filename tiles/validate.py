@@ -171,7 +171,7 @@ def volume_excess(volume: dict[str, Any], pts_tile: np.ndarray, world: np.ndarra
         tol = ABS_TOL + REL_TOL * float(s[3] + np.linalg.norm(s[:3]))
         return float(max(dist.max(), 0.0)), int(np.sum(dist > tol))
     if "region" in volume:
-        from tiles.frames import ecef_to_lonlat_ellipsoidal
+        from core.frames import ecef_to_lonlat_ellipsoidal
 
         w, s, e, n, hmin, hmax = (float(v) for v in volume["region"])
         llh = ecef_to_lonlat_ellipsoidal(_apply(world, pts_tile))
@@ -730,7 +730,7 @@ class _Walker:
 def _expected_height_range(layer: dict[str, Any], dem: Path | None) -> tuple[float, float] | None:
     if dem is not None:
         from pipelines.dem import DemSampler
-        from tiles.frames import geoid_undulation
+        from core.frames import geoid_undulation
 
         sampler = DemSampler(dem)
         lo, hi = sampler.height_range()

@@ -14,7 +14,7 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from api.routes.features import landing
-from onemap.settings import Settings
+from core.settings import Settings
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 VIEWER_DIR = STATIC_DIR / "viewer"

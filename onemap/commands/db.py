@@ -9,7 +9,7 @@ import typer
 from gis import db as gisdb
 from gis import migrate
 from gis.cluster import ClusterError, EmbeddedCluster
-from onemap.settings import get_settings
+from core.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True)
 

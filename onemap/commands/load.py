@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from onemap.settings import get_settings
+from core.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True)
 

@@ -17,7 +17,7 @@ def serve(
 
     import uvicorn
 
-    from onemap.settings import get_settings
+    from core.settings import get_settings
 
     settings = get_settings()
     if tiles is not None:
