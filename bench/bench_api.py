@@ -80,9 +80,9 @@ class Proc:
 def database(work: Path, n_events: int) -> str:
     import sqlalchemy as sa
 
+    from core.settings import Settings
     from gis import migrate
     from gis.cluster import EmbeddedCluster
-    from core.settings import Settings
 
     url = os.environ.get("ONEMAP_DATABASE_URL")
     if url:
@@ -461,8 +461,8 @@ def main() -> None:
         if not (args.skip_features and args.skip_sse):
             url = database(work, args.events)
             if not os.environ.get("ONEMAP_DATABASE_URL"):
-                from gis.cluster import EmbeddedCluster
                 from core.settings import Settings
+                from gis.cluster import EmbeddedCluster
 
                 cluster = EmbeddedCluster(Settings(var_dir=work, database_url=None))
             if not args.skip_features:

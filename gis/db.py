@@ -9,8 +9,8 @@ from functools import lru_cache
 
 from sqlalchemy import Engine, create_engine, text
 
-from gis.cluster import EmbeddedCluster
 from core.settings import Settings, get_settings
+from gis.cluster import EmbeddedCluster
 
 
 def uses_external(settings: Settings | None = None) -> bool:

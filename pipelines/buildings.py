@@ -47,11 +47,6 @@ import pandas as pd
 import shapely
 from pyproj import CRS, Transformer
 
-from pipelines.ground import Ground
-from pipelines.publish import Staging, digest, read_manifest, write_manifest
-from pipelines.report import RunReport
-from pipelines.sources import FieldMapping, FieldSpec, SourceLayer, load_mapping, read_layer
-from tiles import building_mesh as bm
 from core.frames import (
     EnuFrame,
     enu_to_gltf,
@@ -60,6 +55,11 @@ from core.frames import (
     projected_orthometric_to_enu,
     projected_to_lonlat,
 )
+from pipelines.ground import Ground
+from pipelines.publish import Staging, digest, read_manifest, write_manifest
+from pipelines.report import RunReport
+from pipelines.sources import FieldMapping, FieldSpec, SourceLayer, load_mapping, read_layer
+from tiles import building_mesh as bm
 from tiles.gltf import FeatureTable, MeshData, PropertyColumn, encode_mesh_glb
 from tiles.tileset import (
     OrientedBox,

@@ -21,8 +21,8 @@ import numpy as np
 import shapely
 from pyproj import CRS
 
-from pipelines.dem import DemSampler, open_dem
 from core.frames import EnuFrame, enu_to_gltf, projected_orthometric_to_ecef, projected_to_lonlat
+from pipelines.dem import DemSampler, open_dem
 from tiles.gltf import MeshData
 
 log = logging.getLogger(__name__)

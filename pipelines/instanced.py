@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pyproj
 
-from pipelines.drape import SURVEY_CRS, DemGrid, layer_frame, to_enu
 from core.frames import EnuFrame, projected_to_lonlat
+from pipelines.drape import SURVEY_CRS, DemGrid, layer_frame, to_enu
 from tiles.gltf import FeatureTable, PropertyColumn
 from tiles.instancing import InstanceGroup, encode_instanced_glb, local_to_frame_rotations
 from tiles.models import TemplateMesh

@@ -25,8 +25,8 @@ import laspy
 import numpy as np
 from pyproj import CRS
 
-from pipelines.dem import bilinear
 from core.frames import geoid_undulation, projected_to_lonlat
+from pipelines.dem import bilinear
 
 log = logging.getLogger(__name__)
 

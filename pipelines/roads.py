@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import shapely
 
+from core.frames import EnuFrame
 from pipelines.checks import check_features, find_boundary, load_boundary, numeric_column, text_column
 from pipelines.drape import DemGrid, color_u8, sample_heights, to_enu, vertex_normals
 from pipelines.report import RunReport
 from pipelines.sources import FieldMapping, FieldSpec, read_layer
 from pipelines.surfaces import ExtraMesh, SurfaceBuild, SurfaceSet, build_surface_tileset, subtract_earlier
-from core.frames import EnuFrame
 from tiles.gltf import PropertyColumn
 
 log = logging.getLogger(__name__)

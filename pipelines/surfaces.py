@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import shapely
 
+from core.frames import EnuFrame
 from pipelines.drape import (
     DemGrid,
     drape,
@@ -39,7 +40,6 @@ from pipelines.drape import (
     triangulate,
 )
 from pipelines.instanced import aabb_box, drop_empty_strings
-from core.frames import EnuFrame
 from tiles.gltf import FeatureTable, Material, PropertyColumn, encode_mesh_glb
 from tiles.tileset import QuadNode, Tile, Tileset, build_quadtree, enforce_monotonic_errors
 

@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 import shapely
 
+from core.frames import ecef_to_lonlat_ellipsoidal
 from pipelines.checks import check_features, find_boundary, load_boundary, numeric_column, text_column
 from pipelines.drape import DemGrid, color_u8, sample_heights
 from pipelines.instanced import InstancedBuild, InstanceSet, build_instanced_tileset, summary_dict
 from pipelines.report import RunReport
 from pipelines.sources import FieldMapping, FieldSpec, read_layer
 from pipelines.surfaces import SurfaceBuild, SurfaceSet, build_surface_tileset, subtract_earlier
-from core.frames import ecef_to_lonlat_ellipsoidal
 from tiles.gltf import PropertyColumn
 from tiles.models import tree_kind, tree_template
 from tiles.tileset import OrientedBox

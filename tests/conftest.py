@@ -27,9 +27,9 @@ def make_world_readable_tmpdir(prefix: str) -> Path:
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """SQLAlchemy URL of a migrated PostGIS database for this test session."""
+    from core.settings import Settings
     from gis import migrate
     from gis.cluster import EmbeddedCluster
-    from core.settings import Settings
 
     external = os.environ.get("ONEMAP_TEST_DATABASE_URL")
     if external:

@@ -167,8 +167,8 @@ def test_tokens_hashed_and_revocation(client, api_db_url) -> None:  # noqa: F811
 def test_users_cli(api_db_url, monkeypatch) -> None:  # noqa: F811
     from typer.testing import CliRunner
 
-    from onemap.cli import app
     from core.settings import get_settings
+    from onemap.cli import app
 
     monkeypatch.setenv("ONEMAP_DATABASE_URL", api_db_url)
     get_settings.cache_clear()

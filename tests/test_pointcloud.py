@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from pyproj import CRS
 
-from pipelines.pointcloud import PointCloudError, build_pointcloud, resolve_crs
 from core.frames import ecef_to_lonlat_ellipsoidal, geoid_undulation, projected_to_lonlat
+from pipelines.pointcloud import PointCloudError, build_pointcloud, resolve_crs
 from tiles.validate import column_major, pnts_geometry, validate_path
 
 X0, Y0 = 536_000.0, 3_644_000.0

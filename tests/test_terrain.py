@@ -10,9 +10,9 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
+from core.frames import geoid_undulation, projected_to_lonlat
 from pipelines.dem import DemSampler, sample_dem
 from pipelines.terrain import build_terrain
-from core.frames import geoid_undulation, projected_to_lonlat
 from tiles.terrain import (
     QMAX,
     complete_borders,

@@ -20,6 +20,7 @@ import shapely
 from pyproj import Transformer
 from rasterio.transform import from_origin
 
+from core import frames
 from pipelines.buildings import BuildingOptions, build_buildings
 from pipelines.report import REPORT_JSON
 from pipelines.sources import (
@@ -33,7 +34,6 @@ from pipelines.sources import (
     parse_number,
     read_layer,
 )
-from core import frames
 from tiles.gltf import read_glb
 from tiles.gltf_validator import validate_glb_files, validator_available
 from tiles.tileset import OrientedBox

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.frames import ecef_to_lonlat_ellipsoidal, geoid_undulation, projected_to_lonlat
 from pipelines.furniture import build_furniture
 from pipelines.instanced import meridian_convergence
 from tests.tiles_fixtures import (
@@ -23,7 +24,6 @@ from tests.tiles_fixtures import (
     write_dem,
     write_points,
 )
-from core.frames import ecef_to_lonlat_ellipsoidal, geoid_undulation, projected_to_lonlat
 from tiles.gltf_validator import validate_glb_files, validator_available
 from tiles.instancing import decode_instanced_glb, enu_rotations
 from tiles.models import FURNITURE_TYPES

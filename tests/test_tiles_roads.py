@@ -9,6 +9,7 @@ import shapely
 from pyproj import Transformer
 from shapely.geometry import LineString
 
+from core.frames import ecef_to_lonlat_ellipsoidal, geoid_undulation, gltf_to_enu
 from pipelines.roads import DECK_THICKNESS_M, ROAD_LIFT_M, build_roads, road_buffers
 from tests.tiles_fixtures import (
     CRS_4548,
@@ -22,7 +23,6 @@ from tests.tiles_fixtures import (
     write_boundary,
     write_dem,
 )
-from core.frames import ecef_to_lonlat_ellipsoidal, geoid_undulation, gltf_to_enu
 from tiles.gltf import read_glb
 from tiles.gltf_validator import validate_glb_files, validator_available
 

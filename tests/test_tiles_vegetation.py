@@ -11,6 +11,7 @@ import pytest
 import shapely
 from shapely.geometry import box
 
+from core.frames import ecef_to_lonlat_ellipsoidal, geoid_undulation, gltf_to_enu, projected_to_lonlat
 from pipelines.vegetation import build_vegetation
 from tests.tiles_fixtures import (
     CRS_4548,
@@ -26,7 +27,6 @@ from tests.tiles_fixtures import (
     write_dem,
     write_points,
 )
-from core.frames import ecef_to_lonlat_ellipsoidal, geoid_undulation, gltf_to_enu, projected_to_lonlat
 from tiles.gltf import read_glb
 from tiles.gltf_validator import validate_glb_files, validator_available
 from tiles.instancing import decode_instanced_glb

@@ -27,10 +27,10 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from core.frames import projected_to_lonlat
 from tests.api_support import free_port, make_settings, running_server
 from tests.conftest import make_world_readable_tmpdir
 from tests.viewer_district import build_tiles, clip_delivery, pointcloud_window, record_test_clip
-from core.frames import projected_to_lonlat
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(3 * 3600)]
 

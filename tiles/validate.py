@@ -729,8 +729,8 @@ class _Walker:
 # =============================================================================== terrain
 def _expected_height_range(layer: dict[str, Any], dem: Path | None) -> tuple[float, float] | None:
     if dem is not None:
-        from pipelines.dem import DemSampler
         from core.frames import geoid_undulation
+        from pipelines.dem import DemSampler
 
         sampler = DemSampler(dem)
         lo, hi = sampler.height_range()

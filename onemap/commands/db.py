@@ -6,10 +6,10 @@ import json
 
 import typer
 
+from core.settings import get_settings
 from gis import db as gisdb
 from gis import migrate
 from gis.cluster import ClusterError, EmbeddedCluster
-from core.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True)
 
