@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from core.errors import InputError, NotFoundError
 from core.settings import get_settings
+from onemap.commands.options import BoundaryPath, MappingPath, ReportPath
 
 app = typer.Typer(no_args_is_help=True)
-
-MAPPING_OPT = typer.Option(None, "--mapping", help="YAML field/value mapping of the delivery.")
-REPORT_OPT = typer.Option(None, "--report", help="JSON report path (default var/reports/load-<layer>.json).")
-
 
 def _finish(report: object, name: str, report_path: Path | None) -> None:
     from gis.loaders.report import LoadReport
@@ -29,21 +28,19 @@ def _run(layer: str, src: Path, mapping: Path | None, report_path: Path | None, 
     from gis.loaders import load_layer
 
     if not src.exists():
-        typer.secho(f"error: {src} does not exist", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1)
+        raise NotFoundError(f"{src} does not exist")
     try:
         report = load_layer(layer, src, mapping=mapping, **options)
-    except ValueError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from exc
+    except ValueError as exc:  # loaders not yet raising core.errors
+        raise exc if isinstance(exc, InputError) else InputError(str(exc)) from exc
     _finish(report, layer, report_path)
 
 
 @app.command("sample")
 def sample(
-    directory: Path = typer.Argument(..., help="Sample delivery folder (with clean/)."),
-    gps_limit: int = typer.Option(None, "--gps-limit", help="Load only the first N GPS fixes."),
-    report_path: Path = REPORT_OPT,
+    directory: Annotated[Path, typer.Argument(help="Sample delivery folder (with clean/).")],
+    gps_limit: Annotated[int | None, typer.Option("--gps-limit", help="Load only the first N GPS fixes.")] = None,
+    report_path: ReportPath = None,
 ) -> None:
     """Replace every overlay table with a sample delivery, in dependency order, then derive
     shift tracks, check-ins and geofence alarms."""
@@ -52,17 +49,16 @@ def sample(
     try:
         report = load_sample(directory, gps_limit=gps_limit)
     except FileNotFoundError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from exc
+        raise NotFoundError(str(exc)) from exc
     _finish(report, "sample", report_path)
 
 
 @app.command("buildings")
 def buildings(
-    src: Path = typer.Argument(..., help="buildings.gpkg / .shp (the file the tiles are built from)."),
-    mapping: Path = MAPPING_OPT,
-    boundary: Path = typer.Option(None, "--boundary", help="Reject buildings outside this polygon."),
-    report_path: Path = REPORT_OPT,
+    src: Annotated[Path, typer.Argument(help="buildings.gpkg / .shp (the file the tiles are built from).")],
+    mapping: MappingPath = None,
+    boundary: BoundaryPath = None,
+    report_path: ReportPath = None,
 ) -> None:
     """Buildings (ids as in the 3D tiles); grid cell and community assigned spatially."""
     _run("buildings", src, mapping, report_path, **({"boundary": boundary} if boundary else {}))
@@ -70,12 +66,11 @@ def buildings(
 
 @app.command("grid")
 def grid(
-    src: Path = typer.Argument(..., help="grid_cells.gpkg"),
-    communities: Path = typer.Option(
-        None, "--communities", help="communities.gpkg (default: next to SRC if present)."
-    ),
-    mapping: Path = MAPPING_OPT,
-    report_path: Path = REPORT_OPT,
+    src: Annotated[Path, typer.Argument(help="grid_cells.gpkg")],
+    communities: Annotated[Path | None, typer.Option(
+        "--communities", help="communities.gpkg (default: next to SRC if present).")] = None,
+    mapping: MappingPath = None,
+    report_path: ReportPath = None,
 ) -> None:
     """Management grid cells (and the communities they belong to)."""
     from gis.loaders import LoadReport, load_layer
@@ -90,9 +85,9 @@ def grid(
 
 def _simple(layer: str, help_text: str) -> None:
     def command(
-        src: Path = typer.Argument(..., help="Delivered file."),
-        mapping: Path = MAPPING_OPT,
-        report_path: Path = REPORT_OPT,
+        src: Annotated[Path, typer.Argument(help="Delivered file.")],
+        mapping: MappingPath = None,
+        report_path: ReportPath = None,
     ) -> None:
         _run(layer, src, mapping, report_path)
 
@@ -112,11 +107,11 @@ _simple("communities", "Communities (社区).")
 
 @app.command("gps")
 def gps(
-    src: Path = typer.Argument(..., help="gps_fixes.parquet or .csv"),
-    mapping: Path = MAPPING_OPT,
-    replace: bool = typer.Option(False, "--replace", help="Truncate gps_fixes first (default: append)."),
-    limit: int = typer.Option(None, "--limit", help="Load only the first N rows."),
-    report_path: Path = REPORT_OPT,
+    src: Annotated[Path, typer.Argument(help="gps_fixes.parquet or .csv")],
+    mapping: MappingPath = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Truncate gps_fixes first (default: append).")] = False,
+    limit: Annotated[int | None, typer.Option("--limit", help="Load only the first N rows.")] = None,
+    report_path: ReportPath = None,
 ) -> None:
     """GPS fixes (appended; already loaded fixes are reported as duplicates). Run `onemap load derive`
     afterwards to rebuild shift tracks, check-ins and alarms."""

@@ -9,12 +9,25 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from core.errors import InputError, OnemapError
+from onemap.commands.options import (
+    BoundaryPath,
+    DemPath,
+    DryRun,
+    Encoding,
+    LayerName,
+    MappingPath,
+    OutDir,
+    SrcCrs,
+    WaterPath,
+)
 
 app = typer.Typer(no_args_is_help=True)
 console = Console(stderr=True)
@@ -47,34 +60,35 @@ def print_summary(title: str, summary: dict[str, Any], report_txt: Path | None) 
         console.print(f"report: {report_txt}")
 
 
-def fail(exc: Exception) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(2)
+def as_input_error(exc: Exception) -> InputError:
+    """A library error that is not yet a :class:`core.errors.OnemapError`, as one (onemap/cli.py
+    prints it and exits 1)."""
+    return exc if isinstance(exc, InputError) else InputError(str(exc))
 
 
 # ============================================================================ buildings
 @app.command("buildings")
 def buildings(
-    src: Path = typer.Argument(..., help="Footprints: GeoPackage, Shapefile, GeoJSON, FlatGeobuf, CSV."),
-    out: Path = typer.Option(..., "--out", help="Output folder (tileset.json, tiles/, report.json/txt)."),
+    src: Annotated[Path, typer.Argument(help="Footprints: GeoPackage, Shapefile, GeoJSON, FlatGeobuf, CSV.")],
+    out: OutDir,
     id_field: str = typer.Option(None, "--id-field", help="Source field of the stable building id."),
     height_field: str = typer.Option(None, "--height-field", help="Source field of the height (m)."),
     floors_field: str = typer.Option(None, "--floors-field", help="Source field of the number of floors."),
     roof_field: str = typer.Option(None, "--roof-field", help="Source field of the roof type."),
     floor_height: float = typer.Option(3.0, "--floor-height", help="Metres per floor when no height."),
-    src_crs: str = typer.Option(None, "--src-crs", help="CRS of a file that declares none (e.g. EPSG:4548)."),
-    dem: Path = typer.Option(None, "--dem", help="DEM GeoTIFF (orthometric) for building bases."),
-    encoding: str = typer.Option(None, "--encoding", help="Text encoding of a Shapefile/CSV (e.g. GBK)."),
-    mapping: Path = typer.Option(None, "--mapping", help="YAML field mapping (fields/values/encoding)."),
-    boundary: Path = typer.Option(None, "--boundary", help="Reject buildings outside this polygon layer."),
-    layer: str = typer.Option(None, "--layer", help="Layer of a multi-layer file."),
+    src_crs: SrcCrs = None,
+    dem: DemPath = None,
+    encoding: Encoding = None,
+    mapping: MappingPath = None,
+    boundary: BoundaryPath = None,
+    layer: LayerName = None,
     lod: int = typer.Option(2, "--lod", min=1, max=2, help="Leaf level of detail: 1 prisms, 2 roofs."),
     max_features: int = typer.Option(1000, "--max-features", help="Buildings per tile at most."),
     missing_height: str = typer.Option("reject", "--missing-height",
                                        help="No height and no floors: 'reject' or 'default'."),
     default_height: float = typer.Option(9.0, "--default-height",
                                          help="Height used by --missing-height default."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Read, check and report; write nothing."),
+    dry_run: DryRun = False,
 ) -> None:
     """Footprints → LOD1/LOD2 buildings as a 3D Tiles 1.1 tileset (per-building metadata)."""
     from pipelines.buildings import BuildingOptions, build_buildings
@@ -93,7 +107,7 @@ def buildings(
         with progress_bar() as progress:
             result = build_buildings(src, None if dry_run else out, options, progress=progress)
     except SourceError as exc:
-        raise fail(exc) from exc
+        raise as_input_error(exc) from exc
     if dry_run:
         console.print(result.report.summary_text(max_lines=20))
     print_summary("buildings" + (" (dry run)" if dry_run else ""), result.summary(),
@@ -116,15 +130,14 @@ def _layer_errors() -> tuple[type[Exception], ...]:
 
 @app.command("roads")
 def roads(
-    src: Path = typer.Argument(..., help="Road centrelines (roads.gpkg: id, name, class, width, "
-                                         "lanes, bridge, deck_height)."),
-    out: Path = typer.Option(..., "--out", help="Output folder (tileset.json, tiles/, report.json/txt)."),
-    dem: Path = typer.Option(None, "--dem", help="DEM GeoTIFF (orthometric) to drape the roads on."),
-    mapping: Path = typer.Option(None, "--mapping", help="YAML field mapping."),
-    src_crs: str = typer.Option(None, "--src-crs", help="CRS of a file that declares none (e.g. EPSG:4548)."),
-    boundary: Path = typer.Option(None, "--boundary",
-                                  help="District polygon (default: boundary.gpkg beside SRC, if any)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Read, check and report; write only the report."),
+    src: Annotated[Path, typer.Argument(help="Road centrelines (roads.gpkg: id, name, class, width, "
+                                         "lanes, bridge, deck_height).")],
+    out: OutDir,
+    dem: DemPath = None,
+    mapping: MappingPath = None,
+    src_crs: SrcCrs = None,
+    boundary: BoundaryPath = None,
+    dry_run: DryRun = False,
 ) -> None:
     """Centrelines + widths → draped road surfaces (disjoint at junctions) and bridge decks."""
     from pipelines.report import REPORT_TXT
@@ -136,25 +149,23 @@ def roads(
                                  src_crs=src_crs, dry_run=dry_run,
                                  progress=lambda d, t: progress("roads", d, t))
     except _layer_errors() as exc:
-        raise fail(exc) from exc
+        raise as_input_error(exc) from exc
     print_summary("roads" + (" (dry run)" if dry_run else ""),
                   {**result.report.counts, **result.report.output}, out / REPORT_TXT)
 
 
 @app.command("trees")
 def trees(
-    src: Path = typer.Argument(..., help="Tree points (trees.gpkg: id, species, height, "
-                                         "crown_diameter, setting)."),
-    out: Path = typer.Option(..., "--out",
-                             help="Output folder (tileset.json, trees/, areas/, report.json/txt)."),
-    dem: Path = typer.Option(None, "--dem", help="DEM GeoTIFF (orthometric): tree bases, green draping."),
+    src: Annotated[Path, typer.Argument(help="Tree points (trees.gpkg: id, species, height, "
+                                         "crown_diameter, setting).")],
+    out: OutDir,
+    dem: DemPath = None,
     green: Path = typer.Option(None, "--green", help="Green-space polygons (green.gpkg) to drape."),
-    water: Path = typer.Option(None, "--water", help="Water polygons (water.gpkg) flat at water_level."),
-    mapping: Path = typer.Option(None, "--mapping", help="YAML field mapping for the tree layer."),
-    src_crs: str = typer.Option(None, "--src-crs", help="CRS of a file that declares none (e.g. EPSG:4548)."),
-    boundary: Path = typer.Option(None, "--boundary",
-                                  help="District polygon (default: boundary.gpkg beside SRC, if any)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Read, check and report; write only the report."),
+    water: WaterPath = None,
+    mapping: MappingPath = None,
+    src_crs: SrcCrs = None,
+    boundary: BoundaryPath = None,
+    dry_run: DryRun = False,
 ) -> None:
     """Trees → instanced billboards; green spaces and water → draped surfaces (one vegetation tileset)."""
     from pipelines.vegetation import build_vegetation
@@ -165,7 +176,7 @@ def trees(
                                       boundary_path=boundary, mapping=_mapping(mapping), src_crs=src_crs,
                                       dry_run=dry_run, progress=lambda d, t: progress("trees", d, t))
     except _layer_errors() as exc:
-        raise fail(exc) from exc
+        raise as_input_error(exc) from exc
     for rep in result.reports:
         print_summary(rep.layer + (" (dry run)" if dry_run else ""), {**rep.counts, **rep.output}, None)
     console.print(f"report: {out / 'report.txt'}")
@@ -173,15 +184,14 @@ def trees(
 
 @app.command("furniture")
 def furniture(
-    src: Path = typer.Argument(..., help="Furniture points (furniture.gpkg: id, type, heading, "
-                                         "height, name)."),
-    out: Path = typer.Option(..., "--out", help="Output folder (tileset.json, tiles/, report.json/txt)."),
-    dem: Path = typer.Option(None, "--dem", help="DEM GeoTIFF (orthometric) for the bases."),
-    mapping: Path = typer.Option(None, "--mapping", help="YAML field mapping."),
-    src_crs: str = typer.Option(None, "--src-crs", help="CRS of a file that declares none (e.g. EPSG:4548)."),
-    boundary: Path = typer.Option(None, "--boundary",
-                                  help="District polygon (default: boundary.gpkg beside SRC, if any)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Read, check and report; write only the report."),
+    src: Annotated[Path, typer.Argument(help="Furniture points (furniture.gpkg: id, type, heading, "
+                                         "height, name).")],
+    out: OutDir,
+    dem: DemPath = None,
+    mapping: MappingPath = None,
+    src_crs: SrcCrs = None,
+    boundary: BoundaryPath = None,
+    dry_run: DryRun = False,
 ) -> None:
     """Street furniture → instanced schematic models at exact positions and headings."""
     from pipelines.furniture import build_furniture
@@ -193,7 +203,7 @@ def furniture(
                                      mapping=_mapping(mapping), src_crs=src_crs, dry_run=dry_run,
                                      progress=lambda d, t: progress("furniture", d, t))
     except _layer_errors() as exc:
-        raise fail(exc) from exc
+        raise as_input_error(exc) from exc
     print_summary("furniture" + (" (dry run)" if dry_run else ""),
                   {**result.report.counts, **result.report.output}, out / REPORT_TXT)
 
@@ -212,12 +222,13 @@ def build(
     wanted = tuple(x.strip() for x in layers.split(",") if x.strip())
     unknown = sorted(set(wanted) - set(LAYERS))
     if unknown:
-        raise fail(ValueError(f"unknown layer(s) {', '.join(unknown)}; choose from {', '.join(LAYERS)}"))
+        raise typer.BadParameter(f"unknown layer(s) {', '.join(unknown)}; choose from {', '.join(LAYERS)}",
+                                 param_hint="--layers")
     try:
         with progress_bar() as progress:
             catalog = build_district(sample, out, layers=wanted, progress=progress)
     except FileNotFoundError as exc:
-        raise fail(exc) from exc
+        raise as_input_error(exc) from exc
     table = Table(title=f"district tiles → {out}")
     for col in ("layer", "features", "rejected", "MB", "seconds", "status"):
         table.add_column(col)
@@ -229,17 +240,16 @@ def build(
     console.print(table)
     console.print(f"catalog: {out / 'index.json'} ({catalog['build_seconds']} s)")
     if catalog["failed"]:
-        for f in catalog["failed"]:
-            console.print(f"[red]failed:[/red] {f['name']}: {f['error']}")
-        raise typer.Exit(1)
+        failed = "; ".join(f"{f['name']}: {f['error']}" for f in catalog["failed"])
+        raise OnemapError(f"{len(catalog['failed'])} layer(s) failed, previous tiles kept: {failed}")
 
 
 # ============================================================================ terrain / pointcloud / validate
 @app.command("terrain")
 def terrain(
-    dem: Path = typer.Argument(..., help="DEM GeoTIFF (band 1, orthometric heights, any CRS)."),
-    out: Path = typer.Option(..., "--out", help="Output folder (layer.json, {z}/{x}/{y}.terrain gzip)."),
-    water: Path = typer.Option(None, "--water", help="Water polygons (water.gpkg) for the watermask."),
+    dem: Annotated[Path, typer.Argument(help="DEM GeoTIFF (band 1, orthometric heights, any CRS).")],
+    out: OutDir,
+    water: WaterPath = None,
     max_level: int = typer.Option(None, "--max-level", min=0, max=22,
                                   help="Finest level (default: matches the DEM resolution; 15 for 2 m)."),
     max_error: float = typer.Option(0.25, "--max-error", min=0.001,
@@ -252,7 +262,7 @@ def terrain(
     try:
         result = build_terrain(dem, out, water=water, max_level=max_level, max_error=max_error)
     except (DemError, ValueError, OSError) as exc:
-        raise fail(exc) from exc
+        raise as_input_error(exc) from exc
     print_summary("terrain", {
         "tiles": result.tiles, "levels": f"0..{result.max_level}", "bytes": result.bytes,
         "seconds": round(result.seconds, 1),
@@ -263,10 +273,9 @@ def terrain(
 
 @app.command("pointcloud")
 def pointcloud(
-    las: Path = typer.Argument(..., help="LAS/LAZ point cloud (orthometric z)."),
-    out: Path = typer.Option(..., "--out", help="Output folder (tileset.json + points/*.pnts)."),
-    src_crs: str = typer.Option(None, "--src-crs",
-                                help="Horizontal CRS when the LAS header declares none (e.g. 4548)."),
+    las: Annotated[Path, typer.Argument(help="LAS/LAZ point cloud (orthometric z).")],
+    out: OutDir,
+    src_crs: SrcCrs = None,
     jobs: int = typer.Option(2, "--jobs", min=1, help="py3dtiles worker processes."),
 ) -> None:
     """LAS/LAZ → 3D Tiles pnts (ECEF; z + EGM96 geoid applied before py3dtiles)."""
@@ -275,7 +284,7 @@ def pointcloud(
     try:
         result = build_pointcloud(las, out, src_crs=src_crs, jobs=jobs)
     except (PointCloudError, OSError) as exc:
-        raise fail(exc) from exc
+        raise as_input_error(exc) from exc
     print_summary("pointcloud", {
         "points": result.points, "crs in": result.crs_in, "tiles": result.tiles,
         "geoid N added": "{:.2f}..{:.2f} m".format(*result.geoid_range), "seconds": round(result.seconds, 1),
@@ -285,8 +294,8 @@ def pointcloud(
 
 @app.command("validate")
 def validate(
-    path: Path = typer.Argument(..., help="Folder (every tileset.json / layer.json under it) or one file."),
-    dem: Path = typer.Option(None, "--dem", help="DEM the terrain was built from: check height range."),
+    path: Annotated[Path, typer.Argument(help="Folder (every tileset.json / layer.json under it) or one file.")],
+    dem: DemPath = None,
     no_gltf: bool = typer.Option(False, "--no-gltf", help="Skip the Khronos glTF validator."),
     max_issues: int = typer.Option(50, "--max-issues", help="Issues to print (all are counted)."),
 ) -> None:
