@@ -1,12 +1,15 @@
 """Alembic migrations, run programmatically (no alembic.ini needed).
 
-Revisions live in ``gis/migrations/versions``. Independent branches (overlays, auth) both
-start from ``0000_base``; ``upgrade`` always goes to ``heads``.
+Revisions live in ``gis/migrations/versions`` and are thin: each runs the SQL files of its
+revision in ``gis/sql/migrations/<revision>/`` (``up*.sql`` in name order, ``down*.sql`` on
+downgrade) through :func:`run_sql_files`. Independent branches (overlays, auth) both start from
+``0000_base``; ``upgrade`` always goes to ``heads``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from alembic import command
 from alembic.config import Config
@@ -15,6 +18,33 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+MIGRATION_SQL_DIR = Path(__file__).resolve().parent / "sql" / "migrations"
+
+
+def migration_sql_files(revision: str, direction: Literal["up", "down"]) -> list[Path]:
+    """The SQL files a revision runs, in order (``up*.sql`` or ``down*.sql``)."""
+    files = sorted((MIGRATION_SQL_DIR / revision).glob(f"{direction}*.sql"))
+    if not files:
+        raise FileNotFoundError(f"no {direction}*.sql for migration {revision!r} in {MIGRATION_SQL_DIR}")
+    return files
+
+
+def run_sql_files(revision: str, direction: Literal["up", "down"]) -> None:
+    """Execute a revision's SQL files inside the running Alembic migration.
+
+    Sent as written through the driver's cursor without parameters (in the migration's
+    transaction): no ``:name`` bind parsing and no ``%`` placeholders, so the files are plain
+    PostgreSQL that ``psql -f`` would run the same way.
+    """
+    from alembic import op
+
+    dbapi_conn = op.get_bind().connection
+    for path in migration_sql_files(revision, direction):
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(path.read_text(encoding="utf-8"))
+        finally:
+            cur.close()
 
 
 def alembic_config(url: str) -> Config:

@@ -1,12 +1,14 @@
 """Base: PostGIS extension and the restricted schema for personal data.
 
+SQL: ``gis/sql/migrations/0000_base/``.
+
 Revision ID: 0000_base
 Revises:
 """
 
 from __future__ import annotations
 
-from alembic import op
+from gis.migrate import run_sql_files
 
 revision = "0000_base"
 down_revision = None
@@ -15,10 +17,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-    # Person-level records live here; only privileged roles are granted access (see gis/models.py).
-    op.execute("CREATE SCHEMA IF NOT EXISTS restricted")
+    run_sql_files(revision, "up")
 
 
 def downgrade() -> None:
-    op.execute("DROP SCHEMA IF EXISTS restricted CASCADE")
+    run_sql_files(revision, "down")

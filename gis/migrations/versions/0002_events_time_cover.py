@@ -6,13 +6,15 @@ updated), so the index is replaced by one that carries what the density queries 
 (``category``, ``grid_id``, ``id``, ``geom_4548``): they become index-only scans. Measured on
 1 M events (bench/bench_postgis.py): 30-day 100 m squares 154 ms -> ~45 ms.
 
+SQL: ``gis/sql/migrations/0002_events_time_cover/``.
+
 Revision ID: 0002_events_time_cover
 Revises: 0001_overlays
 """
 
 from __future__ import annotations
 
-from alembic import op
+from gis.migrate import run_sql_files
 
 revision = "0002_events_time_cover"
 down_revision = "0001_overlays"
@@ -21,14 +23,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute("""
-DROP INDEX IF EXISTS events_reported_at_idx;
-CREATE INDEX events_reported_at_cover_idx ON events (reported_at) INCLUDE (category, grid_id, id, geom_4548);
-""")
+    run_sql_files(revision, "up")
 
 
 def downgrade() -> None:
-    op.execute("""
-DROP INDEX IF EXISTS events_reported_at_cover_idx;
-CREATE INDEX events_reported_at_idx ON events (reported_at);
-""")
+    run_sql_files(revision, "down")

@@ -1,0 +1,2 @@
+-- Migration 0000_base: downgrade.
+DROP SCHEMA IF EXISTS restricted CASCADE;
