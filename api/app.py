@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -31,8 +33,11 @@ log = logging.getLogger(__name__)
 API_VERSION = "1.0.0"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, tiles_dir: Path | None = None) -> FastAPI:
+    """The app for ``settings`` (default :func:`get_settings`); ``tiles_dir`` overrides ``settings.tiles.tiles_dir``."""
     settings = settings or get_settings()
+    if tiles_dir is not None:
+        settings = settings.replace(tiles=settings.tiles.model_copy(update={"tiles_dir": Path(tiles_dir)}))
     state = _make_state(settings)
 
     @asynccontextmanager
@@ -54,23 +59,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.onemap = state
-    install_error_handlers(app, settings.db_retry_after_s)
+    install_error_handlers(app, settings.api.db_retry_after_s)
     for module in (viewer, features, tiles, analytics, events, gps, stream, auth_routes):
         app.include_router(module.router)
     viewer.mount_static(app, settings)
 
     expose = ["ETag", "Content-Range", "Content-Encoding", "Content-Length", "Retry-After", "Location"]
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     app.add_middleware(
         CORSMiddleware,
-        allow_origins=settings.cors_origins,
+        allow_origins=settings.api.cors_origins,
         allow_methods=["GET", "HEAD", "POST", "PATCH", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "If-None-Match", "Range", "Accept"],
         expose_headers=expose,
         max_age=600,
     )
     # Outermost: cached tiles are answered before routing (see TileFastPath).
-    app.add_middleware(TileFastPath, store=state.tiles, cors_origins=settings.cors_origins,
+    app.add_middleware(TileFastPath, store=state.tiles, cors_origins=settings.api.cors_origins,
                        expose_headers=", ".join(expose))
 
     def openapi() -> dict[str, Any]:
@@ -89,25 +94,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+@dataclass(frozen=True)
+class AppFactory:
+    """A picklable ``create_app(tiles_dir=...)`` call: each uvicorn worker process builds its app from it."""
+
+    tiles_dir: Path | None = None
+
+    def __call__(self) -> FastAPI:
+        return create_app(tiles_dir=self.tiles_dir)
+
+
 def _make_state(settings: Settings) -> AppState:
     from gis.db import libpq_url
 
     tiles_store = TileStore(
-        settings.resolved_tiles_dir,
-        cache_bytes=settings.tile_cache_bytes,
-        max_file_bytes=settings.tile_cache_max_file_bytes,
-        max_age_s=settings.tile_max_age_s,
-        json_max_age_s=settings.tile_json_max_age_s,
-        gzip_min_bytes=settings.gzip_min_bytes,
+        settings.tiles.tiles_dir,
+        cache_bytes=settings.tiles.tile_cache_bytes,
+        max_file_bytes=settings.tiles.tile_cache_max_file_bytes,
+        max_age_s=settings.tiles.tile_max_age_s,
+        json_max_age_s=settings.tiles.tile_json_max_age_s,
+        gzip_min_bytes=settings.tiles.gzip_min_bytes,
     )
     broker = Broker(
-        lambda: libpq_url(settings),
-        channel=settings.sse_channel,
-        ring_size=settings.sse_ring_size,
-        client_queue=settings.sse_client_queue,
-        reconnect_min_s=settings.sse_reconnect_min_s,
-        reconnect_max_s=settings.sse_reconnect_max_s,
-        poll_s=settings.sse_heartbeat_s,
+        lambda: libpq_url(settings.db),
+        channel=settings.stream.sse_channel,
+        ring_size=settings.stream.sse_ring_size,
+        client_queue=settings.stream.sse_client_queue,
+        reconnect_min_s=settings.stream.sse_reconnect_min_s,
+        reconnect_max_s=settings.stream.sse_reconnect_max_s,
+        poll_s=settings.stream.sse_heartbeat_s,
     )
     return AppState(settings=settings, tiles=tiles_store, broker=broker,
-                    tokens=TokenCache(settings.auth_cache_s))
+                    tokens=TokenCache(settings.api.auth_cache_s))

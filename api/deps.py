@@ -50,23 +50,23 @@ def make_engine(settings: Settings) -> Engine:
     from gis.db import database_url
 
     try:
-        url = database_url(settings)
+        url = database_url(settings.db)
     except ClusterError as exc:
         raise DatabaseUnavailable(
             f"database not configured or not initialised: {exc}",
-            headers={"Retry-After": str(settings.db_retry_after_s)},
+            headers={"Retry-After": str(settings.api.db_retry_after_s)},
         ) from exc
     return create_engine(
         url,
         pool_pre_ping=True,
-        pool_size=settings.api_pool_size,
-        max_overflow=settings.api_pool_overflow,
-        pool_timeout=settings.api_pool_timeout_s,
+        pool_size=settings.api.api_pool_size,
+        max_overflow=settings.api.api_pool_overflow,
+        pool_timeout=settings.api.api_pool_timeout_s,
         pool_recycle=1800,
         connect_args={
-            "connect_timeout": settings.api_connect_timeout_s,
+            "connect_timeout": settings.api.api_connect_timeout_s,
             "application_name": "onemap-api",
-            "options": f"-c statement_timeout={settings.api_statement_timeout_ms}",
+            "options": f"-c statement_timeout={settings.api.api_statement_timeout_ms}",
         },
     )
 

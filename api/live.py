@@ -1,6 +1,6 @@
 """The live stream: one PostgreSQL LISTEN per process, fanned out to many SSE clients.
 
-* One asyncio task holds a psycopg 3 ``AsyncConnection`` listening on ``settings.sse_channel``
+* One asyncio task holds a psycopg 3 ``AsyncConnection`` listening on ``settings.stream.sse_channel``
   (the PostGIS layer NOTIFYs JSON with a ``type``: ``event``, ``event_status``, ``alarm``,
   ``position``). It reconnects with exponential back-off when the database goes away; after a
   reconnect every client gets a ``resync`` message (notifications sent meanwhile are lost, so

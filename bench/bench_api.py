@@ -80,7 +80,7 @@ class Proc:
 def database(work: Path, n_events: int) -> str:
     import sqlalchemy as sa
 
-    from core.settings import Settings
+    from core.settings import DatabaseSettings
     from gis import migrate
     from gis.cluster import EmbeddedCluster
 
@@ -90,7 +90,7 @@ def database(work: Path, n_events: int) -> str:
     else:
         work.mkdir(parents=True, exist_ok=True)
         work.chmod(0o755)
-        cluster = EmbeddedCluster(Settings(var_dir=work, database_url=None, pg_port=0))
+        cluster = EmbeddedCluster(DatabaseSettings(var_dir=work, database_url=None, pg_port=0))
         cluster.up()
         url = cluster.url()
     migrate.upgrade(url)
@@ -461,10 +461,10 @@ def main() -> None:
         if not (args.skip_features and args.skip_sse):
             url = database(work, args.events)
             if not os.environ.get("ONEMAP_DATABASE_URL"):
-                from core.settings import Settings
+                from core.settings import DatabaseSettings
                 from gis.cluster import EmbeddedCluster
 
-                cluster = EmbeddedCluster(Settings(var_dir=work, database_url=None))
+                cluster = EmbeddedCluster(DatabaseSettings(var_dir=work, database_url=None))
             if not args.skip_features:
                 bench_features(url, work, args.requests, args.skip_tipg)
             if not args.skip_sse:

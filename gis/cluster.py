@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.settings import Settings
+from core.settings import DatabaseSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,9 @@ def free_port() -> int:
 
 
 class EmbeddedCluster:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: DatabaseSettings | Settings):
+        if isinstance(settings, Settings):
+            settings = settings.db
         self.settings = settings
         self.root = settings.pg_dir
         self.data_dir = self.root / "data"

@@ -2,6 +2,10 @@
 
 ``ONEMAP_TEST_DATABASE_URL`` points the suite at an existing PostGIS instead; otherwise one
 embedded cluster is initialised for the test session in a temporary folder and removed after.
+
+Every fixture lives here or in a plugin module listed in ``pytest_plugins`` (``tests/fixtures/``);
+test modules never import fixtures by name. Plain helpers stay in ``tests/*_support.py``-style
+modules (``api_support``, ``gis_helpers``, ``gis_world``, ``tiles_fixtures``, ``viewer_district``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+#: fixture modules: the API database/tokens/tiles/client, the tiny PostGIS district
+pytest_plugins = ["tests.fixtures.api", "tests.fixtures.gis"]
+
 
 def make_world_readable_tmpdir(prefix: str) -> Path:
     """A temp dir the `postgres` OS user can traverse (pytest's tmp_path is 0700 root)."""
@@ -27,7 +34,7 @@ def make_world_readable_tmpdir(prefix: str) -> Path:
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """SQLAlchemy URL of a migrated PostGIS database for this test session."""
-    from core.settings import Settings
+    from core.settings import DatabaseSettings
     from gis import migrate
     from gis.cluster import EmbeddedCluster
 
@@ -38,7 +45,7 @@ def pg_url() -> Iterator[str]:
         yield url
         return
     var_dir = make_world_readable_tmpdir("onemap-test-pg-")
-    cluster = EmbeddedCluster(Settings(var_dir=var_dir, database_url=None, pg_port=0))
+    cluster = EmbeddedCluster(DatabaseSettings(var_dir=var_dir, database_url=None, pg_port=0))
     cluster.up()
     url = cluster.url()
     migrate.upgrade(url)

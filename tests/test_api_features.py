@@ -92,10 +92,10 @@ def test_paging_links_and_counts(client, tokens) -> None:  # noqa: F811
 
 
 def test_limit_is_capped(client, tokens, api_settings) -> None:  # noqa: F811
-    r = get(client, tokens, f"/collections/events/items?limit={api_settings.max_page_size + 5000}")
+    r = get(client, tokens, f"/collections/events/items?limit={api_settings.api.max_page_size + 5000}")
     assert r.status_code == 200
     nxt = [link["href"] for link in r.json()["links"] if link["rel"] == "self"][0]
-    assert parse_qs(urlparse(nxt).query)["limit"] == [str(api_settings.max_page_size)]
+    assert parse_qs(urlparse(nxt).query)["limit"] == [str(api_settings.api.max_page_size)]
     assert get(client, tokens, "/collections/events/items?limit=0").status_code == 422
 
 

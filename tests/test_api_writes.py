@@ -150,17 +150,17 @@ def test_gps_fixes_batch(client, tokens, api_db_url) -> None:  # noqa: F811
 def test_gps_batch_and_body_caps(client, tokens, api_settings) -> None:  # noqa: F811
     fix = {"device_id": "D002", "t": "2026-03-02T00:00:00Z", "lon": LON0, "lat": LAT0}
     r = client.post(
-        "/gps/fixes", json=[fix] * (api_settings.max_gps_batch + 1), headers=auth(tokens, "device")
+        "/gps/fixes", json=[fix] * (api_settings.api.max_gps_batch + 1), headers=auth(tokens, "device")
     )
     assert r.status_code == 413
-    big = b"[" + b" " * (api_settings.max_body_bytes + 10) + b"]"
+    big = b"[" + b" " * (api_settings.api.max_body_bytes + 10) + b"]"
     r = client.post(
         "/gps/fixes", content=big, headers={**auth(tokens, "device"), "Content-Type": "application/json"}
     )
     assert r.status_code == 413 and r.json()["status"] == 413
 
     def chunks():  # no Content-Length: limit enforced while streaming
-        for _ in range(api_settings.max_body_bytes // 65536 + 2):
+        for _ in range(api_settings.api.max_body_bytes // 65536 + 2):
             yield b" " * 65536
 
     r = client.post(

@@ -112,7 +112,7 @@ def _collection(state: AppState, name: str, user: User | None) -> Collection:
     coll = COLLECTIONS.get(name)
     if coll is None:
         raise NotFound(f"no collection {name!r}; see /collections")
-    if not may_read(coll, user.role if user else None, state.settings.anonymous_collections):
+    if not may_read(coll, user.role if user else None, state.settings.api.anonymous_collections):
         if user is None:
             raise Unauthorized(f"collection {name!r} needs authentication")
         raise Forbidden(f"role {user.role!r} may not read collection {name!r}")
@@ -122,7 +122,7 @@ def _collection(state: AppState, name: str, user: User | None) -> Collection:
 def _extents(state: AppState) -> ExtentCache:
     cache = state.caches.get("extent")
     if cache is None:
-        cache = state.caches["extent"] = ExtentCache(state.settings.extent_cache_s)
+        cache = state.caches["extent"] = ExtentCache(state.settings.api.extent_cache_s)
     return cache
 
 
@@ -150,7 +150,7 @@ def _collection_doc(request: Request, conn: Connection, state: AppState, coll: C
 def collections(request: Request, state: State, conn: DbConn, user: CurrentUser, f: F = None) -> Response:
     _check_f(f)
     role = user.role if user else None
-    readable = [c for c in COLLECTIONS.values() if may_read(c, role, state.settings.anonymous_collections)]
+    readable = [c for c in COLLECTIONS.values() if may_read(c, role, state.settings.api.anonymous_collections)]
     b = _base(request)
     return _json({
         "links": [{"href": f"{b}/collections", "rel": "self", "type": "application/json"}],
@@ -244,17 +244,17 @@ def items(
                          f"allowed: {', '.join(sorted(ITEM_PARAMS | visible))}")
     if "id" in equals:
         equals[coll.id_column] = equals.pop("id")
-    page = min(limit or s.default_page_size, s.max_page_size)
+    page = min(limit or s.api.default_page_size, s.api.max_page_size)
     q = ItemQuery(
         limit=page, offset=offset,
-        bbox=parse_bbox(bbox, bbox_crs, s.max_bbox_area_km2) if bbox else None,
+        bbox=parse_bbox(bbox, bbox_crs, s.api.max_bbox_area_km2) if bbox else None,
         datetime=parse_datetime(datetime) if datetime else None,
         properties=[p.strip() for p in properties.split(",")] if properties is not None else None,
         sortby=parse_sortby(sortby) if sortby else None,
         filter=filter, equals=equals,
     )
     src = _source(coll, user)
-    rows, matched = query_items(conn, src, q, s.max_geometry_vertices)
+    rows, matched = query_items(conn, src, q, s.api.max_geometry_vertices)
     _audit(state, request, user, src, {"returned": len(rows)})
     links = _page_links(request, coll, offset, page, len(rows), matched)
     head = orjson.dumps({
@@ -315,7 +315,7 @@ def item(request: Request, collection_id: str, feature_id: str, state: State, co
     q = ItemQuery(limit=1, fid=fid,
                   properties=[p.strip() for p in properties.split(",")] if properties is not None else None)
     src = _source(coll, user)
-    rows, _ = query_items(conn, src, q, state.settings.max_geometry_vertices, count=False)
+    rows, _ = query_items(conn, src, q, state.settings.api.max_geometry_vertices, count=False)
     if not rows:
         raise NotFound(f"no feature {feature_id!r} in {coll.id}")
     _audit(state, request, user, src, {"feature": feature_id})

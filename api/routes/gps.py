@@ -58,7 +58,7 @@ def post_fixes(
     user: Annotated[User, Depends(require_roles(GPS_ROLES))],
     fixes: Annotated[list[Any], Body(description="[{device_id, t, lon, lat, speed, accuracy}]")],
 ) -> Response:
-    limit = state.settings.max_gps_batch
+    limit = state.settings.api.max_gps_batch
     if len(fixes) > limit:
         raise PayloadTooLarge(f"{len(fixes)} fixes in one batch; at most {limit}")
     good: list[tuple[int, Fix]] = []

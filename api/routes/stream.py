@@ -61,7 +61,7 @@ async def stream(
     broker: Broker = state.broker
     broker.start()
     client = broker.subscribe(_TYPES[user.role], resume_id)
-    heartbeat_s = state.settings.sse_heartbeat_s
+    heartbeat_s = state.settings.stream.sse_heartbeat_s
     return StreamingResponse(
         _events(broker, client, heartbeat_s),
         media_type="text/event-stream",

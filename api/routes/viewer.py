@@ -69,6 +69,6 @@ class OptionalStaticFiles(StaticFiles):
 
 def mount_static(app: FastAPI, settings: Settings) -> None:
     app.mount("/viewer", OptionalStaticFiles(directory=VIEWER_DIR, check_dir=False), name="viewer")
-    app.mount("/cesium", OptionalStaticFiles(directory=settings.cesium_dir, check_dir=False), name="cesium")
-    media = OptionalStaticFiles(directory=settings.resolved_media_dir, check_dir=False)
+    app.mount("/cesium", OptionalStaticFiles(directory=settings.paths.cesium_dir, check_dir=False), name="cesium")
+    media = OptionalStaticFiles(directory=settings.paths.media_dir, check_dir=False)
     app.mount("/media", media, name="media")
