@@ -1,32 +1,52 @@
-"""Coordinate frames: survey CRS → ellipsoidal lon/lat/h → ECEF → local ENU tile frames.
+"""Coordinate frames: delivery CRS → ellipsoidal lon/lat/h → ECEF → local ENU tile frames.
 
-Survey deliveries carry orthometric heights (1985 National Height Datum). Cesium needs
-ellipsoidal heights in ECEF (EPSG:4978). We apply the EGM96 geoid undulation from Debian's
-``proj-data`` (``egm96_15.gtx``) explicitly, through a PROJ ``vgridshift`` pipeline, so that a
-missing grid is an error and never PROJ's silent "ballpark" (no-op) vertical transform.
+Any input CRS goes straight to ECEF: source x/y → lon/lat of the source's own datum (WGS84-like
+datums used as WGS84) → +geoid → ECEF. Metric work (areas, buffers, draping grids) happens in a
+**working CRS chosen from the data** (:func:`working_crs_for`): the delivery's own projected CRS
+when it is conformal and nearly true to scale where the data lies (EPSG:4548 near Bengbu, UTM,
+RD New, ...), else a transverse Mercator centred on the data (lon/lat, Web Mercator, a
+projection used far from its zone). The district's EPSG:4548 is only the default for files that
+declare no CRS, never an intermediate.
 
-    h_ellipsoidal = H_orthometric + N_egm96(lon, lat)
+Heights: deliveries carry orthometric heights; Cesium needs ellipsoidal heights. The geoid model
+is chosen per run (``--geoid``, :func:`resolve_geoid`, :func:`using_geoid`):
 
-CGCS2000 and WGS84 agree to centimetres at the district scale, so CGCS2000 lon/lat are used
-as WGS84 for ECEF.
+* ``egm96`` (default): Debian ``proj-data``'s ``egm96_15.gtx``;
+* a PATH to a GTX/GeoTIFF grid (e.g. a national quasi-geoid model) of N in metres;
+* ``none``: heights are already ellipsoidal (N = 0).
+
+The grid is applied explicitly through a PROJ ``vgridshift`` pipeline, so a missing grid is an
+error and never PROJ's silent "ballpark" (no-op) vertical transform::
+
+    h_ellipsoidal = H_orthometric + N(lon, lat)
 """
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyproj
 from pyproj import CRS, Transformer
 
+from core.errors import ConfigError, InputError
+
 GEOID_GRID = "egm96_15.gtx"
 _PROJ_DATA_DIRS = ("/usr/share/proj",)
 
 
-class GeoidGridMissing(RuntimeError):
-    """The EGM96 grid is not installed: heights would be wrong by ~-5 m near Bengbu."""
+class GeoidGridMissing(ConfigError):
+    """The geoid grid is not installed or not readable: heights would be wrong by metres."""
+
+
+class OutsideGeoidError(InputError):
+    """Points lie outside the geoid grid's extent."""
 
 
 def _ensure_proj_data() -> Path:
@@ -37,14 +57,13 @@ def _ensure_proj_data() -> Path:
                 pyproj.datadir.append_data_dir(d)
             return grid
     raise GeoidGridMissing(
-        f"geoid grid {GEOID_GRID} not found in {', '.join(_PROJ_DATA_DIRS)}: "
-        "install it with `apt-get install proj-data` (make run does this)"
-    )
+        f"geoid grid {GEOID_GRID} not found in {', '.join(_PROJ_DATA_DIRS)}",
+        hint="install it with `apt-get install proj-data` (make run does this), or pass --geoid PATH")
 
 
-@lru_cache
-def _geoid_transformer() -> Transformer:
-    grid = _ensure_proj_data()
+@lru_cache(maxsize=8)
+def _geoid_transformer(grid: str | None = None) -> Transformer:
+    grid = grid or str(_ensure_proj_data())
     # vgridshift with multiplier +1 adds the grid value (N) to the input height.
     pipeline = f"+proj=pipeline +step +proj=unitconvert +xy_in=deg +xy_out=rad " \
                f"+step +proj=vgridshift +grids={grid} +multiplier=1 " \
@@ -63,15 +82,105 @@ def _transform(transformer: Transformer, *coords: np.ndarray) -> tuple[np.ndarra
     return tuple(np.asarray(o, dtype=np.float64)[:n] for o in out)
 
 
-def geoid_undulation(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """EGM96 geoid undulation N (metres) at CGCS2000/WGS84 lon/lat degrees."""
-    lon = np.asarray(lon, dtype=np.float64)
-    lat = np.asarray(lat, dtype=np.float64)
-    _, _, n = _transform(_geoid_transformer(), lon, lat, np.zeros_like(lon))
-    n = np.asarray(n, dtype=np.float64)
-    if not np.all(np.isfinite(n)):
-        raise GeoidGridMissing(f"geoid grid {GEOID_GRID} gave no value for some points")
-    return n
+# ------------------------------------------------------------------------------------ geoid models
+@dataclass(frozen=True)
+class Geoid:
+    """A geoid model: ``name`` is ``egm96``, ``none`` or the grid's file name; ``grid`` its path."""
+
+    name: str
+    grid: Path | None
+
+    @property
+    def is_none(self) -> bool:
+        return self.grid is None
+
+    def undulation(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """N (metres) at lon/lat degrees (zeros for ``none``)."""
+        lon = np.atleast_1d(np.asarray(lon, dtype=np.float64))
+        lat = np.atleast_1d(np.asarray(lat, dtype=np.float64))
+        if self.grid is None:
+            return np.zeros(np.broadcast(lon, lat).shape)
+        if self.name == "egm96":
+            _ensure_proj_data()
+        _, _, n = _transform(_geoid_transformer(str(self.grid)), lon, lat, np.zeros_like(lon))
+        n = np.asarray(n, dtype=np.float64)
+        bad = ~np.isfinite(n) | (np.abs(n) > 1000)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise OutsideGeoidError(
+                f"geoid grid {self.grid} has no value at lon {lon.ravel()[i]:.6f}, lat {lat.ravel()[i]:.6f} "
+                f"({int(bad.sum())} point(s))", hint="use a grid covering the data, or --geoid egm96")
+        return n
+
+    def metadata(self) -> dict[str, Any]:
+        """What a tileset / report records about the heights."""
+        if self.grid is None:
+            return {"geoid": "none", "heights": "ellipsoidal as delivered (no geoid applied)"}
+        return {"geoid": self.name, "geoid_grid": self.grid.name,
+                "heights": "orthometric + geoid undulation N = ellipsoidal (WGS84)"}
+
+
+def resolve_geoid(spec: str | Path | Geoid | None) -> Geoid:
+    """``egm96`` (default, also ``None``), ``none``, or a PATH to a GTX/GeoTIFF grid of N in metres.
+
+    A missing or unreadable PATH is a :class:`~core.errors.ConfigError`."""
+    if isinstance(spec, Geoid):
+        return spec
+    text = str(spec).strip() if spec is not None else "egm96"
+    if text.lower() in ("egm96", "egm96_15", ""):
+        return Geoid("egm96", _ensure_proj_data())
+    if text.lower() in ("none", "ellipsoidal"):
+        return Geoid("none", None)
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"geoid grid {path} not found",
+                          hint="--geoid takes egm96, none or the path of a GTX/GeoTIFF geoid grid")
+    try:
+        import rasterio
+
+        with rasterio.open(path) as ds:
+            if ds.count < 1 or ds.width < 2 or ds.height < 2:
+                raise ConfigError(f"geoid grid {path} has no usable band ({ds.count} band(s), "
+                                  f"{ds.width}x{ds.height} cells)")
+            west, south, east, north = ds.bounds
+    except ConfigError:
+        raise
+    except Exception as exc:  # rasterio.errors.RasterioIOError and friends
+        raise ConfigError(f"geoid grid {path} cannot be read as a GTX/GeoTIFF grid: {exc}",
+                          hint="pass a GTX or GeoTIFF grid of geoid undulations in metres") from exc
+    geoid = Geoid(path.name, path.resolve())
+    try:  # PROJ must be able to use it too
+        geoid.undulation(np.array([(west + east) / 2]), np.array([(south + north) / 2]))
+    except OutsideGeoidError:
+        pass
+    except Exception as exc:
+        raise ConfigError(f"geoid grid {path} cannot be used by PROJ vgridshift: {exc}") from exc
+    return geoid
+
+
+_ACTIVE_GEOID: contextvars.ContextVar[Geoid | None] = contextvars.ContextVar("onemap_geoid", default=None)
+
+
+def active_geoid() -> Geoid:
+    """The geoid of the current run (:func:`using_geoid`), EGM96 by default."""
+    g = _ACTIVE_GEOID.get()
+    return g if g is not None else resolve_geoid("egm96")
+
+
+@contextmanager
+def using_geoid(spec: str | Path | Geoid | None) -> Iterator[Geoid]:
+    """Every height conversion inside the block uses this geoid (``--geoid`` of a command)."""
+    geoid = resolve_geoid(spec)
+    token = _ACTIVE_GEOID.set(geoid)
+    try:
+        yield geoid
+    finally:
+        _ACTIVE_GEOID.reset(token)
+
+
+def geoid_undulation(lon: np.ndarray, lat: np.ndarray, geoid: Geoid | None = None) -> np.ndarray:
+    """Geoid undulation N (metres) at WGS84-like lon/lat degrees, of ``geoid`` or the active one."""
+    return (geoid or active_geoid()).undulation(lon, lat)
 
 
 # Datums that agree with WGS84 to centimetres here: their own lon/lat is used as WGS84. This is
@@ -250,3 +359,77 @@ def projected_orthometric_to_enu(frame: EnuFrame, crs: CRS | str | int, geoid_ce
         return frame.ecef_to_enu(ecef)
 
     return to_enu
+
+
+# ------------------------------------------------------------------------------------ working CRS
+DEFAULT_DELIVERY_CRS = "EPSG:4548"  # only for files that declare no CRS (the district's deliveries)
+MAX_SCALE_ERROR = 1e-3  # a delivery CRS is kept as the working CRS if true to scale within 0.1 %
+
+
+def _scale_error(crs: CRS, lon: float, lat: float) -> float:
+    """|k - 1| of a projected CRS at a point (areal and meridional scale), inf when not conformal."""
+    try:
+        f = pyproj.Proj(crs).get_factors(lon, lat, errcheck=True)
+    except Exception:
+        return float("inf")
+    if not np.isfinite(f.meridional_scale) or abs(f.angular_distortion) > 1e-6:
+        return float("inf")
+    return float(max(abs(f.meridional_scale - 1.0), abs(f.parallel_scale - 1.0)))
+
+
+def working_crs_for(bounds: tuple[float, float, float, float] | np.ndarray, crs: CRS | str | int,
+                    max_scale_error: float = MAX_SCALE_ERROR) -> CRS:
+    """The metric working CRS of data with ``bounds`` (minx, miny, maxx, maxy) in ``crs``.
+
+    ``crs`` itself when it is a conformal projection in metres true to scale within
+    ``max_scale_error`` at the data's centre (no reprojection at all: exact); otherwise a
+    transverse Mercator centred on the data, on ``crs``'s own datum (centre snapped to 0.01° so
+    reruns share the frame). Never a CRS of another place."""
+    crs = CRS.from_user_input(crs)
+    b = np.asarray(bounds, float).reshape(4)
+    if not np.all(np.isfinite(b)):
+        raise InputError(f"data bounds {b.tolist()} are not finite: cannot choose a working frame")
+    cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+    lon, lat = projected_to_lonlat(np.array([cx]), np.array([cy]), crs)
+    lon0, lat0 = float(lon[0]), float(lat[0])
+    if not (np.isfinite(lon0) and np.isfinite(lat0)):
+        raise InputError(f"data centre ({cx}, {cy}) is outside the domain of {crs.name}")
+    if crs.is_projected and all(a.unit_name in ("metre", "meter") for a in crs.axis_info[:2]):
+        if _scale_error(crs, lon0, lat0) <= max_scale_error:
+            return crs
+    return local_tm_crs(round(lon0, 2), round(lat0, 2), crs)
+
+
+_ACTIVE_WORKING_CRS: contextvars.ContextVar[CRS | None] = contextvars.ContextVar("onemap_working_crs",
+                                                                                  default=None)
+
+
+def active_working_crs() -> CRS:
+    """The working CRS of the current run (:func:`using_working_crs`), else the delivery default."""
+    crs = _ACTIVE_WORKING_CRS.get()
+    return crs if crs is not None else CRS.from_user_input(DEFAULT_DELIVERY_CRS)
+
+
+@contextmanager
+def using_working_crs(crs: CRS | str | int) -> Iterator[CRS]:
+    """Metric work inside the block (draping, DEM sampling, ENU) uses this working CRS."""
+    crs = CRS.from_user_input(crs)
+    token = _ACTIVE_WORKING_CRS.set(crs)
+    try:
+        yield crs
+    finally:
+        _ACTIVE_WORKING_CRS.reset(token)
+
+
+def transform_xy(x: np.ndarray, y: np.ndarray, src: CRS | str | int, dst: CRS | str | int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Horizontal transform between two CRSs (identity when equal)."""
+    ks, kd = crs_key(src), crs_key(dst)
+    if ks == kd:
+        return np.asarray(x, float), np.asarray(y, float)
+    return _transform(_between(ks, kd), x, y)
+
+
+@lru_cache(maxsize=64)
+def _between(src_wkt: str, dst_wkt: str) -> Transformer:
+    return Transformer.from_crs(CRS.from_user_input(src_wkt), CRS.from_user_input(dst_wkt), always_xy=True)

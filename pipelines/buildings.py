@@ -49,11 +49,14 @@ from pyproj import CRS, Transformer
 
 from core.frames import (
     EnuFrame,
+    active_geoid,
     enu_to_gltf,
     geoid_undulation,
     local_tm_crs,
     projected_orthometric_to_enu,
     projected_to_lonlat,
+    using_geoid,
+    working_crs_for,
 )
 from pipelines.ground import Ground
 from pipelines.publish import Staging, digest, read_manifest, write_manifest
@@ -124,7 +127,8 @@ class BuildingOptions:
     lod: int = 2
     max_features: int = 1000
     roof_pitch_deg: float = 30.0
-    expected_crs: str | None = "EPSG:4548"
+    expected_crs: str | None = None  # the delivery's CRS is used as is (core.frames.working_crs_for)
+    geoid: str | None = None  # egm96 (default) | none | PATH of a GTX/GeoTIFF grid
     dry_run: bool = False
     gzip_level: int = 6
     workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
@@ -191,13 +195,6 @@ def infer_roof(use: np.ndarray, height: np.ndarray, area: np.ndarray, length: np
     return kind
 
 
-def working_crs_for(geoms: np.ndarray, crs: CRS) -> CRS:
-    """Local TM centred on the data (centre snapped to 0.01° so reruns share the frame)."""
-    b = shapely.total_bounds(geoms)
-    lon, lat = projected_to_lonlat(np.array([(b[0] + b[2]) / 2]), np.array([(b[1] + b[3]) / 2]), crs)
-    return local_tm_crs(round(float(lon[0]), 2), round(float(lat[0]), 2), crs)
-
-
 def _transform_geoms(geoms: np.ndarray, src: CRS, dst: CRS) -> np.ndarray:
     if src.equals(dst):
         return geoms
@@ -253,7 +250,8 @@ def prepare_buildings(layer: SourceLayer, options: BuildingOptions, ground: Grou
     alive = ~report.rejected_mask()
 
     # reproject to a local metric CRS
-    working = working_crs_for(geoms[alive], layer.crs) if alive.any() else local_tm_crs(117.39, 32.93)
+    working = (working_crs_for(shapely.total_bounds(geoms[alive]), layer.crs) if alive.any()
+               else local_tm_crs(117.39, 32.93))
     work = np.full(n, None, dtype=object)
     work[alive] = _transform_geoms(geoms[alive], layer.crs, working)
 
@@ -571,8 +569,14 @@ def _run_jobs(jobs: list[TileJob], workers: int, say: Callable[[str, int, int], 
 def build_buildings(src: Path | str, out: Path | str | None, options: BuildingOptions | None = None,
                     progress: Progress | None = None) -> BuildResult:
     """Read, clean, mesh, tile and publish buildings; returns counts, sizes and the report."""
-    global _STATE
     options = options or BuildingOptions()
+    with using_geoid(options.geoid):
+        return _build_buildings(src, out, options, progress)
+
+
+def _build_buildings(src: Path | str, out: Path | str | None, options: BuildingOptions,
+                     progress: Progress | None) -> BuildResult:
+    global _STATE
     t0 = time.perf_counter()
     stages: dict[str, float] = {}
     tick = time.perf_counter()
@@ -647,7 +651,8 @@ def build_buildings(src: Path | str, out: Path | str | None, options: BuildingOp
     # what each tile depends on → reuse unchanged tiles of the previous run
     wkb = shapely.to_wkb(b.footprints)
     settings = digest([PIPELINE_VERSION, str(options.lod), str(options.max_features),
-                       f"{options.roof_pitch_deg}", b.working_crs.to_wkt(), repr(frame.origin_ecef)])
+                       f"{options.roof_pitch_deg}", b.working_crs.to_wkt(), repr(frame.origin_ecef),
+                       repr(active_geoid())])
     old = read_manifest(Path(out))
     old_tiles = old.get("tiles", {}) if old.get("settings") == settings else {}
     staging = Staging(Path(out))
@@ -712,7 +717,7 @@ def build_buildings(src: Path | str, out: Path | str | None, options: BuildingOp
         report.output.update({"tiles": result.tiles, "tiles_written": result.tiles_written,
                               "tiles_reused": result.tiles_reused, "bytes": result.bytes,
                               "gzip_bytes": result.gzip_bytes, "seconds": round(result.seconds, 3),
-                              "lod": options.lod})
+                              "lod": options.lod, "heights": active_geoid().metadata()})
         report.write(staging.tmp)
         write_manifest(staging.tmp, {"version": PIPELINE_VERSION, "settings": settings, "tiles": new_tiles,
                                      "frame": {"origin_ecef": list(frame.origin_ecef), "lon": frame.lon_deg,

@@ -14,8 +14,9 @@ import pyogrio
 import shapely
 from pyproj import CRS
 
+from core.frames import active_working_crs
 from pipelines.report import RunReport
-from pipelines.sources import DELIVERY_CRS, SourceLayer
+from pipelines.sources import SourceLayer
 
 BOUNDARY_TOLERANCE_M = 10.0
 
@@ -27,12 +28,13 @@ _KINDS = {
 
 
 def load_boundary(path: Path | str | None) -> shapely.Geometry | None:
-    """The district boundary (union of the layer's polygons) in EPSG:4548, or None."""
+    """The district boundary (union of the layer's polygons) in the run's working CRS, or None."""
     if path is None:
         return None
     gdf = pyogrio.read_dataframe(path)
-    if gdf.crs is not None and not CRS.from_user_input(gdf.crs).equals(CRS.from_user_input(DELIVERY_CRS)):
-        gdf = gdf.to_crs(DELIVERY_CRS)
+    working = active_working_crs()
+    if gdf.crs is not None and not CRS.from_user_input(gdf.crs).equals(working, ignore_axis_order=True):
+        gdf = gdf.to_crs(working)
     return shapely.union_all(gdf.geometry.values)
 
 
@@ -45,10 +47,12 @@ def find_boundary(src: Path, given: Path | None) -> Path | None:
 
 
 def survey_geometries(src: SourceLayer) -> np.ndarray:
-    """The layer's geometries in EPSG:4548 (reprojected when the file is in another CRS)."""
+    """The layer's geometries in the run's working CRS (:func:`core.frames.active_working_crs`:
+    the delivery's own CRS when true to scale there, else a TM centred on the data)."""
     gdf = src.gdf
-    if not src.crs.equals(CRS.from_user_input(DELIVERY_CRS), ignore_axis_order=True):
-        gdf = gdf.to_crs(DELIVERY_CRS)
+    working = active_working_crs()
+    if not src.crs.equals(working, ignore_axis_order=True):
+        gdf = gdf.to_crs(working)
     return np.asarray(gdf.geometry.values, dtype=object)
 
 
@@ -60,7 +64,7 @@ def check_features(
     boundary: shapely.Geometry | None = None,
     min_size: float = 0.01,
 ) -> np.ndarray:
-    """Common checks; returns the (repaired) EPSG:4548 geometries, None where rejected.
+    """Common checks; returns the (repaired) working-CRS geometries, None where rejected.
 
     missing_id, empty_geometry, wrong_geometry_type, invalid polygons make_valid'ed (nothing left:
     zero_area), zero_length / zero_area, duplicate (same geometry to 1 cm and same

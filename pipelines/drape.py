@@ -1,7 +1,8 @@
 """Draped surfaces: polygons → grid-clipped triangles → DEM heights → tile-frame ENU meshes.
 
 Surfaces (roads, green spaces, water) are triangulated per grid cell: every polygon is clipped
-by a regular grid of ``cell`` metres (aligned on multiples of ``cell`` in EPSG:4548) and each
+by a regular grid of ``cell`` metres (aligned on multiples of ``cell`` in the run's working CRS,
+:func:`core.frames.active_working_crs`, chosen from the data by :mod:`pipelines.run_frame`) and each
 piece is triangulated with GEOS's constrained Delaunay triangulation. No triangle is larger
 than a cell, so the surface follows the terrain at the grid spacing; heights are the DEM's
 (bilinear) plus a small lift against z-fighting, or a flat level (water).
@@ -21,13 +22,18 @@ import numpy as np
 import shapely
 from pyproj import CRS
 
-from core.frames import EnuFrame, enu_to_gltf, projected_orthometric_to_ecef, projected_to_lonlat
+from core.frames import (
+    EnuFrame,
+    active_working_crs,
+    enu_to_gltf,
+    projected_orthometric_to_ecef,
+    projected_to_lonlat,
+)
 from pipelines.dem import DemSampler, open_dem
 from tiles.gltf import MeshData
 
 log = logging.getLogger(__name__)
 
-SURVEY_CRS = "EPSG:4548"
 
 
 # ------------------------------------------------------------------------------------ DEM
@@ -52,44 +58,48 @@ class DemGrid:
         return None if self.sampler is None else Path(self.sampler.path)
 
 
-def sample_heights(dem: DemGrid, x_4548: np.ndarray, y_4548: np.ndarray, clamp: bool = False) -> np.ndarray:
-    """Orthometric heights at EPSG:4548 points (bilinear; NaN off the DEM unless ``clamp``).
-
-    ``clamp`` moves points outside the raster onto its edge (for surfaces overhanging the DEM).
+def sample_heights(dem: DemGrid, x_work: np.ndarray, y_work: np.ndarray, clamp: bool = False,
+                   crs: CRS | None = None) -> np.ndarray:
+    """Orthometric heights at points of ``crs`` (default: the working CRS), bilinear; NaN off the
+    DEM unless ``clamp``, which moves points outside the raster onto its edge (for surfaces
+    overhanging the DEM).
     """
-    x, y = np.asarray(x_4548, float), np.asarray(y_4548, float)
+    crs = crs or active_working_crs()
+    x, y = np.asarray(x_work, float), np.asarray(y_work, float)
     if dem.constant is not None or dem.sampler is None:
         return np.full(x.shape, dem.constant or 0.0)
     s = dem.sampler
     if clamp:
-        if s.crs.equals(CRS.from_user_input(SURVEY_CRS), ignore_axis_order=True):
+        if s.crs.equals(crs, ignore_axis_order=True):
             minx, miny, maxx, maxy = s.bounds()
             r = 0.5 * s.resolution
             x, y = np.clip(x, minx + r, maxx - r), np.clip(y, miny + r, maxy - r)
-        h = s.sample(x, y, SURVEY_CRS)
+        h = s.sample(x, y, crs)
         bad = ~np.isfinite(h)
         if bad.any():  # inside a nodata hole: the median ground keeps the surface plausible
             h[bad] = s.median_height()
         return h
-    return s.sample(x, y, SURVEY_CRS)
+    return s.sample(x, y, crs)
 
 
 # ------------------------------------------------------------------------------------ frames
-def layer_frame(xy_4548: np.ndarray, dem: DemGrid) -> EnuFrame:
-    """An ENU frame at the centre of the points' bounding box, at the ground's ellipsoidal height."""
-    xy = np.asarray(xy_4548, float).reshape(-1, 2)
+def layer_frame(xy_work: np.ndarray, dem: DemGrid) -> EnuFrame:
+    """An ENU frame at the centre of the points' (working CRS) bounding box, at the ground's
+    ellipsoidal height."""
+    crs = active_working_crs()
+    xy = np.asarray(xy_work, float).reshape(-1, 2)
     cx, cy = (xy.min(axis=0) + xy.max(axis=0)) / 2
     h = sample_heights(dem, np.array([cx]), np.array([cy]), clamp=True)
     h = np.nan_to_num(h, nan=0.0)
-    lon, lat = projected_to_lonlat(np.array([cx]), np.array([cy]), SURVEY_CRS)
-    ecef = projected_orthometric_to_ecef(np.array([cx]), np.array([cy]), h, SURVEY_CRS)[0]
+    lon, lat = projected_to_lonlat(np.array([cx]), np.array([cy]), crs)
+    ecef = projected_orthometric_to_ecef(np.array([cx]), np.array([cy]), h, crs)[0]
     return EnuFrame(tuple(float(v) for v in ecef), float(lon[0]), float(lat[0]))
 
 
-def to_enu(frame: EnuFrame, x_4548: np.ndarray, y_4548: np.ndarray, h_ortho: np.ndarray) -> np.ndarray:
-    """(N,3) exact ENU of EPSG:4548 points with orthometric heights."""
-    ecef = projected_orthometric_to_ecef(np.asarray(x_4548, float), np.asarray(y_4548, float),
-                                         np.asarray(h_ortho, float), SURVEY_CRS)
+def to_enu(frame: EnuFrame, x_work: np.ndarray, y_work: np.ndarray, h_ortho: np.ndarray) -> np.ndarray:
+    """(N,3) exact ENU of working-CRS points with orthometric heights (active geoid)."""
+    ecef = projected_orthometric_to_ecef(np.asarray(x_work, float), np.asarray(y_work, float),
+                                         np.asarray(h_ortho, float), active_working_crs())
     return frame.ecef_to_enu(ecef)
 
 

@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 import shapely
 
+from core.frames import active_geoid
 from pipelines.checks import check_features, find_boundary, load_boundary, numeric_column, text_column
 from pipelines.drape import DemGrid, sample_heights
 from pipelines.instanced import InstancedBuild, InstanceSet, build_instanced_tileset, summary_dict
 from pipelines.report import RunReport
+from pipelines.run_frame import in_run_frame
 from pipelines.sources import FieldMapping, FieldSpec, read_layer
 from tiles.gltf import PropertyColumn
 from tiles.models import FURNITURE_TYPES, furniture_template
@@ -136,9 +138,10 @@ def prepare_furniture(src_path: Path, dem: DemGrid, *, boundary: shapely.Geometr
     return inst, report
 
 
+@in_run_frame
 def build_furniture(
     src_path: Path, out_dir: Path, *, dem_path: Path | None = None, boundary_path: Path | None = None,
-    mapping: FieldMapping | None = None, src_crs: str | None = None, dry_run: bool = False,
+    mapping: FieldMapping | None = None, src_crs: str | None = None, geoid: str | None = None, dry_run: bool = False,
     progress: Callable[[int, int], None] | None = None, max_per_leaf: int = 2000,
 ) -> FurnitureResult:
     """The ``onemap tiles furniture`` pipeline; writes the tileset (unless dry run) and the report."""
@@ -159,5 +162,6 @@ def build_furniture(
         report.output.update(summary_dict(build))
         types, counts = np.unique(inst.template_keys.astype(str), return_counts=True)
         report.output["by_type"] = dict(zip(types.tolist(), counts.tolist(), strict=True))
+    report.output["heights"] = active_geoid().metadata()
     report.write(out_dir)
     return FurnitureResult(report, build, inst)

@@ -3,7 +3,8 @@
 Placement (exact to well under 5 cm): projected x/y → lon/lat; base = DEM orthometric height +
 EGM96 geoid → ellipsoidal; → ECEF → the layer's ENU frame. Each instance is rotated into the
 layer frame from its *own* local ENU (plumb at its point) and its heading is converted from grid
-north of EPSG:4548 to true north with the meridian convergence (pyproj ``get_factors``).
+north of the run's working CRS (the delivery's own projected CRS, or a TM centred on the data:
+:mod:`pipelines.run_frame`) to true north with the meridian convergence (pyproj ``get_factors``).
 
 Level of detail (REPLACE refinement): a quadtree splits until a leaf holds ≤ ``max_per_leaf``
 instances; leaves hold every instance. A parent of side L holds a thinned subset: in each
@@ -27,8 +28,8 @@ from typing import Any
 import numpy as np
 import pyproj
 
-from core.frames import EnuFrame, projected_to_lonlat
-from pipelines.drape import SURVEY_CRS, DemGrid, layer_frame, to_enu
+from core.frames import EnuFrame, active_working_crs, crs_key, projected_to_lonlat
+from pipelines.drape import DemGrid, layer_frame, to_enu
 from tiles.gltf import FeatureTable, PropertyColumn
 from tiles.instancing import InstanceGroup, encode_instanced_glb, local_to_frame_rotations
 from tiles.models import TemplateMesh
@@ -42,18 +43,20 @@ def _proj(crs: str) -> pyproj.Proj:
     return pyproj.Proj(crs)
 
 
-def meridian_convergence(lon: np.ndarray, lat: np.ndarray, crs: str = SURVEY_CRS) -> np.ndarray:
-    """Angle (deg) of grid north clockwise from true north at lon/lat (≈ +0.21° in Jiefang Street).
+def meridian_convergence(lon: np.ndarray, lat: np.ndarray, crs: pyproj.CRS | str | None = None) -> np.ndarray:
+    """Angle (deg) of grid north of ``crs`` (default: the working CRS) clockwise from true north at
+    lon/lat (≈ +0.21° in Jiefang Street for EPSG:4548).
 
     A heading measured clockwise from grid north becomes ``heading + convergence`` from true north.
     """
-    f = _proj(crs).get_factors(np.asarray(lon, float), np.asarray(lat, float))
+    crs = crs if crs is not None else active_working_crs()
+    f = _proj(crs_key(crs)).get_factors(np.asarray(lon, float), np.asarray(lat, float))
     return np.asarray(f.meridian_convergence, float)
 
 
 @dataclass
 class InstanceSet:
-    """Validated instances of one layer (all arrays length N, EPSG:4548, orthometric)."""
+    """Validated instances of one layer (all arrays length N, working CRS, orthometric)."""
 
     xy: np.ndarray  # (N,2)
     base_h: np.ndarray  # (N,) orthometric ground height under each instance
@@ -179,7 +182,7 @@ def build_instanced_tileset(
     stale = out_dir / "tiles"
     if stale.is_dir():  # a rebuild must not leave tiles of an older quadtree behind
         shutil.rmtree(stale)
-    lon, lat = projected_to_lonlat(inst.xy[:, 0], inst.xy[:, 1], SURVEY_CRS)
+    lon, lat = projected_to_lonlat(inst.xy[:, 0], inst.xy[:, 1], active_working_crs())
     enu = to_enu(frame, inst.xy[:, 0], inst.xy[:, 1], inst.base_h)
     heading_true = inst.heading_grid + meridian_convergence(lon, lat)
     rot = local_to_frame_rotations(frame.rotation, lon, lat, heading_true)

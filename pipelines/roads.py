@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from core.frames import EnuFrame
+from core.frames import EnuFrame, active_geoid
 from pipelines.checks import check_features, find_boundary, load_boundary, numeric_column, text_column
 from pipelines.drape import DemGrid, color_u8, sample_heights, to_enu, vertex_normals
 from pipelines.report import RunReport
+from pipelines.run_frame import in_run_frame
 from pipelines.sources import FieldMapping, FieldSpec, read_layer
 from pipelines.surfaces import ExtraMesh, SurfaceBuild, SurfaceSet, build_surface_tileset, subtract_earlier
 from tiles.gltf import PropertyColumn
@@ -283,9 +284,10 @@ def prepare_roads(src_path: Path, dem: DemGrid, *, boundary: shapely.Geometry | 
     return s, report
 
 
+@in_run_frame
 def build_roads(
     src_path: Path, out_dir: Path, *, dem_path: Path | None = None, boundary_path: Path | None = None,
-    mapping: FieldMapping | None = None, src_crs: str | None = None, dry_run: bool = False,
+    mapping: FieldMapping | None = None, src_crs: str | None = None, geoid: str | None = None, dry_run: bool = False,
     progress: Callable[[int, int], None] | None = None, keep_leaf_geometry: bool = False,
 ) -> RoadsResult:
     """The ``onemap tiles roads`` pipeline; writes the tileset (unless dry run) and the report."""
@@ -308,5 +310,6 @@ def build_roads(
                                       progress=progress,
                                       keep_leaf_geometry=keep_leaf_geometry)
         report.output.update(build.summary())
+    report.output["heights"] = active_geoid().metadata()
     report.write(out_dir)
     return RoadsResult(report, surfaces, build)

@@ -53,7 +53,7 @@ ExtraMesh = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
 class SurfaceSet:
     """Features of a surface layer (arrays of length M)."""
 
-    polygons: np.ndarray  # (M,) EPSG:4548 polygons to drape (None/empty for mesh-only features)
+    polygons: np.ndarray  # (M,) working-CRS polygons to drape (None/empty for mesh-only features)
     lift: np.ndarray  # (M,) metres above the DEM (or above flat_level)
     flat_level: np.ndarray  # (M,) orthometric level for flat features (water), NaN = drape
     colors: np.ndarray  # (M,4) uint8 linear RGBA
@@ -61,7 +61,7 @@ class SurfaceSet:
     size: np.ndarray  # (M,) visual size (m) when dropped
     columns: dict[str, PropertyColumn]
     rows: np.ndarray  # (M,) source rows
-    extra_xy: dict[int, np.ndarray] = field(default_factory=dict)  # feature → (2,) centre, 4548
+    extra_xy: dict[int, np.ndarray] = field(default_factory=dict)  # feature → (2,) centre, working CRS
     extra_builder: Callable[[EnuFrame], dict[int, ExtraMesh]] | None = None
 
     @property

@@ -27,11 +27,12 @@ from typing import Any
 import numpy as np
 import shapely
 
-from core.frames import ecef_to_lonlat_ellipsoidal
+from core.frames import active_geoid, ecef_to_lonlat_ellipsoidal
 from pipelines.checks import check_features, find_boundary, load_boundary, numeric_column, text_column
 from pipelines.drape import DemGrid, color_u8, sample_heights
 from pipelines.instanced import InstancedBuild, InstanceSet, build_instanced_tileset, summary_dict
 from pipelines.report import RunReport
+from pipelines.run_frame import in_run_frame
 from pipelines.sources import FieldMapping, FieldSpec, read_layer
 from pipelines.surfaces import SurfaceBuild, SurfaceSet, build_surface_tileset, subtract_earlier
 from tiles.gltf import PropertyColumn
@@ -244,10 +245,12 @@ def write_group_tileset(out_dir: Path, children: list[tuple[str, Path]]) -> Path
     return path
 
 
+@in_run_frame
 def build_vegetation(
     trees_path: Path, out_dir: Path, *, dem_path: Path | None = None, green_path: Path | None = None,
     water_path: Path | None = None, boundary_path: Path | None = None, mapping: FieldMapping | None = None,
-    src_crs: str | None = None, dry_run: bool = False, progress: Callable[[int, int], None] | None = None,
+    src_crs: str | None = None, geoid: str | None = None, dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
     max_per_leaf: int = 2000,
 ) -> VegetationResult:
     """The ``onemap tiles trees`` pipeline (trees + optional green and water)."""
@@ -283,6 +286,8 @@ def build_vegetation(
             children.append(("areas", result.areas.tileset))
         if children:
             write_group_tileset(out_dir, children)
+    for rep in reports:
+        rep.output["heights"] = active_geoid().metadata()
     write_reports(out_dir, reports)
     return result
 

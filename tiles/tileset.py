@@ -146,8 +146,12 @@ class Tileset:
             asset["tilesetVersion"] = self.tileset_version
         d: dict[str, Any] = {"asset": asset, "geometricError": float(self.geometric_error),
                              "root": self.root.to_dict()}
-        if self.extras:
-            d["extras"] = self.extras
+        extras = dict(self.extras or {})
+        if "heights" not in extras:  # the geoid the run used (--geoid): heights are only as good as it
+            from core.frames import active_geoid
+
+            extras["heights"] = active_geoid().metadata()
+        d["extras"] = extras
         return d
 
     def write(self, path: Path | str) -> Path:

@@ -17,11 +17,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from core.errors import InputError, OnemapError
+from core.frames import using_geoid
 from onemap.commands.options import (
     BoundaryPath,
     DemPath,
     DryRun,
     Encoding,
+    GeoidModel,
     LayerName,
     MappingPath,
     OutDir,
@@ -78,6 +80,7 @@ def buildings(
     floor_height: float = typer.Option(3.0, "--floor-height", help="Metres per floor when no height."),
     src_crs: SrcCrs = None,
     dem: DemPath = None,
+    geoid: GeoidModel = None,
     encoding: Encoding = None,
     mapping: MappingPath = None,
     boundary: BoundaryPath = None,
@@ -101,7 +104,7 @@ def buildings(
         fields={"id": id_field, "height": height_field, "floors": floors_field, "roof_type": roof_field},
         mapping=mapping, encoding=encoding, src_crs=src_crs, layer=layer, dem=dem, boundary=boundary,
         floor_height=floor_height, missing_height=missing_height,  # type: ignore[arg-type]
-        default_height=default_height, lod=lod, max_features=max_features, dry_run=dry_run,
+        default_height=default_height, lod=lod, max_features=max_features, dry_run=dry_run, geoid=geoid,
     )
     try:
         with progress_bar() as progress:
@@ -134,6 +137,7 @@ def roads(
                                          "lanes, bridge, deck_height).")],
     out: OutDir,
     dem: DemPath = None,
+    geoid: GeoidModel = None,
     mapping: MappingPath = None,
     src_crs: SrcCrs = None,
     boundary: BoundaryPath = None,
@@ -146,7 +150,7 @@ def roads(
     try:
         with progress_bar() as progress:
             result = build_roads(src, out, dem_path=dem, boundary_path=boundary, mapping=_mapping(mapping),
-                                 src_crs=src_crs, dry_run=dry_run,
+                                 src_crs=src_crs, geoid=geoid, dry_run=dry_run,
                                  progress=lambda d, t: progress("roads", d, t))
     except _layer_errors() as exc:
         raise as_input_error(exc) from exc
@@ -160,6 +164,7 @@ def trees(
                                          "crown_diameter, setting).")],
     out: OutDir,
     dem: DemPath = None,
+    geoid: GeoidModel = None,
     green: Path = typer.Option(None, "--green", help="Green-space polygons (green.gpkg) to drape."),
     water: WaterPath = None,
     mapping: MappingPath = None,
@@ -174,7 +179,7 @@ def trees(
         with progress_bar() as progress:
             result = build_vegetation(src, out, dem_path=dem, green_path=green, water_path=water,
                                       boundary_path=boundary, mapping=_mapping(mapping), src_crs=src_crs,
-                                      dry_run=dry_run, progress=lambda d, t: progress("trees", d, t))
+                                      geoid=geoid, dry_run=dry_run, progress=lambda d, t: progress("trees", d, t))
     except _layer_errors() as exc:
         raise as_input_error(exc) from exc
     for rep in result.reports:
@@ -188,6 +193,7 @@ def furniture(
                                          "height, name).")],
     out: OutDir,
     dem: DemPath = None,
+    geoid: GeoidModel = None,
     mapping: MappingPath = None,
     src_crs: SrcCrs = None,
     boundary: BoundaryPath = None,
@@ -200,8 +206,8 @@ def furniture(
     try:
         with progress_bar() as progress:
             result = build_furniture(src, out, dem_path=dem, boundary_path=boundary,
-                                     mapping=_mapping(mapping), src_crs=src_crs, dry_run=dry_run,
-                                     progress=lambda d, t: progress("furniture", d, t))
+                                     mapping=_mapping(mapping), src_crs=src_crs, geoid=geoid,
+                                     dry_run=dry_run, progress=lambda d, t: progress("furniture", d, t))
     except _layer_errors() as exc:
         raise as_input_error(exc) from exc
     print_summary("furniture" + (" (dry run)" if dry_run else ""),
@@ -215,6 +221,7 @@ def build(
     out: Path = typer.Option(..., "--out", help="Tiles folder: <layer>/tileset.json, terrain/, index.json."),
     layers: str = typer.Option(",".join(("buildings", "roads", "vegetation", "furniture", "pointcloud",
                                          "terrain")), "--layers", help="Comma-separated subset of layers."),
+    geoid: GeoidModel = None,
 ) -> None:
     """Build every layer of the district (buildings, roads, vegetation, furniture, point cloud, terrain)."""
     from pipelines.district import LAYERS, build_district
@@ -225,7 +232,7 @@ def build(
         raise typer.BadParameter(f"unknown layer(s) {', '.join(unknown)}; choose from {', '.join(LAYERS)}",
                                  param_hint="--layers")
     try:
-        with progress_bar() as progress:
+        with using_geoid(geoid), progress_bar() as progress:
             catalog = build_district(sample, out, layers=wanted, progress=progress)
     except FileNotFoundError as exc:
         raise as_input_error(exc) from exc
@@ -254,13 +261,15 @@ def terrain(
                                   help="Finest level (default: matches the DEM resolution; 15 for 2 m)."),
     max_error: float = typer.Option(0.25, "--max-error", min=0.001,
                                     help="Meshing tolerance at the finest level, metres."),
+    geoid: GeoidModel = None,
 ) -> None:
     """DEM → Cesium quantized-mesh terrain (ellipsoidal heights, octvertexnormals + watermask)."""
     from pipelines.dem import DemError
     from pipelines.terrain import build_terrain
 
     try:
-        result = build_terrain(dem, out, water=water, max_level=max_level, max_error=max_error)
+        with using_geoid(geoid):
+            result = build_terrain(dem, out, water=water, max_level=max_level, max_error=max_error)
     except (DemError, ValueError, OSError) as exc:
         raise as_input_error(exc) from exc
     print_summary("terrain", {
@@ -277,12 +286,14 @@ def pointcloud(
     out: OutDir,
     src_crs: SrcCrs = None,
     jobs: int = typer.Option(2, "--jobs", min=1, help="py3dtiles worker processes."),
+    geoid: GeoidModel = None,
 ) -> None:
     """LAS/LAZ → 3D Tiles pnts (ECEF; z + EGM96 geoid applied before py3dtiles)."""
     from pipelines.pointcloud import PointCloudError, build_pointcloud
 
     try:
-        result = build_pointcloud(las, out, src_crs=src_crs, jobs=jobs)
+        with using_geoid(geoid):
+            result = build_pointcloud(las, out, src_crs=src_crs, jobs=jobs)
     except (PointCloudError, OSError) as exc:
         raise as_input_error(exc) from exc
     print_summary("pointcloud", {
