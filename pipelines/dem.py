@@ -28,12 +28,13 @@ import rasterio
 from affine import Affine
 from pyproj import CRS, Transformer
 
+from core.errors import InputError
 from core.frames import geoid_undulation
 
 log = logging.getLogger(__name__)
 
 
-class DemError(ValueError):
+class DemError(InputError, ValueError):
     """The DEM file cannot be used (missing CRS, rotated, unreadable)."""
 
 
@@ -268,3 +269,15 @@ def sample_dem(dem_path: str | Path, x: np.ndarray, y: np.ndarray,
     """Orthometric (DEM datum) heights at (x, y) in ``crs`` (x = easting/longitude first);
     bilinear, NaN where the DEM has no data."""
     return open_dem(dem_path).sample(x, y, crs)
+
+
+def ellipsoidal_height_range(dem_path: str | Path, margin: float = 0.5) -> tuple[float, float]:
+    """(min, max) ellipsoidal height in metres that terrain built from an orthometric DEM may
+    reach: the DEM's range plus the EGM96 undulation over its extent, ± ``margin``. What
+    :func:`tiles.validate.validate_path` takes as ``height_range``."""
+    sampler = DemSampler(dem_path)
+    lo, hi = sampler.height_range()
+    w, s, e, n = sampler.lonlat_bounds()
+    lon, lat = np.meshgrid(np.linspace(w, e, 5), np.linspace(s, n, 5))
+    und = geoid_undulation(lon.ravel(), lat.ravel())
+    return lo + float(und.min()) - margin, hi + float(und.max()) + margin

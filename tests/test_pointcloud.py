@@ -12,7 +12,9 @@ from pyproj import CRS
 
 from core.frames import ecef_to_lonlat_ellipsoidal, geoid_undulation, projected_to_lonlat
 from pipelines.pointcloud import PointCloudError, build_pointcloud, resolve_crs
-from tiles.validate import column_major, pnts_geometry, validate_path
+from tiles.formats import pnts_geometry
+from tiles.validate import validate_path
+from tiles.volumes import column_major
 
 X0, Y0 = 536_000.0, 3_644_000.0
 

@@ -1,4 +1,4 @@
-"""tiles/validate.py: passes good tilesets and terrain, catches deliberately broken ones."""
+"""tiles/validate.py, tiles/formats, tiles/terrain_checks: pass good tilesets and terrain, catch broken ones."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from core.frames import EnuFrame, enu_to_gltf
+from pipelines.dem import ellipsoidal_height_range
 from tiles.gltf import FeatureTable, MeshData, PropertyColumn, encode_mesh_glb, read_glb
 from tiles.gltf_validator import validator_available
-from tiles.validate import validate_path, volume_excess
+from tiles.validate import validate_path
+from tiles.volumes import volume_excess
 
 LON, LAT = 117.39, 32.93
 needs_node = pytest.mark.skipif(not validator_available(), reason="npm gltf-validator not installed")
@@ -203,7 +205,8 @@ def test_good_terrain_passes(terrain_dir: Path) -> None:
     report = validate_path(terrain_dir / "terrain")
     assert report.ok, messages(report)
     assert report.terrain_tiles > 15
-    report = validate_path(terrain_dir / "terrain", dem=terrain_dir / "dem.tif")
+    report = validate_path(terrain_dir / "terrain",
+                           height_range=ellipsoidal_height_range(terrain_dir / "dem.tif"))
     assert report.ok, messages(report)
 
 
@@ -224,3 +227,56 @@ def test_broken_terrain(terrain_dir: Path, tmp_path: Path) -> None:
     assert "Cesium reads only 'tms'" in text
     assert "its parent is not" in text
     assert "outside the expected ellipsoidal range" in text
+
+
+# ------------------------------------------------------------------------------ quantized content
+def quantized_cube_glb() -> bytes:
+    """KHR_mesh_quantization: POSITION normalized SHORT in [0, 1] (node scale 10 x 5 x 10 makes it
+    the 10 x 10 x 5 m ENU box of :func:`cube_glb`), NORMAL normalized BYTE."""
+    from tiles.gltf import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER, GlbBuilder
+
+    enu01 = np.array([[x, y, z] for z in (0.0, 1.0) for y in (0.0, 1.0) for x in (0.0, 1.0)])
+    q = np.round(enu_to_gltf(enu01) * 32767).astype(np.int16)  # y-up: z in [-32767, 0]
+    b = GlbBuilder()
+    padded = np.zeros((len(q), 4), np.int16)  # vertex attributes are 4-byte aligned: stride 8
+    padded[:, :3] = q
+    view = b.add_view(padded, target=ARRAY_BUFFER, stride=8)
+    b.gltf["accessors"].append({"bufferView": view, "componentType": 5122, "normalized": True,
+                                "count": len(q), "type": "VEC3",
+                                "min": q.min(axis=0).tolist(), "max": q.max(axis=0).tolist()})
+    pos = len(b.gltf["accessors"]) - 1
+    normals = enu_to_gltf(enu01 - 0.5)
+    normals = normals / np.linalg.norm(normals, axis=1, keepdims=True)
+    nrm = b.add_packed_vec3(np.round(normals * 127).astype(np.int8))
+    faces = np.array([[0, 2, 1], [1, 2, 3], [4, 5, 6], [5, 7, 6], [0, 1, 4], [1, 5, 4],
+                      [2, 6, 3], [3, 6, 7], [0, 4, 2], [2, 4, 6], [1, 3, 5], [3, 7, 5]])
+    idx = b.add_accessor(faces.reshape(-1).astype(np.uint16), target=ELEMENT_ARRAY_BUFFER)
+    b.use_extension("KHR_mesh_quantization")
+    b.required_extensions.add("KHR_mesh_quantization")
+    b.gltf.update({"scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0, "scale": [10.0, 5.0, 10.0]}],
+                   "meshes": [{"primitives": [{"attributes": {"POSITION": pos, "NORMAL": nrm},
+                                               "indices": idx, "mode": 4}]}]})
+    return b.to_bytes()
+
+
+def test_quantized_values_are_dequantized_once(tmp_path: Path) -> None:
+    from tiles.formats import glb_positions
+
+    data = quantized_cube_glb()
+    glb = read_glb(data)
+    prim = glb.primitives()[0]["attributes"]
+    positions = glb.accessor(prim["POSITION"])
+    assert positions.max() == 1.0 and positions.min() == -1.0  # 32767 → 1.0, not 3.05e-5
+    assert np.allclose(np.linalg.norm(glb.accessor(prim["NORMAL"]), axis=1), 1.0, atol=0.02)
+    # the validator's reading of the content: node scale applied to the dequantized values
+    points = glb_positions(data).points
+    assert np.allclose(points.min(axis=0), [0.0, 0.0, -10.0]) and np.allclose(points.max(axis=0), [10.0, 5.0, 0.0])
+    # the right box passes (glTF validator included when installed) ...
+    good = validate_path(write_tileset(tmp_path / "q", data), gltf=validator_available())
+    assert good.ok, messages(good)
+    # ... and a box 1 m too small on each side is caught by the real extent (the old double
+    # dequantization read a 3 mm cube near the origin and missed this)
+    small = write_tileset(tmp_path / "q_small", data,
+                          child_volume=box_volume((5.0, 5.0, 2.5), (4.0, 4.0, 1.5)))
+    text = messages(validate_path(small, gltf=False))
+    assert "outside the tile boundingVolume, by up to 1.000 m" in text, text

@@ -23,12 +23,14 @@ from __future__ import annotations
 import json
 import re
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from tiles.volumes import apply_matrix, box_corners, column_major
 
 GLB_MAGIC = 0x46546C67
 CHUNK_JSON = 0x4E4F534A
@@ -354,6 +356,16 @@ class GlbBuilder:
         return bytes(out)
 
 
+def quaternions_to_matrices(q: np.ndarray) -> np.ndarray:
+    """(N,4) glTF unit quaternions (x, y, z, w) → (N,3,3) rotation matrices."""
+    x, y, z, w = np.asarray(q, np.float64).T
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], 1),
+        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], 1),
+        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], 1),
+    ], axis=1)
+
+
 def _unit_normals(normals: np.ndarray) -> np.ndarray:
     n = np.asarray(normals, np.float64)
     length = np.linalg.norm(n, axis=1, keepdims=True)
@@ -465,6 +477,80 @@ class Glb:
                 dtype = METADATA_DTYPES[cls[name]["componentType"]]
                 out[name] = np.frombuffer(values, dtype=dtype, count=count).tolist()
         return out
+
+
+    # ---------------------------------------------------------------- scene traversal
+    @staticmethod
+    def node_matrix(node: dict[str, Any]) -> np.ndarray:
+        """A node's local 4x4: ``matrix`` (column-major) or translation · rotation · scale."""
+        if "matrix" in node:
+            return column_major(node["matrix"])
+        m = np.eye(4)
+        rotation = quaternions_to_matrices(np.asarray([node.get("rotation", [0, 0, 0, 1])], np.float64))[0]
+        m[:3, :3] = rotation * np.asarray(node.get("scale", [1, 1, 1]), dtype=np.float64)
+        m[:3, 3] = node.get("translation", [0, 0, 0])
+        return m
+
+    def scene_nodes(self) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
+        """(node, node → glTF-space matrix) for every node of the default scene, parents first."""
+        js = self.json
+        scenes = js.get("scenes") or [{"nodes": list(range(len(js.get("nodes", []))))}]
+        scene = scenes[js.get("scene", 0)] if scenes else {"nodes": []}
+        stack = [(i, np.eye(4)) for i in scene.get("nodes", [])]
+        while stack:
+            idx, parent = stack.pop()
+            node = js["nodes"][idx]
+            m = parent @ self.node_matrix(node)
+            yield node, m
+            stack.extend((c, m) for c in node.get("children", []))
+
+    def mesh_positions(self, mesh_index: int) -> tuple[np.ndarray, bool]:
+        """POSITION of every primitive of a mesh as float64 (N,3), dequantized once (by
+        :meth:`accessor`); ``exact`` is False when a primitive (Draco, no bufferView) only gave
+        its accessor min/max corners."""
+        parts: list[np.ndarray] = []
+        exact = True
+        for prim in self.json["meshes"][mesh_index]["primitives"]:
+            pos_idx = prim.get("attributes", {}).get("POSITION")
+            if pos_idx is None:
+                continue
+            acc = self.json["accessors"][pos_idx]
+            if "KHR_draco_mesh_compression" in prim.get("extensions", {}) or "bufferView" not in acc:
+                lo, hi = acc.get("min"), acc.get("max")
+                if lo is not None and hi is not None and len(lo) == 3:
+                    parts.append(box_corners(np.asarray(lo, float), np.asarray(hi, float)))
+                    exact = False
+                continue
+            parts.append(np.asarray(self.accessor(pos_idx), dtype=np.float64).reshape(-1, 3))
+        return (np.concatenate(parts) if parts else np.zeros((0, 3))), exact
+
+    def instance_attributes(self, node: dict[str, Any]) -> dict[str, np.ndarray]:
+        """``EXT_mesh_gpu_instancing`` TRANSLATION / ROTATION / SCALE of a node, as float64
+        (dequantized once); empty when the node is not instanced."""
+        attrs = node.get("extensions", {}).get("EXT_mesh_gpu_instancing", {}).get("attributes", {})
+        return {key: np.asarray(self.accessor(attrs[key]), dtype=np.float64)
+                for key in ("TRANSLATION", "ROTATION", "SCALE") if key in attrs}
+
+    def scene_positions(self) -> tuple[np.ndarray, bool]:
+        """All vertex positions of the default scene in glTF space (node transforms applied;
+        GPU instances expanded on their mesh's bounds) and whether they are exact."""
+        from tiles.instancing import placed_bounds
+
+        pts: list[np.ndarray] = []
+        exact = True
+        for node, m in self.scene_nodes():
+            if "mesh" not in node:
+                continue
+            verts, mesh_exact = self.mesh_positions(node["mesh"])
+            exact &= mesh_exact
+            if not len(verts):
+                continue
+            inst = self.instance_attributes(node)
+            if inst:
+                verts = placed_bounds(verts.min(axis=0), verts.max(axis=0), inst.get("TRANSLATION"),
+                                      inst.get("ROTATION"), inst.get("SCALE"))
+            pts.append(apply_matrix(m, verts))
+        return (np.concatenate(pts) if pts else np.zeros((0, 3))), exact
 
 
 def read_glb(data: bytes) -> Glb:

@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from core.frames import enu_to_gltf
-from tiles.gltf import ELEMENT_ARRAY_BUFFER, FeatureTable, GlbBuilder, read_glb
+from tiles.gltf import ELEMENT_ARRAY_BUFFER, FeatureTable, GlbBuilder, quaternions_to_matrices, read_glb
 from tiles.models import TemplateMesh
+from tiles.volumes import box_corners
 
 EXT_INSTANCING = "EXT_mesh_gpu_instancing"
 EXT_INSTANCE_FEATURES = "EXT_instance_features"
@@ -113,14 +114,22 @@ def matrices_to_quaternions(m: np.ndarray) -> np.ndarray:
     return q
 
 
-def quaternions_to_matrices(q: np.ndarray) -> np.ndarray:
-    """(N,4) (x, y, z, w) → (N,3,3)."""
-    x, y, z, w = np.asarray(q, np.float64).T
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], 1),
-        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], 1),
-        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], 1),
-    ], axis=1)
+def placed_bounds(lo: np.ndarray, hi: np.ndarray, translations: np.ndarray | None,
+                  rotations: np.ndarray | None, scales: np.ndarray | None) -> np.ndarray:
+    """The corners of a template's bounds [lo, hi] placed at every instance: (N*8, 3), each
+    corner scaled, rotated (unit quaternions x, y, z, w) and translated as
+    ``EXT_mesh_gpu_instancing`` does. With no instance attribute at all, the 8 corners."""
+    corners = box_corners(np.asarray(lo, np.float64), np.asarray(hi, np.float64))
+    given = [a for a in (translations, rotations, scales) if a is not None]
+    if not given:
+        return corners
+    n = len(given[0])
+    t = np.zeros((n, 3)) if translations is None else np.asarray(translations, np.float64)
+    r = (np.broadcast_to(np.eye(3), (n, 3, 3)) if rotations is None
+         else quaternions_to_matrices(rotations))
+    s = np.ones((n, 3)) if scales is None else np.asarray(scales, np.float64)
+    placed = np.einsum("nij,nkj->nki", r, corners[None, :, :] * s[:, None, :])  # (n, 8, 3)
+    return (placed + t[:, None, :]).reshape(-1, 3)
 
 
 def enu_rotations_to_gltf(rot_enu: np.ndarray) -> np.ndarray:

@@ -316,7 +316,12 @@ def validate(
 
     from tiles.validate import validate_path
 
-    report = validate_path(path, gltf=not no_gltf, dem=dem)
+    height_range = None
+    if dem is not None:
+        from pipelines.dem import ellipsoidal_height_range
+
+        height_range = ellipsoidal_height_range(dem)
+    report = validate_path(path, gltf=not no_gltf, height_range=height_range)
     colours = {"error": "red", "warning": "yellow", "info": "cyan"}
     for issue in report.issues[:max_issues]:
         line = Text(f"{issue.severity:7s}", style=colours[issue.severity])
