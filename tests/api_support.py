@@ -1,14 +1,14 @@
-"""Fixtures for the API tests: a separate migrated database on the session cluster, a small
-hand-made district (rows inserted with SQL), one user per role, a tiny tiles folder.
+"""Helpers for the API tests: the small hand-made district (rows inserted with SQL by ``seed``),
+one user per role, a tiny tiles folder (``write_tiles``), settings, a real server, a TCP proxy.
 
-Import the fixtures into a test module with ``from tests.api_support import *  # noqa: F403``.
+The fixtures built on them (``api_db_url``, ``tokens``, ``tiles_dir``, ``api_settings``,
+``client``) live in ``tests/fixtures/api.py``, registered in ``tests/conftest.py``.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import shutil
 import socket
 import threading
 import time
@@ -17,10 +17,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
-
-from tests.conftest import make_world_readable_tmpdir
 
 LON0, LAT0 = 117.390, 32.930
 DAY0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -137,39 +134,6 @@ def seed(engine: sa.Engine) -> None:
              "g": f"MULTILINESTRING(({LON0 + 0.0001} {LAT0 + 0.0001},{LON0 + 0.001} {LAT0 + 0.001}))"})
 
 
-@pytest.fixture(scope="session")
-def api_db_url(pg_url: str) -> Iterator[str]:
-    """A database of its own on the session cluster (so other tests' rows never mix in)."""
-    import psycopg
-
-    from gis import migrate
-
-    admin = sa.engine.make_url(pg_url)
-    dbname = "onemap_api_test"
-    with psycopg.connect(admin.set(drivername="postgresql", database="postgres").render_as_string(False),
-                         autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-    url = admin.set(database=dbname).render_as_string(False)
-    migrate.upgrade(url)
-    engine = sa.create_engine(url)
-    seed(engine)
-    engine.dispose()
-    yield url
-
-
-@pytest.fixture(scope="session")
-def tokens(api_db_url: str) -> dict[str, str]:
-    """role → bearer token, plus 'privileged' (an operator with --privileged)."""
-    from api.auth import add_user
-
-    engine = sa.create_engine(api_db_url)
-    out = {role: add_user(engine, name, role) for role, name in ROLE_USERS.items()}
-    out["privileged"] = add_user(engine, "t-privileged", "operator", privileged=True)
-    engine.dispose()
-    return out
-
-
 def write_tiles(root: Path) -> None:
     (root / "buildings").mkdir(parents=True, exist_ok=True)
     tileset = {"asset": {"version": "1.1"}, "geometricError": 100,
@@ -199,17 +163,6 @@ def write_tiles(root: Path) -> None:
         "terrain": {"url": "/terrain"}}))
 
 
-@pytest.fixture(scope="session")
-def tiles_dir() -> Iterator[Path]:
-    root = make_world_readable_tmpdir("onemap-test-tiles-")
-    write_tiles(root / "tiles")
-    secret = root / "secret.txt"
-    secret.write_text("outside the tiles root")
-    (root / "tiles" / "buildings" / "escape.json").symlink_to(secret)
-    yield root / "tiles"
-    shutil.rmtree(root, ignore_errors=True)
-
-
 def make_settings(db_url: str, tiles: Path, **overrides: object):  # noqa: ANN201
     from core.settings import Settings
 
@@ -219,21 +172,6 @@ def make_settings(db_url: str, tiles: Path, **overrides: object):  # noqa: ANN20
     )
     values.update(overrides)
     return Settings(**values)
-
-
-@pytest.fixture(scope="session")
-def api_settings(api_db_url: str, tiles_dir: Path):  # noqa: ANN201
-    return make_settings(api_db_url, tiles_dir)
-
-
-@pytest.fixture(scope="session")
-def client(api_settings, tokens):  # noqa: ANN001, ANN201
-    from fastapi.testclient import TestClient
-
-    from api.app import create_app
-
-    with TestClient(create_app(api_settings)) as c:
-        yield c
 
 
 def auth(tokens: dict[str, str], role: str | None) -> dict[str, str]:

@@ -4,8 +4,9 @@
 embedded cluster is initialised for the test session in a temporary folder and removed after.
 
 Every fixture lives here or in a plugin module listed in ``pytest_plugins`` (``tests/fixtures/``);
-test modules never import fixtures by name. Plain helpers stay in ``tests/*_support.py``-style
-modules (``api_support``, ``gis_helpers``, ``gis_world``, ``tiles_fixtures``, ``viewer_district``).
+test modules never import fixtures by name. Plain helper functions and constants stay in the
+helper modules (``api_support``, ``gis_helpers``, ``gis_world``, ``tiles_fixtures``,
+``viewer_district``) and are imported normally.
 """
 
 from __future__ import annotations

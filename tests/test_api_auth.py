@@ -11,16 +11,7 @@ import itertools
 import pytest
 import sqlalchemy as sa
 
-from tests.api_support import (  # noqa: F401
-    LAT0,
-    LON0,
-    api_db_url,
-    api_settings,
-    auth,
-    client,
-    tiles_dir,
-    tokens,
-)
+from tests.api_support import LAT0, LON0, auth
 
 ALL = {None, "admin", "operator", "planner", "viewer", "device"}
 READ = {"admin", "operator", "planner", "viewer"}
@@ -80,7 +71,7 @@ MATRIX: list[tuple[str, str, set[str | None], int]] = [
 _counter = itertools.count()
 
 
-def _fresh_event(api_db_url: str) -> str:  # noqa: F811
+def _fresh_event(api_db_url: str) -> str:
     eid = f"EAUTH{next(_counter):04d}"
     engine = sa.create_engine(api_db_url)
     with engine.begin() as conn:
@@ -97,7 +88,7 @@ def _fresh_event(api_db_url: str) -> str:  # noqa: F811
 
 @pytest.mark.parametrize("role", sorted(ALL, key=lambda r: r or ""))
 @pytest.mark.parametrize("method, path, allowed, ok", MATRIX, ids=[f"{m} {p[:60]}" for m, p, _, _ in MATRIX])
-def test_auth_matrix(client, tokens, api_db_url, role, method, path, allowed, ok) -> None:  # noqa: F811
+def test_auth_matrix(client, tokens, api_db_url, role, method, path, allowed, ok) -> None:
     expected = ok if role in allowed else (401 if role is None else 403)
     if path == "/stream" and expected == 200:
         pytest.skip("200 on /stream is checked with a real server in test_api_live.py::test_stream_auth")
@@ -121,7 +112,7 @@ def test_auth_matrix(client, tokens, api_db_url, role, method, path, allowed, ok
         assert r.headers["www-authenticate"].startswith("Bearer")
 
 
-def test_anonymous_collections_follow_settings(api_db_url, tiles_dir, tokens) -> None:  # noqa: F811
+def test_anonymous_collections_follow_settings(api_db_url, tiles_dir, tokens) -> None:
     from fastapi.testclient import TestClient
 
     from api.app import create_app
@@ -134,7 +125,7 @@ def test_anonymous_collections_follow_settings(api_db_url, tiles_dir, tokens) ->
         assert [x["id"] for x in c.get("/collections").json()["collections"]] == ["events"]
 
 
-def test_bad_tokens(client, tokens) -> None:  # noqa: F811
+def test_bad_tokens(client, tokens) -> None:
     r = client.get("/collections/events/items", headers={"Authorization": "Bearer om_nope"})
     assert r.status_code == 401 and r.json()["detail"] == "invalid or revoked token"
     r = client.get("/collections/events/items", headers={"Authorization": "Basic dXNlcjpwYXNz"})
@@ -143,7 +134,7 @@ def test_bad_tokens(client, tokens) -> None:  # noqa: F811
     assert r.status_code == 401  # a bad token is an error even where anonymous would do
 
 
-def test_tokens_hashed_and_revocation(client, api_db_url) -> None:  # noqa: F811
+def test_tokens_hashed_and_revocation(client, api_db_url) -> None:
     from api.auth import add_user, hash_token, list_users, revoke_user
 
     engine = sa.create_engine(api_db_url)
@@ -164,7 +155,7 @@ def test_tokens_hashed_and_revocation(client, api_db_url) -> None:  # noqa: F811
     engine.dispose()
 
 
-def test_users_cli(api_db_url, monkeypatch) -> None:  # noqa: F811
+def test_users_cli(api_db_url, monkeypatch) -> None:
     from typer.testing import CliRunner
 
     from core.settings import get_settings
@@ -190,14 +181,14 @@ def test_users_cli(api_db_url, monkeypatch) -> None:  # noqa: F811
         get_settings.cache_clear()
 
 
-def test_audit_log_is_append_only(api_db_url) -> None:  # noqa: F811
+def test_audit_log_is_append_only(api_db_url) -> None:
     engine = sa.create_engine(api_db_url)
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM audit_log"))
     engine.dispose()
 
 
-def test_privileged_population_analytics_audited(client, tokens, api_db_url) -> None:  # noqa: F811
+def test_privileged_population_analytics_audited(client, tokens, api_db_url) -> None:
     plain = client.get(
         "/analytics/population?level=building&id=B000002", headers=auth(tokens, "operator")
     ).json()

@@ -9,27 +9,16 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import sqlalchemy as sa
 
-from tests.api_support import (  # noqa: F401
-    LAT0,
-    LON0,
-    N_EVENTS,
-    api_db_url,
-    api_settings,
-    auth,
-    client,
-    event_rows,
-    tiles_dir,
-    tokens,
-)
+from tests.api_support import LAT0, LON0, N_EVENTS, auth, event_rows
 
 GEOJSON = "application/geo+json"
 
 
-def get(client, tokens, path, role="viewer", **kw):  # noqa: F811
+def get(client, tokens, path, role="viewer", **kw):
     return client.get(path, headers={**auth(tokens, role), **kw.pop("headers", {})}, **kw)
 
 
-def test_landing_json_and_html(client, tokens) -> None:  # noqa: F811
+def test_landing_json_and_html(client, tokens) -> None:
     r = client.get("/", headers={"Accept": "application/json"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
     rels = {link["rel"] for link in r.json()["links"]}
@@ -39,7 +28,7 @@ def test_landing_json_and_html(client, tokens) -> None:  # noqa: F811
     assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
 
 
-def test_conformance_and_openapi(client) -> None:  # noqa: F811
+def test_conformance_and_openapi(client) -> None:
     classes = client.get("/conformance").json()["conformsTo"]
     assert "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core" in classes
     assert "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30" in classes
@@ -50,7 +39,7 @@ def test_conformance_and_openapi(client) -> None:  # noqa: F811
     assert '"type":"null"' not in text.replace(" ", "")
 
 
-def test_collections_depend_on_role(client, tokens) -> None:  # noqa: F811
+def test_collections_depend_on_role(client, tokens) -> None:
     anon = {c["id"] for c in client.get("/collections").json()["collections"]}
     assert anon == {"buildings", "communities", "grid_cells", "cameras", "checkpoints"}
     viewer = {c["id"] for c in get(client, tokens, "/collections").json()["collections"]}
@@ -59,7 +48,7 @@ def test_collections_depend_on_role(client, tokens) -> None:  # noqa: F811
     assert len(admin) == 11
 
 
-def test_collection_metadata_and_extent(client, tokens) -> None:  # noqa: F811
+def test_collection_metadata_and_extent(client, tokens) -> None:
     c = get(client, tokens, "/collections/events").json()
     assert c["id"] == "events" and c["itemType"] == "feature"
     w, s, e, n = c["extent"]["spatial"]["bbox"][0]
@@ -70,7 +59,7 @@ def test_collection_metadata_and_extent(client, tokens) -> None:  # noqa: F811
     assert {"self", "items"} <= rels
 
 
-def test_paging_links_and_counts(client, tokens) -> None:  # noqa: F811
+def test_paging_links_and_counts(client, tokens) -> None:
     seen: list[str] = []
     url = "/collections/events/items?limit=60"
     pages = 0
@@ -91,7 +80,7 @@ def test_paging_links_and_counts(client, tokens) -> None:  # noqa: F811
     assert seen == sorted(seen)
 
 
-def test_limit_is_capped(client, tokens, api_settings) -> None:  # noqa: F811
+def test_limit_is_capped(client, tokens, api_settings) -> None:
     r = get(client, tokens, f"/collections/events/items?limit={api_settings.api.max_page_size + 5000}")
     assert r.status_code == 200
     nxt = [link["href"] for link in r.json()["links"] if link["rel"] == "self"][0]
@@ -99,7 +88,7 @@ def test_limit_is_capped(client, tokens, api_settings) -> None:  # noqa: F811
     assert get(client, tokens, "/collections/events/items?limit=0").status_code == 422
 
 
-def test_feature_geometry_crs84(client, tokens) -> None:  # noqa: F811
+def test_feature_geometry_crs84(client, tokens) -> None:
     f = get(client, tokens, "/collections/events/items/E0000001").json()
     assert f["type"] == "Feature" and f["id"] == "E0000001"
     lon, lat = f["geometry"]["coordinates"]
@@ -108,7 +97,7 @@ def test_feature_geometry_crs84(client, tokens) -> None:  # noqa: F811
     assert get(client, tokens, "/collections/events/items/NOPE").status_code == 404
 
 
-def test_response_crs_parameter(client, tokens) -> None:  # noqa: F811
+def test_response_crs_parameter(client, tokens) -> None:
     # GDAL's OAPIF driver asks for crs=<CRS84 URI> once a collection lists it (regression: it got a 400)
     crs84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
     for path in ("/collections/events/items", "/collections/events/items/E0000001"):
@@ -119,7 +108,7 @@ def test_response_crs_parameter(client, tokens) -> None:  # noqa: F811
         assert r.status_code == 400 and "crs" in r.json()["detail"]
 
 
-def test_bbox(client, tokens) -> None:  # noqa: F811
+def test_bbox(client, tokens) -> None:
     # events lie on a 20 x 13 lattice, 0.0002 deg apart, first at +0.0001; take the first 5 x 2
     bbox = f"{LON0},{LAT0},{LON0 + 0.00095},{LAT0 + 0.00035}"
     body = get(client, tokens, f"/collections/events/items?bbox={bbox}&limit=100").json()
@@ -146,13 +135,13 @@ def test_bbox(client, tokens) -> None:  # noqa: F811
         ("2026-03-02", 24),  # a whole day
     ],
 )
-def test_datetime(client, tokens, dt, expected) -> None:  # noqa: F811
+def test_datetime(client, tokens, dt, expected) -> None:
     r = get(client, tokens, "/collections/events/items", params={"datetime": dt, "limit": 1})
     assert r.status_code == 200, r.text
     assert r.json()["numberMatched"] == expected
 
 
-def test_datetime_errors(client, tokens) -> None:  # noqa: F811
+def test_datetime_errors(client, tokens) -> None:
     assert get(client, tokens, "/collections/events/items?datetime=yesterday").status_code == 400
     assert get(client, tokens, "/collections/events/items?datetime=../..").status_code == 400
     assert get(client, tokens, "/collections/buildings/items?datetime=2026-03-02").status_code == 400
@@ -205,7 +194,7 @@ def _in_box(e: dict) -> bool:
         ("priority BETWEEN 'A' AND 'B'", lambda e: e["priority"] in "AB"),
     ],
 )
-def test_cql2_filter(client, tokens, cql, pred) -> None:  # noqa: F811
+def test_cql2_filter(client, tokens, cql, pred) -> None:
     expected = sum(1 for e in event_rows() if pred(e))
     assert 0 < expected
     r = get(
@@ -218,7 +207,7 @@ def test_cql2_filter(client, tokens, cql, pred) -> None:  # noqa: F811
     assert r.json()["numberMatched"] == expected, cql
 
 
-def test_cql2_counts_match_sql(client, tokens, api_db_url) -> None:  # noqa: F811
+def test_cql2_counts_match_sql(client, tokens, api_db_url) -> None:
     engine = sa.create_engine(api_db_url)
     with engine.connect() as conn:
         n = conn.execute(
@@ -252,13 +241,13 @@ def test_cql2_counts_match_sql(client, tokens, api_db_url) -> None:  # noqa: F81
         "S_INTERSECTS(geometry, POLYGON((0 0, 1 0, 1 1, 0 0))) AND foo(category) = 1",
     ],
 )
-def test_cql2_rejects(client, tokens, cql) -> None:  # noqa: F811
+def test_cql2_rejects(client, tokens, cql) -> None:
     r = get(client, tokens, "/collections/events/items", params={"filter": cql})
     assert r.status_code == 400, (cql, r.text)
     assert r.json()["status"] == 400 and "Traceback" not in r.text
 
 
-def test_filter_lang_and_geometry_caps(client, tokens, api_db_url, tiles_dir) -> None:  # noqa: F811
+def test_filter_lang_and_geometry_caps(client, tokens, api_db_url, tiles_dir) -> None:
     from fastapi.testclient import TestClient
 
     from api.app import create_app
@@ -273,7 +262,7 @@ def test_filter_lang_and_geometry_caps(client, tokens, api_db_url, tiles_dir) ->
     assert r.status_code == 400 and "too complex" in r.json()["detail"]
 
 
-def test_sortby_properties_and_property_filter(client, tokens) -> None:  # noqa: F811
+def test_sortby_properties_and_property_filter(client, tokens) -> None:
     body = get(client, tokens, "/collections/buildings/items?sortby=-height&limit=3").json()
     heights = [f["properties"]["height"] for f in body["features"]]
     assert heights == sorted(heights, reverse=True) and heights[0] == 10.0 + 3 * 19
@@ -291,7 +280,7 @@ def test_sortby_properties_and_property_filter(client, tokens) -> None:  # noqa:
     assert get(client, tokens, "/collections/buildings/items?properties=colour").status_code == 400
 
 
-def test_queryables(client, tokens) -> None:  # noqa: F811
+def test_queryables(client, tokens) -> None:
     r = get(client, tokens, "/collections/events/queryables")
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/schema+json")
     props = r.json()["properties"]
@@ -299,7 +288,7 @@ def test_queryables(client, tokens) -> None:  # noqa: F811
     assert "geometry" in props
 
 
-def test_property_level_roles(client, tokens) -> None:  # noqa: F811
+def test_property_level_roles(client, tokens) -> None:
     anon = client.get("/collections/grid_cells/items/G001").json()["properties"]
     assert "staff_phone" not in anon and anon["staff_name"] == "张三"
     op = get(client, tokens, "/collections/grid_cells/items/G001", "operator").json()["properties"]
@@ -308,7 +297,7 @@ def test_property_level_roles(client, tokens) -> None:  # noqa: F811
     assert r.status_code == 400  # cannot probe hidden properties through filters either
 
 
-def test_population_suppressed_and_privileged_audited(client, tokens, api_db_url) -> None:  # noqa: F811
+def test_population_suppressed_and_privileged_audited(client, tokens, api_db_url) -> None:
     planner = get(client, tokens, "/collections/population_by_building/items/B000002", "planner").json()
     assert planner["properties"]["total"] is None and "total" in planner["properties"]["suppressed"]
     big = get(client, tokens, "/collections/population_by_building/items/B000001", "planner").json()
@@ -329,7 +318,7 @@ def test_population_suppressed_and_privileged_audited(client, tokens, api_db_url
     assert get(client, tokens, "/collections/population_by_building/items", "viewer").status_code == 403
 
 
-def test_patrol_tracks_integer_ids(client, tokens) -> None:  # noqa: F811
+def test_patrol_tracks_integer_ids(client, tokens) -> None:
     body = get(client, tokens, "/collections/patrol_tracks/items", "operator").json()
     assert body["numberMatched"] == 1
     fid = body["features"][0]["id"]
@@ -340,7 +329,7 @@ def test_patrol_tracks_integer_ids(client, tokens) -> None:  # noqa: F811
     assert r.json()["numberMatched"] == 1  # inside the shift interval
 
 
-def test_unknown_collection_and_format(client, tokens) -> None:  # noqa: F811
+def test_unknown_collection_and_format(client, tokens) -> None:
     r = get(client, tokens, "/collections/nope/items")
     assert r.status_code == 404 and r.json() == {
         "detail": "no collection 'nope'; see /collections",

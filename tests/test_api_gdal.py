@@ -14,15 +14,7 @@ import sys
 
 import pytest
 
-from tests.api_support import (  # noqa: F401
-    N_EVENTS,
-    api_db_url,
-    api_settings,
-    make_settings,
-    running_server,
-    tiles_dir,
-    tokens,
-)
+from tests.api_support import N_EVENTS, make_settings, running_server
 
 pytest.importorskip("pyogrio")
 
@@ -53,7 +45,7 @@ class CountItems:
         await self.app(scope, receive, send)
 
 
-def test_gdal_oapif(api_db_url, tiles_dir, tokens) -> None:  # noqa: F811
+def test_gdal_oapif(api_db_url, tiles_dir, tokens) -> None:
     counter: list[CountItems] = []
 
     def wrap(app):  # noqa: ANN001, ANN202

@@ -14,19 +14,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api_support import (  # noqa: F401
-    LAT0,
-    LON0,
-    TcpProxy,
-    api_db_url,
-    auth,
-    db_port,
-    make_settings,
-    proxied_url,
-    running_server,
-    tiles_dir,
-    tokens,
-)
+from tests.api_support import LAT0, LON0, TcpProxy, auth, db_port, make_settings, proxied_url, running_server
 
 
 class SSE:
@@ -83,7 +71,7 @@ class SSE:
 
 
 @pytest.fixture(scope="module")
-def live(api_db_url, tiles_dir, tokens) -> Iterator[tuple[str, TcpProxy]]:  # noqa: F811
+def live(api_db_url, tiles_dir, tokens) -> Iterator[tuple[str, TcpProxy]]:
     proxy = TcpProxy(db_port(api_db_url))
     proxy.start()
     settings = make_settings(
@@ -99,7 +87,7 @@ def live(api_db_url, tiles_dir, tokens) -> Iterator[tuple[str, TcpProxy]]:  # no
     proxy.stop()
 
 
-def test_stream_auth(live, tokens) -> None:  # noqa: F811
+def test_stream_auth(live, tokens) -> None:
     base, _ = live
     assert httpx.get(f"{base}/stream", timeout=10).status_code == 401
     assert httpx.get(f"{base}/stream", headers=auth(tokens, "device"), timeout=10).status_code == 403
@@ -112,7 +100,7 @@ def test_stream_auth(live, tokens) -> None:  # noqa: F811
     s.close()
 
 
-def test_stream_events_positions_heartbeat_resume(live, tokens) -> None:  # noqa: F811
+def test_stream_events_positions_heartbeat_resume(live, tokens) -> None:
     base, _ = live
     viewer = SSE(f"{base}/stream", auth(tokens, "viewer"))
     planner = SSE(f"{base}/stream", auth(tokens, "planner"))
@@ -159,7 +147,7 @@ def test_stream_events_positions_heartbeat_resume(live, tokens) -> None:  # noqa
     again.close()
 
 
-def test_db_down_503_then_recovery(live, tokens) -> None:  # noqa: F811
+def test_db_down_503_then_recovery(live, tokens) -> None:
     base, proxy = live
     h = auth(tokens, "viewer")
     assert httpx.get(f"{base}/collections/events/items?limit=1", headers=h, timeout=30).status_code == 200
@@ -196,7 +184,7 @@ def test_db_down_503_then_recovery(live, tokens) -> None:  # noqa: F811
     stream.close()
 
 
-def test_unreachable_database_is_503_not_500(tiles_dir) -> None:  # noqa: F811
+def test_unreachable_database_is_503_not_500(tiles_dir) -> None:
     from api.app import create_app
 
     settings = make_settings("postgresql://postgres@127.0.0.1:9/none", tiles_dir, db_retry_after_s=7)

@@ -8,27 +8,21 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from tests.api_support import (  # noqa: F401
-    api_db_url,
-    api_settings,
-    auth,
-    tiles_dir,
-    tokens,
-)
+from tests.api_support import auth
 
 schemathesis = pytest.importorskip("schemathesis")
 from schemathesis.checks import not_a_server_error  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def api_schema(api_settings, tokens):  # noqa: F811, ANN001, ANN201
+@pytest.fixture(scope="module")
+def api_schema(api_settings, tokens):  # noqa: ANN001, ANN201
     from api.app import create_app
 
     app = create_app(api_settings)
     return schemathesis.openapi.from_asgi("/api", app).exclude(path="/stream")
 
 
-def test_no_server_errors(api_schema, tokens) -> None:  # noqa: F811, ANN001
+def test_no_server_errors(api_schema, tokens) -> None:  # noqa: ANN001
     """Every operation, a few generated requests each (as admin), none answered with a 5xx."""
     headers = auth(tokens, "admin")
     failures: list[str] = []

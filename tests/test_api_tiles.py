@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api_support import make_settings, tiles_dir  # noqa: F401
+from tests.api_support import make_settings
 
 
 @pytest.fixture(scope="module")
-def tc(tiles_dir: Path) -> Iterator[TestClient]:  # noqa: F811
+def tc(tiles_dir: Path) -> Iterator[TestClient]:
     from api.app import create_app
 
     # The database is never touched by tile routes: point at a closed port.
@@ -28,7 +28,7 @@ def tc(tiles_dir: Path) -> Iterator[TestClient]:  # noqa: F811
 IDENTITY = {"Accept-Encoding": "identity"}
 
 
-def test_catalog_is_index_json(tc: TestClient, tiles_dir: Path) -> None:  # noqa: F811
+def test_catalog_is_index_json(tc: TestClient, tiles_dir: Path) -> None:
     r = tc.get("/tilesets")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("application/json")
@@ -66,7 +66,7 @@ def test_mime_types(tc: TestClient, path: str, mime: str) -> None:
     assert "max-age" in r.headers["cache-control"]
 
 
-def test_body_identical_to_file(tc: TestClient, tiles_dir: Path) -> None:  # noqa: F811
+def test_body_identical_to_file(tc: TestClient, tiles_dir: Path) -> None:
     r = tc.get("/tiles/buildings/0/0.glb", headers=IDENTITY)
     assert r.content == (tiles_dir / "buildings" / "0" / "0.glb").read_bytes()
     assert "content-encoding" not in r.headers
@@ -87,7 +87,7 @@ def test_etag_304(tc: TestClient) -> None:
     assert r5.status_code == 304
 
 
-def test_etag_changes_when_file_changes(tc: TestClient, tiles_dir: Path) -> None:  # noqa: F811
+def test_etag_changes_when_file_changes(tc: TestClient, tiles_dir: Path) -> None:
     path = tiles_dir / "trees" / "b.pnts"
     path.write_bytes(b"pnts-version-1")
     e1 = tc.get("/tiles/trees/b.pnts", headers=IDENTITY).headers["etag"]
@@ -99,7 +99,7 @@ def test_etag_changes_when_file_changes(tc: TestClient, tiles_dir: Path) -> None
     assert r.headers["etag"] != e1
 
 
-def test_gzip_on_the_fly(tc: TestClient, tiles_dir: Path) -> None:  # noqa: F811
+def test_gzip_on_the_fly(tc: TestClient, tiles_dir: Path) -> None:
     raw = (tiles_dir / "buildings" / "0" / "0.glb").read_bytes()
     r = tc.get("/tiles/buildings/0/0.glb", headers={"Accept-Encoding": "gzip"})
     assert r.status_code == 200
@@ -114,7 +114,7 @@ def test_gzip_on_the_fly(tc: TestClient, tiles_dir: Path) -> None:  # noqa: F811
     assert again.status_code == 304
 
 
-def test_precompressed_terrain(tc: TestClient, tiles_dir: Path) -> None:  # noqa: F811
+def test_precompressed_terrain(tc: TestClient, tiles_dir: Path) -> None:
     disk = (tiles_dir / "terrain" / "0" / "0" / "0.terrain").read_bytes()
     assert disk[:2] == b"\x1f\x8b"
     r = tc.get("/terrain/0/0/0.terrain", headers={"Accept-Encoding": "gzip, deflate"})
@@ -137,7 +137,7 @@ def test_terrain_with_cesium_query_and_accept(tc: TestClient) -> None:
     assert r.status_code == 200
 
 
-def test_range_requests(tc: TestClient, tiles_dir: Path) -> None:  # noqa: F811
+def test_range_requests(tc: TestClient, tiles_dir: Path) -> None:
     raw = (tiles_dir / "buildings" / "0" / "0.glb").read_bytes()
     size = len(raw)
     r = tc.get("/tiles/buildings/0/0.glb", headers={"Range": "bytes=0-3", "Accept-Encoding": "gzip"})
@@ -184,7 +184,7 @@ def test_no_traversal(tc: TestClient, path: str) -> None:
     assert r.headers["content-type"].startswith("application/json")
 
 
-def test_traversal_raw_socket(tiles_dir: Path) -> None:  # noqa: F811
+def test_traversal_raw_socket(tiles_dir: Path) -> None:
     """Send the raw, un-normalised request line to a real server (clients normalise '..')."""
     import socket
 
@@ -220,7 +220,7 @@ def test_cors_and_head(tc: TestClient) -> None:
     assert int(h.headers["content-length"]) > 0
 
 
-def test_cache_is_bounded(tiles_dir: Path) -> None:  # noqa: F811
+def test_cache_is_bounded(tiles_dir: Path) -> None:
     from api.tilestore import TileStore
 
     store = TileStore(tiles_dir, cache_bytes=4000, max_file_bytes=1 << 20, max_age_s=1, json_max_age_s=1,
@@ -234,7 +234,7 @@ def test_cache_is_bounded(tiles_dir: Path) -> None:  # noqa: F811
     assert time.perf_counter() - t < 5
 
 
-def test_large_files_streamed_from_disk(tiles_dir: Path) -> None:  # noqa: F811
+def test_large_files_streamed_from_disk(tiles_dir: Path) -> None:
     from api.app import create_app
 
     settings = make_settings("postgresql://x@127.0.0.1:9/x", tiles_dir, tile_cache_max_file_bytes=1000)

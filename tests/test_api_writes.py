@@ -6,19 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from tests.api_support import (  # noqa: F401
-    LAT0,
-    LON0,
-    api_db_url,
-    api_settings,
-    auth,
-    client,
-    tiles_dir,
-    tokens,
-)
+from tests.api_support import LAT0, LON0, auth
 
 
-def test_create_event_committed_and_located(client, tokens, api_db_url) -> None:  # noqa: F811
+def test_create_event_committed_and_located(client, tokens, api_db_url) -> None:
     body = {
         "category": "sanitation",
         "priority": "B",
@@ -46,7 +37,7 @@ def test_create_event_committed_and_located(client, tokens, api_db_url) -> None:
     assert row == ("reported", "t-operator")
 
 
-def test_create_event_validation(client, tokens) -> None:  # noqa: F811
+def test_create_event_validation(client, tokens) -> None:
     h = auth(tokens, "device")
     r = client.post("/events", json={"category": "nonsense", "lon": 200, "lat": 32.9}, headers=h)
     assert r.status_code == 422
@@ -70,14 +61,14 @@ def test_create_event_validation(client, tokens) -> None:  # noqa: F811
     assert r.status_code == 201 and r.json()["properties"]["grid_id"] == "G004"
 
 
-def test_duplicate_event_id_conflicts(client, tokens) -> None:  # noqa: F811
+def test_duplicate_event_id_conflicts(client, tokens) -> None:
     body = {"id": "EDUP1", "category": "dispute", "lon": LON0, "lat": LAT0}
     assert client.post("/events", json=body, headers=auth(tokens, "admin")).status_code == 201
     r = client.post("/events", json=body, headers=auth(tokens, "admin"))
     assert r.status_code == 409
 
 
-def test_lifecycle_and_history(client, tokens) -> None:  # noqa: F811
+def test_lifecycle_and_history(client, tokens) -> None:
     h = auth(tokens, "operator")
     eid = client.post(
         "/events", json={"category": "street_order", "lon": LON0, "lat": LAT0}, headers=h
@@ -105,7 +96,7 @@ def test_lifecycle_and_history(client, tokens) -> None:  # noqa: F811
     assert client.get("/events/NOPE/history", headers=h).status_code == 404
 
 
-def test_gps_fixes_batch(client, tokens, api_db_url) -> None:  # noqa: F811
+def test_gps_fixes_batch(client, tokens, api_db_url) -> None:
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
     fixes = [
         {
@@ -147,7 +138,7 @@ def test_gps_fixes_batch(client, tokens, api_db_url) -> None:  # noqa: F811
     )
 
 
-def test_gps_batch_and_body_caps(client, tokens, api_settings) -> None:  # noqa: F811
+def test_gps_batch_and_body_caps(client, tokens, api_settings) -> None:
     fix = {"device_id": "D002", "t": "2026-03-02T00:00:00Z", "lon": LON0, "lat": LAT0}
     r = client.post(
         "/gps/fixes", json=[fix] * (api_settings.api.max_gps_batch + 1), headers=auth(tokens, "device")

@@ -12,7 +12,6 @@ from sqlalchemy import text
 
 from gis import analytics as A
 from tests import gis_world as W
-from tests.gis_helpers import conn, sa_conn, tiny_delivery, tiny_loaded  # noqa: F401 - fixtures
 
 START, END = W.DAY - timedelta(days=3), W.DAY + timedelta(days=1)
 
@@ -41,7 +40,7 @@ def _insert_event(
 
 
 # --- density -------------------------------------------------------------------------------------------
-def test_density_grid_counts_match_point_in_polygon(sa_conn) -> None:  # noqa: ANN001, F811
+def test_density_grid_counts_match_point_in_polygon(sa_conn) -> None:  # noqa: ANN001
     fc = A.event_density(sa_conn, START, END, cell="grid")
     got = {f["id"]: f["properties"]["count"] for f in fc["features"]}
     want = {
@@ -56,7 +55,7 @@ def test_density_grid_counts_match_point_in_polygon(sa_conn) -> None:  # noqa: A
     assert fc["features"][0]["geometry"]["type"] in ("Polygon", "MultiPolygon")
 
 
-def test_density_square_matches_numpy_floor(sa_conn) -> None:  # noqa: ANN001, F811
+def test_density_square_matches_numpy_floor(sa_conn) -> None:  # noqa: ANN001
     size = 100.0
     fc = A.event_density(sa_conn, START, END, cell="square", size_m=size)
     got = {(f["properties"]["i"], f["properties"]["j"]): f["properties"]["count"] for f in fc["features"]}
@@ -65,7 +64,7 @@ def test_density_square_matches_numpy_floor(sa_conn) -> None:  # noqa: ANN001, F
     assert got == {(int(i), int(j)): int(n) for (i, j), n in zip(ij, counts, strict=True)}
 
 
-def test_density_hex_each_event_in_its_hexagon(sa_conn) -> None:  # noqa: ANN001, F811
+def test_density_hex_each_event_in_its_hexagon(sa_conn) -> None:  # noqa: ANN001
     fc = A.event_density(sa_conn, START, END, cell="hex", size_m=60)
     assert fc["meta"]["total"] == len(_events_xy(sa_conn))
     from pyproj import Transformer
@@ -91,7 +90,7 @@ def _gi_star(x: np.ndarray, centres: np.ndarray, d: float) -> np.ndarray:
     return (w @ x - xbar * wsum) / (s * np.sqrt((n * (w**2).sum(axis=1) - wsum**2) / (n - 1)))
 
 
-def test_hotspots_gi_star_matches_numpy(sa_conn) -> None:  # noqa: ANN001, F811
+def test_hotspots_gi_star_matches_numpy(sa_conn) -> None:  # noqa: ANN001
     cluster = [(W.X0 + 5 + dx, W.Y0 + 5 + dy) for dx, dy in np.random.default_rng(3).uniform(0, 90, (25, 2))]
     for k, (cx, cy) in enumerate(cluster):  # a cluster in the SW square
         _insert_event(sa_conn, f"EX{k:04d}", cx, cy)
@@ -125,7 +124,7 @@ def test_hotspots_gi_star_matches_numpy(sa_conn) -> None:  # noqa: ANN001, F811
 
 
 # --- SLA ---------------------------------------------------------------------------------------------------
-def test_sla_against_python(sa_conn) -> None:  # noqa: ANN001, F811
+def test_sla_against_python(sa_conn) -> None:  # noqa: ANN001
     deadlines = dict(sa_conn.execute(text("SELECT code, deadline_hours FROM event_category")).fetchall())
     now = W.DAY + timedelta(hours=2)
     rows = {r["key"]: r for r in A.sla(sa_conn, "category", now=now)}
@@ -161,7 +160,7 @@ def test_sla_against_python(sa_conn) -> None:  # noqa: ANN001, F811
     assert by_worker["W001"]["open"] == 2
 
 
-def test_sla_stage_times_of_a_reopened_event(sa_conn) -> None:  # noqa: ANN001, F811
+def test_sla_stage_times_of_a_reopened_event(sa_conn) -> None:  # noqa: ANN001
     """Never-reopened events are timed from their lifecycle columns, reopened ones from their
     history (the reopen cleared their columns): both must count, each step once."""
     t = W.DAY - timedelta(days=1)  # gis_world's events start here
@@ -189,7 +188,7 @@ def test_sla_stage_times_of_a_reopened_event(sa_conn) -> None:  # noqa: ANN001, 
 
 
 # --- nearest patrollers -----------------------------------------------------------------------------
-def test_nearest_patrollers_knn(sa_conn) -> None:  # noqa: ANN001, F811
+def test_nearest_patrollers_knn(sa_conn) -> None:  # noqa: ANN001
     latest: dict[str, tuple[datetime, float, float]] = {}
     for f in W.gps_rows():
         if f["worker_id"] not in latest or f["t"] > latest[f["worker_id"]][0]:
@@ -249,7 +248,7 @@ def _visible_python(cams: list[dict], buildings: list[dict], tx: float, ty: floa
     return out
 
 
-def test_cameras_visible_matches_shapely(sa_conn) -> None:  # noqa: ANN001, F811
+def test_cameras_visible_matches_shapely(sa_conn) -> None:  # noqa: ANN001
     # a tall wall between CAM0001 (100, 10) and the road, and a low shed that must not block
     sa_conn.execute(
         text("""INSERT INTO buildings (id, height, geom)
@@ -335,7 +334,7 @@ def _population_python(level: str) -> dict[str, dict[str, int]]:
 
 
 @pytest.mark.parametrize("level", ["building", "grid", "community"])
-def test_population_full_and_suppressed(sa_conn, level: str) -> None:  # noqa: ANN001, F811
+def test_population_full_and_suppressed(sa_conn, level: str) -> None:  # noqa: ANN001
     want = _population_python(level)
     full = {r["id"]: r for r in A.population(sa_conn, level, privileged=True)}
     public = {r["id"]: r for r in A.population(sa_conn, level)}
@@ -352,7 +351,7 @@ def test_population_full_and_suppressed(sa_conn, level: str) -> None:  # noqa: A
     assert len(one) == 1
 
 
-def test_population_roles(sa_conn) -> None:  # noqa: ANN001, F811
+def test_population_roles(sa_conn) -> None:  # noqa: ANN001
     sa_conn.execute(text("SET LOCAL ROLE onemap_reader"))
     assert A.population(sa_conn, "building")
     with pytest.raises(Exception, match="permission denied"):
@@ -360,7 +359,7 @@ def test_population_roles(sa_conn) -> None:  # noqa: ANN001, F811
 
 
 # --- KPIs ------------------------------------------------------------------------------------------
-def test_kpis(sa_conn) -> None:  # noqa: ANN001, F811
+def test_kpis(sa_conn) -> None:  # noqa: ANN001
     now = W.DAY + timedelta(minutes=8)  # 08:08 local: W001 reported recently
     _insert_event(sa_conn, "EK0001", W.X0 + 10, W.Y0 + 10, reported=now - timedelta(minutes=5))
     k = A.kpis(sa_conn, now=now)

@@ -14,13 +14,12 @@ import pytest
 from gis.loaders.copy_binary import copy_columns
 from gis.loaders.gps import load_gps
 from gis.loaders.report import LoadReport
-from tests.gis_helpers import conn, tiny_delivery, tiny_loaded  # noqa: F401 - fixtures
 from tests.gis_world import X0, lonlat
 
 T0 = datetime(2031, 1, 31, 23, 59, 50, tzinfo=UTC)  # the load crosses into February 2031
 
 
-def test_copy_binary_round_trip(conn: psycopg.Connection) -> None:  # noqa: F811
+def test_copy_binary_round_trip(conn: psycopg.Connection) -> None:
     conn.execute("CREATE TEMP TABLE bin (a integer, b bigint, c real, d double precision, t timestamptz)")
     t = np.array(["2000-01-01T00:00:00", "1999-12-31T23:59:59.999999", "2031-02-01T12:34:56.789012"], "M8[us]")
     n = copy_columns(
@@ -47,7 +46,7 @@ def test_copy_binary_round_trip(conn: psycopg.Connection) -> None:  # noqa: F811
     ]
 
 
-def test_copy_binary_refuses_what_it_cannot_encode(conn: psycopg.Connection) -> None:  # noqa: F811
+def test_copy_binary_refuses_what_it_cannot_encode(conn: psycopg.Connection) -> None:
     conn.execute("CREATE TEMP TABLE bin2 (t timestamptz, s text)")
     with pytest.raises(ValueError, match="NaT"):
         copy_columns(conn, "bin2", {"t": np.array(["NaT"], "M8[us]")})
@@ -72,8 +71,8 @@ def _write(path: Path, rows: list[tuple[str, str | None, datetime, float, float]
 
 
 def test_new_months_load_detached_and_attach_with_every_index(
-    tiny_loaded: LoadReport,  # noqa: F811
-    conn: psycopg.Connection,  # noqa: F811
+    tiny_loaded: LoadReport,
+    conn: psycopg.Connection,
     tmp_path: Path,
 ) -> None:
     # a fix the default partition caught earlier (February 2031 had no partition)

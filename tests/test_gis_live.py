@@ -10,7 +10,7 @@ import pytest
 
 from gis import lifecycle
 from tests import gis_world as W
-from tests.gis_helpers import conn, libpq, tiny_delivery, tiny_loaded  # noqa: F401 - fixtures
+from tests.gis_helpers import libpq
 
 INSERT_EVENT = """INSERT INTO events (id, category, priority, source, geom)
                   VALUES (%s, 'sanitation', 'B', 'resident',
@@ -21,7 +21,7 @@ def _new_event(c: psycopg.Connection, eid: str) -> None:
     c.execute(INSERT_EVENT, (eid, W.X0 + 50, W.Y0 + 50))
 
 
-def test_legal_path_with_reopen(tiny_loaded, conn: psycopg.Connection) -> None:  # noqa: ANN001, F811
+def test_legal_path_with_reopen(tiny_loaded, conn: psycopg.Connection) -> None:  # noqa: ANN001
     _new_event(conn, "EL0001")
     row = conn.execute(
         "SELECT status, building_id, grid_id, community_id, deadline_at - reported_at "
@@ -51,7 +51,7 @@ def test_legal_path_with_reopen(tiny_loaded, conn: psycopg.Connection) -> None: 
 
 
 @pytest.mark.parametrize("src", lifecycle.STATUSES)
-def test_every_illegal_transition_refused(tiny_loaded, conn: psycopg.Connection, src: str) -> None:  # noqa: ANN001, F811
+def test_every_illegal_transition_refused(tiny_loaded, conn: psycopg.Connection, src: str) -> None:  # noqa: ANN001
     _new_event(conn, "EL0002")
     walk = {
         "reported": [],
@@ -82,7 +82,7 @@ def test_every_illegal_transition_refused(tiny_loaded, conn: psycopg.Connection,
         assert f"{src} -> {dst}" in err.value.diag.message_primary
 
 
-def test_history_is_append_only(tiny_loaded, conn: psycopg.Connection) -> None:  # noqa: ANN001, F811
+def test_history_is_append_only(tiny_loaded, conn: psycopg.Connection) -> None:  # noqa: ANN001
     for stmt in ("UPDATE event_status_history SET note = 'x'", "DELETE FROM event_status_history"):
         conn.execute("SAVEPOINT sp")
         with pytest.raises(psycopg.Error) as err:
@@ -105,7 +105,7 @@ def _drain(listener: psycopg.Connection, expect: int) -> list[dict]:
     return got
 
 
-def test_notify_event_status_alarm_position(tiny_loaded, pg_url: str) -> None:  # noqa: ANN001, F811
+def test_notify_event_status_alarm_position(tiny_loaded, pg_url: str) -> None:  # noqa: ANN001
     url = libpq(pg_url)
     listener = _listen(url)
     try:
@@ -186,7 +186,7 @@ def _purge_events(c: psycopg.Connection, prefix: str) -> None:
     c.execute("DELETE FROM events WHERE id LIKE %s", (prefix + "%",))
 
 
-def test_bulk_event_insert_sends_one_summary(tiny_loaded, pg_url: str) -> None:  # noqa: ANN001, F811
+def test_bulk_event_insert_sends_one_summary(tiny_loaded, pg_url: str) -> None:  # noqa: ANN001
     url = libpq(pg_url)
     listener = _listen(url)
     try:
@@ -217,7 +217,7 @@ def test_bulk_event_insert_sends_one_summary(tiny_loaded, pg_url: str) -> None: 
             _purge_events(c, "EB")
 
 
-def test_gps_partitions_created_and_default_rows_moved(tiny_loaded, conn: psycopg.Connection) -> None:  # noqa: ANN001, F811
+def test_gps_partitions_created_and_default_rows_moved(tiny_loaded, conn: psycopg.Connection) -> None:  # noqa: ANN001
     far = datetime(2031, 5, 17, 3, 0, tzinfo=UTC)
     conn.execute(
         """INSERT INTO gps_fixes (device_id, worker_id, t, geom)

@@ -11,10 +11,10 @@ import pytest
 from gis.loaders import load_layer, load_sample
 from gis.loaders.report import LoadReport
 from tests import gis_world
-from tests.gis_helpers import conn, libpq, tiny_delivery, tiny_loaded  # noqa: F401 - fixtures
+from tests.gis_helpers import libpq
 
 
-def test_rejects_reported_and_counts_add_up(tiny_loaded: LoadReport, tiny_delivery: Path) -> None:  # noqa: F811
+def test_rejects_reported_and_counts_add_up(tiny_loaded: LoadReport, tiny_delivery: Path) -> None:
     got = {(layer.layer, r.feature_id, r.reason) for layer in tiny_loaded.layers for r in layer.rejects}
     assert got == gis_world.EXPECTED_REJECTS
     for layer in tiny_loaded.layers:
@@ -30,7 +30,7 @@ def test_rejects_reported_and_counts_add_up(tiny_loaded: LoadReport, tiny_delive
     }
 
 
-def test_loaded_rows_match_source(tiny_loaded: LoadReport, conn: psycopg.Connection) -> None:  # noqa: F811
+def test_loaded_rows_match_source(tiny_loaded: LoadReport, conn: psycopg.Connection) -> None:
     counts = {layer.layer: layer.loaded for layer in tiny_loaded.layers}
     for table, layer in [
         ("buildings", "buildings"),
@@ -47,7 +47,7 @@ def test_loaded_rows_match_source(tiny_loaded: LoadReport, conn: psycopg.Connect
     assert ids == {b[0] for b in gis_world.BUILDINGS}
 
 
-def test_spatial_assignment(tiny_loaded: LoadReport, conn: psycopg.Connection) -> None:  # noqa: F811
+def test_spatial_assignment(tiny_loaded: LoadReport, conn: psycopg.Connection) -> None:
     b = dict(conn.execute("SELECT id, grid_id || '/' || community_id FROM buildings").fetchall())
     assert b["B000001"] == "G001/C01" and b["B000003"] == "G002/C02" and b["B000004"] == "G004/C02"
     e = {r[0]: r[1:] for r in conn.execute("SELECT id, building_id, grid_id, community_id FROM events")}
@@ -60,7 +60,7 @@ def test_spatial_assignment(tiny_loaded: LoadReport, conn: psycopg.Connection) -
     assert x == pytest.approx(gis_world.X0 + 50, abs=1e-3) and y == pytest.approx(gis_world.Y0 + 50, abs=1e-3)
 
 
-def test_history_synthesised_from_timestamps(tiny_loaded: LoadReport, conn: psycopg.Connection) -> None:  # noqa: F811
+def test_history_synthesised_from_timestamps(tiny_loaded: LoadReport, conn: psycopg.Connection) -> None:
     rows = conn.execute(
         "SELECT from_status, to_status FROM event_status_history WHERE event_id = 'E0000001' ORDER BY at"
     ).fetchall()
@@ -78,7 +78,7 @@ def test_history_synthesised_from_timestamps(tiny_loaded: LoadReport, conn: psyc
     assert [r[0] for r in rej] == ["reported", "rejected"]
 
 
-def test_reload_is_idempotent(tiny_loaded: LoadReport, tiny_delivery: Path, pg_url: str) -> None:  # noqa: F811
+def test_reload_is_idempotent(tiny_loaded: LoadReport, tiny_delivery: Path, pg_url: str) -> None:
     again = load_sample(tiny_delivery, url=libpq(pg_url))
     assert [(x.layer, x.loaded, len(x.rejects)) for x in again.layers] == [
         (x.layer, x.loaded, len(x.rejects)) for x in tiny_loaded.layers
@@ -86,7 +86,7 @@ def test_reload_is_idempotent(tiny_loaded: LoadReport, tiny_delivery: Path, pg_u
     assert again.derived["alarms"] == tiny_loaded.derived["alarms"]
 
 
-def test_gps_append_reports_already_loaded(tiny_loaded: LoadReport, tiny_delivery: Path, pg_url: str) -> None:  # noqa: F811
+def test_gps_append_reports_already_loaded(tiny_loaded: LoadReport, tiny_delivery: Path, pg_url: str) -> None:
     before = {x.layer: x for x in tiny_loaded.layers}["gps_fixes"]
     rep = load_layer("gps", tiny_delivery / "clean" / "gps_fixes.parquet", url=libpq(pg_url)).layers[0]
     assert rep.loaded == 0
@@ -96,7 +96,7 @@ def test_gps_append_reports_already_loaded(tiny_loaded: LoadReport, tiny_deliver
     assert rep.layers[0].loaded == before.loaded
 
 
-def test_layer_with_mapping(tmp_path: Path, pg_url: str, conn: psycopg.Connection) -> None:  # noqa: F811
+def test_layer_with_mapping(tmp_path: Path, pg_url: str, conn: psycopg.Connection) -> None:
     """A delivery with pinyin field names, mapped by a YAML file."""
     import geopandas as gpd
 
@@ -113,7 +113,7 @@ def test_layer_with_mapping(tmp_path: Path, pg_url: str, conn: psycopg.Connectio
 
 
 def test_reload_keeps_buildings_people_live_in(
-    tiny_loaded: LoadReport, tiny_delivery: Path, conn: psycopg.Connection, tmp_path: Path  # noqa: F811
+    tiny_loaded: LoadReport, tiny_delivery: Path, conn: psycopg.Connection, tmp_path: Path
 ) -> None:
     """A buildings delivery without a building that residents are registered in keeps that row
     (and says so) while a building nobody lives in is removed; all rolled back afterwards."""
@@ -135,7 +135,7 @@ def test_reload_keeps_buildings_people_live_in(
 
 
 def test_event_load_restores_trigger_indexes_and_foreign_keys(
-    tiny_loaded: LoadReport, conn: psycopg.Connection  # noqa: F811
+    tiny_loaded: LoadReport, conn: psycopg.Connection
 ) -> None:
     """The events loader turns the per-row locate trigger off and drops the foreign keys and
     secondary indexes of events/history for its bulk INSERT only: all are back, as migrated."""

@@ -1,62 +1,144 @@
-"""Migration 0001_overlays and gis/models.py describe the same schema; lifecycle table agrees."""
+"""The schema has one source, the migration SQL files (``gis/sql/migrations/``).
+
+Checked here against the migrated database: what the files declare (tables, indexes, views,
+functions) is exactly what exists; the table and role overviews of docs/postgis.md name the
+same tables, keys and roles; the lifecycle table agrees with :mod:`gis.lifecycle`.
+"""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import psycopg
 import pytest
 from sqlalchemy import create_engine, inspect
-from sqlalchemy.engine import Engine
 
-from gis import lifecycle, models
-from tests.gis_helpers import conn, libpq  # noqa: F401 - fixture
+from gis import lifecycle, migrate
+from tests.gis_helpers import libpq
 
+REPO = Path(__file__).resolve().parent.parent
+POSTGIS_DOC = REPO / "docs" / "postgis.md"
+#: revisions in the order they apply (0001_auth and 0001_overlays are independent branches)
+REVISIONS = ("0000_base", "0001_auth", "0001_overlays", "0002_events_time_cover")
+#: tables of branch 0001_auth, described in docs/api.md rather than docs/postgis.md
+AUTH_TABLES = {"api_users", "audit_log"}
+#: created at run time by ensure_gps_partitions(), not by a migration
+RUNTIME_PARTITION = re.compile(r"^gps_fixes_p\d{6}$")
 
-@pytest.fixture(scope="module")
-def engine(pg_url: str) -> Engine:
-    eng = create_engine(pg_url)
-    yield eng
-    eng.dispose()
-
-
-def _tables() -> list[tuple[str | None, str]]:
-    return [(t.schema, t.name) for t in models.Base.metadata.sorted_tables]
-
-
-def test_every_model_table_exists_with_the_same_columns(engine: Engine) -> None:
-    insp = inspect(engine)
-    for schema, name in _tables():
-        table = models.Base.metadata.tables[f"{schema}.{name}" if schema else name]
-        db_cols = {c["name"]: c for c in insp.get_columns(name, schema=schema)}
-        assert set(db_cols) == {c.name for c in table.columns}, name
-        for col in table.columns:
-            assert db_cols[col.name]["nullable"] == col.nullable, f"{name}.{col.name} nullability"
+_IDENT = r"((?:\w+\.)?\w+)"
 
 
-def test_indexes_agree(engine: Engine) -> None:
-    insp = inspect(engine)
-    for schema, name in _tables():
-        table = models.Base.metadata.tables[f"{schema}.{name}" if schema else name]
-        db_idx = {i["name"] for i in insp.get_indexes(name, schema=schema)}
-        model_idx = {i.name for i in table.indexes}
-        db_uq = {u["name"] for u in insp.get_unique_constraints(name, schema=schema)}
-        model_uq = {c.name for c in table.constraints if c.__class__.__name__ == "UniqueConstraint"}
-        assert model_idx <= db_idx, f"{name}: indexes missing in DB: {model_idx - db_idx}"
-        assert db_idx - db_uq - model_idx == set(), f"{name}: DB indexes not in models"
-        assert model_uq == db_uq, name
+def _declared() -> dict[str, set[str]]:
+    """Objects the upgrade files create (later DROP INDEX statements applied); index names
+    without schema (they live in their table's schema)."""
+    out: dict[str, set[str]] = {"table": set(), "index": set(), "view": set(), "function": set()}
+    for rev in REVISIONS:
+        for path in migrate.migration_sql_files(rev, "up"):
+            sql = re.sub(r"--[^\n]*", "", path.read_text(encoding="utf-8"))
+            for verb, kind, name in re.findall(
+                rf"(?im)^\s*(CREATE|DROP)\s+(?:OR\s+REPLACE\s+)?(?:UNIQUE\s+)?"
+                rf"(TABLE|INDEX|VIEW|FUNCTION)\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?{_IDENT}", sql):
+                if verb.upper() == "DROP":
+                    out[kind.lower()].discard(name)
+                else:
+                    out[kind.lower()].add(name)
+    return out
 
 
-def test_no_table_outside_models(engine: Engine) -> None:
-    insp = inspect(engine)
-    ours = {n for s, n in _tables() if s is None}
-    in_db = set(insp.get_table_names())
-    partitions = {n for n in in_db if n.startswith("gps_fixes_")}
-    # other branches (e.g. 0001_auth) own their tables; ours must all exist
-    assert ours <= in_db
-    assert "gps_fixes_default" in partitions
-    assert set(insp.get_table_names(schema="restricted")) == {"persons"}
+def _db_tables(c: psycopg.Connection) -> set[str]:
+    rows = c.execute(
+        "SELECT CASE WHEN n.nspname = 'public' THEN c.relname ELSE n.nspname || '.' || c.relname END "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname IN ('public', 'restricted') AND c.relkind IN ('r', 'p') "
+        "AND c.relname NOT IN ('spatial_ref_sys', 'alembic_version')"
+    ).fetchall()
+    return {r[0] for r in rows if not RUNTIME_PARTITION.match(r[0].rpartition(".")[2])}
 
 
-def test_geometry_columns_srids(conn: psycopg.Connection) -> None:  # noqa: F811
+def test_every_revision_has_its_sql_files() -> None:
+    assert set(REVISIONS) == migrate.head_revisions() | {"0000_base", "0001_overlays"}
+    for rev in REVISIONS:
+        assert migrate.migration_sql_files(rev, "up") and migrate.migration_sql_files(rev, "down")
+    dirs = {p.name for p in migrate.MIGRATION_SQL_DIR.iterdir() if p.is_dir()}
+    assert dirs == set(REVISIONS), "SQL folders without a revision"
+
+
+def test_tables_are_the_declared_ones(conn: psycopg.Connection) -> None:
+    assert _db_tables(conn) == _declared()["table"]
+
+
+def test_indexes_are_the_declared_ones(conn: psycopg.Connection) -> None:
+    """Every non-constraint index on our tables comes from a migration file, and none is missing.
+
+    Catches indexes created or renamed elsewhere (e.g. a loader dropping and re-creating them).
+    """
+    rows = conn.execute(
+        "SELECT i.relname, t.relname "
+        "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+        "JOIN pg_namespace n ON n.oid = i.relnamespace "
+        "WHERE n.nspname IN ('public', 'restricted') AND t.relname NOT IN ('spatial_ref_sys', 'alembic_version') "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid) "
+        "AND NOT x.indrelid IN (SELECT inhrelid FROM pg_inherits)"
+    ).fetchall()
+    assert {name for name, _ in rows} == _declared()["index"]
+
+
+def test_views_and_functions_exist(conn: psycopg.Connection) -> None:
+    declared = _declared()
+    views = {r[0] for r in conn.execute(
+        "SELECT CASE WHEN schemaname = 'public' THEN viewname ELSE schemaname || '.' || viewname END "
+        "FROM pg_views WHERE schemaname IN ('public', 'restricted') "
+        "AND viewname NOT IN ('geometry_columns', 'geography_columns')")}
+    assert views == declared["view"]
+    functions = {r[0] for r in conn.execute(
+        "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = 'public'")}
+    assert declared["function"] <= functions
+
+
+def _doc_table(heading: str) -> list[list[str]]:
+    """Rows (cells) of the first markdown table under ``heading`` in docs/postgis.md."""
+    text = POSTGIS_DOC.read_text(encoding="utf-8")
+    section = text.split(f"\n{heading}\n", 1)[1]
+    lines = [ln for ln in section.split("\n\n## ")[0].splitlines() if ln.startswith("|")]
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
+
+
+def _doc_keys(cell: str) -> list[str]:
+    if cell.startswith("identity"):
+        return ["id"]
+    if cell.startswith("("):
+        return re.findall(r"`(\w+)`", cell.split(")")[0])
+    return re.findall(r"`(\w+)`", cell)[:1]
+
+
+def test_docs_table_overview_matches_database(conn: psycopg.Connection) -> None:
+    documented: dict[str, list[str]] = {}
+    for name_cell, key_cell, _ in _doc_table("## Tables"):
+        for name in re.findall(r"`([\w.]+)`", name_cell):
+            documented[name] = _doc_keys(key_cell)
+    # partitions (gps_fixes_default) are described with their parent
+    assert set(documented) == _db_tables(conn) - AUTH_TABLES - {"gps_fixes_default"}
+    for table, keys in documented.items():
+        schema, _, name = table.rpartition(".")
+        pk = conn.execute(
+            "SELECT array_agg(a.attname ORDER BY array_position(k.conkey, a.attnum)) "
+            "FROM pg_constraint k JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = ANY(k.conkey) "
+            "WHERE k.contype = 'p' AND k.conrelid = to_regclass(%s)", (table,)
+        ).fetchone()[0]
+        assert pk == keys, f"docs/postgis.md: key of {table} is {keys}, database {pk}"
+        assert schema in ("", "restricted")
+
+
+def test_docs_roles_match_database(conn: psycopg.Connection) -> None:
+    documented = {re.findall(r"`(\w+)`", row[0])[0] for row in _doc_table("## Population, suppression and roles")}
+    in_db = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE 'onemap\\_%'")}
+    assert documented == {"onemap_reader", "onemap_writer", "onemap_privileged", "onemap_admin"}
+    assert documented <= in_db
+
+
+def test_geometry_columns_srids(conn: psycopg.Connection) -> None:
     rows = conn.execute(
         "SELECT f_table_name, f_geometry_column, srid FROM geometry_columns WHERE f_table_schema = 'public'"
     ).fetchall()
@@ -68,7 +150,7 @@ def test_geometry_columns_srids(conn: psycopg.Connection) -> None:  # noqa: F811
     assert by[("buildings", "geom")] == 4490 and by[("buildings", "geom_4548")] == 4548
 
 
-def test_lifecycle_table_matches_database(conn: psycopg.Connection) -> None:  # noqa: F811
+def test_lifecycle_table_matches_database(conn: psycopg.Connection) -> None:
     rows = conn.execute("SELECT from_status, to_status, action FROM event_transition").fetchall()
     assert sorted(rows) == sorted(lifecycle.transition_rows())
 
@@ -86,9 +168,7 @@ def test_lifecycle_python() -> None:
         lifecycle.check_transition("reported", "nonsense")
 
 
-def test_roles_and_grants(conn: psycopg.Connection) -> None:  # noqa: F811
-    roles = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE 'onemap_%'")}
-    assert set(models.DB_ROLES) <= roles
+def test_roles_and_grants(conn: psycopg.Connection) -> None:
     conn.execute("SET ROLE onemap_reader")
     conn.execute("SELECT count(*) FROM population_by_building").fetchone()
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -104,8 +184,6 @@ def test_roles_and_grants(conn: psycopg.Connection) -> None:  # noqa: F811
 
 def test_migrations_round_trip(pg_url: str) -> None:
     """Every migration downgrades cleanly and upgrades again, in a database of its own."""
-    from gis import migrate
-
     admin = libpq(pg_url)
     base, _, _ = admin.rpartition("/")
     with psycopg.connect(admin, autocommit=True) as c:

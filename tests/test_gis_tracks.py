@@ -12,7 +12,6 @@ from sqlalchemy import text
 
 from gis import analytics as A
 from tests import gis_world as W
-from tests.gis_helpers import conn, sa_conn, tiny_delivery, tiny_loaded  # noqa: F401 - fixtures
 
 DAY = date(2026, 3, 2)  # local day of gis_world.DAY
 TO_4548 = Transformer.from_crs("EPSG:4490", "EPSG:4548", always_xy=True)
@@ -67,7 +66,7 @@ def clean_python(fixes, max_speed=15.0, jitter_k=1.0, min_step=3.0, max_gap=600.
     return out
 
 
-def test_mileage_filters_spikes_and_jitter(sa_conn) -> None:  # noqa: ANN001, F811
+def test_mileage_filters_spikes_and_jitter(sa_conn) -> None:  # noqa: ANN001
     rows = {r["worker_id"]: r for r in A.patrol_mileage(sa_conn, DAY)}
     fixes = _fixes_by_worker()
     for worker, fx in fixes.items():
@@ -88,7 +87,7 @@ def test_mileage_filters_spikes_and_jitter(sa_conn) -> None:  # noqa: ANN001, F8
     assert [r["worker_id"] for r in A.patrol_mileage(sa_conn, DAY, worker_id="W002")] == ["W002"]
 
 
-def test_track_geojson_and_czml(sa_conn) -> None:  # noqa: ANN001, F811
+def test_track_geojson_and_czml(sa_conn) -> None:  # noqa: ANN001
     fc = A.patrol_track(sa_conn, "W001", W.DAY, W.DAY + timedelta(hours=1))
     (feat,) = fc["features"]
     line = shapely.geometry.shape(feat["geometry"])
@@ -106,7 +105,7 @@ def test_track_geojson_and_czml(sa_conn) -> None:  # noqa: ANN001, F811
     assert pos[-4] == pytest.approx(360.0)  # the last kept fix: back at x = 260 m after 6 min
 
 
-def test_checkin_compliance_against_python(sa_conn) -> None:  # noqa: ANN001, F811
+def test_checkin_compliance_against_python(sa_conn) -> None:  # noqa: ANN001
     rows = {r["worker_id"]: r for r in A.checkin_compliance(sa_conn, DAY)}
     grid_of = {w: g for w, _, _, _, g in W.WORKERS}
     for worker, fx in _fixes_by_worker().items():
@@ -129,7 +128,7 @@ def _roads_4548() -> shapely.Geometry:
     return shapely.union_all([shapely.LineString([W.xy(x, y) for x, y in line]) for _, line in W.ROADS])
 
 
-def test_road_coverage_against_shapely(sa_conn) -> None:  # noqa: ANN001, F811
+def test_road_coverage_against_shapely(sa_conn) -> None:  # noqa: ANN001
     rows = {r["grid_id"]: r for r in A.road_coverage(sa_conn, DAY, buffer_m=20)}
     lines = []
     for fx in _fixes_by_worker().values():
@@ -148,7 +147,7 @@ def test_road_coverage_against_shapely(sa_conn) -> None:  # noqa: ANN001, F811
     assert rows["G002"]["covered_m"] == pytest.approx(80, abs=0.05)
 
 
-def test_road_coverage_long_track_in_runs(sa_conn) -> None:  # noqa: ANN001, F811
+def test_road_coverage_long_track_in_runs(sa_conn) -> None:  # noqa: ANN001
     """Coverage buffers long tracks in runs of 32 fixes. Here the only road crossing is the step
     from the 32nd to the 33rd fix, which must belong to a run (lost, the road would be uncovered);
     the rest zigzags (and crosses itself) more than 20 m away from every road."""
@@ -175,7 +174,7 @@ def test_road_coverage_long_track_in_runs(sa_conn) -> None:  # noqa: ANN001, F81
     assert sum(r["covered_m"] for r in rows.values()) == pytest.approx(40.0, abs=0.2)
 
 
-def test_geofence_alarms_batch(sa_conn) -> None:  # noqa: ANN001, F811
+def test_geofence_alarms_batch(sa_conn) -> None:  # noqa: ANN001
     got = {
         (a["kind"], a["worker_id"], a["geofence_id"]): a for a in A.alarms(sa_conn, W.DAY - timedelta(days=1))
     }
@@ -209,7 +208,7 @@ def test_geofence_alarms_batch(sa_conn) -> None:  # noqa: ANN001, F811
     )
 
 
-def test_shift_tracks_derived(sa_conn) -> None:  # noqa: ANN001, F811
+def test_shift_tracks_derived(sa_conn) -> None:  # noqa: ANN001
     rows = sa_conn.execute(
         text("""SELECT worker_id, day, n_fixes, n_spikes, length_m, ST_NumGeometries(geom)
                                      FROM shift_tracks ORDER BY worker_id""")
