@@ -280,3 +280,31 @@ def test_quantized_values_are_dequantized_once(tmp_path: Path) -> None:
                           child_volume=box_volume((5.0, 5.0, 2.5), (4.0, 4.0, 1.5)))
     text = messages(validate_path(small, gltf=False))
     assert "outside the tile boundingVolume, by up to 1.000 m" in text, text
+
+
+# ------------------------------------------------------------------------------ issue 11 item 2
+def test_optional_attribute_empty_for_every_feature_is_valid(tmp_path: Path) -> None:
+    """A tile whose optional string (and number) attributes are null for every building: no
+    zero-length bufferView (Khronos: 'byteLength: Value 0 is out of range'), 0 errors."""
+    cube = read_glb(cube_glb())
+    mesh = MeshData(positions=cube.attribute("POSITION").astype(np.float32), indices=cube.indices(),
+                    feature_ids=np.array([0, 0, 0, 0, 1, 1, 1, 1]))
+    table = FeatureTable("building", {  # the columns of pipelines.buildings.feature_table
+        "id": PropertyColumn(["b1", "b2"], "STRING", required=True),
+        "name": PropertyColumn([None, None], "STRING", no_data=""),
+        "use": PropertyColumn(["", float("nan")], "STRING", no_data=""),
+        "floors": PropertyColumn([None, None], "UINT16", no_data=0),
+        "height": PropertyColumn([3.0, 6.0], "FLOAT32", required=True),
+    })
+    data = encode_mesh_glb(mesh, table, quantize_normals=True)
+    glb = read_glb(data)
+    assert all(v["byteLength"] > 0 for v in glb.json["bufferViews"])
+    meta = glb.json["extensions"]["EXT_structural_metadata"]
+    assert set(meta["schema"]["classes"]["building"]["properties"]) == {"id", "name", "use", "floors", "height"}
+    assert "name" not in meta["propertyTables"][0]["properties"]  # omitted: every value is noData
+    assert glb.property_table() == {"name": ["", ""], "use": ["", ""], "id": ["b1", "b2"],
+                                    "floors": [0, 0], "height": [3.0, 6.0]}
+    report = validate_path(write_tileset(tmp_path / "empty_attr", data), gltf=validator_available())
+    assert report.ok and not report.warnings, messages(report)
+    if validator_available():
+        assert report.glbs == 1  # the Khronos validator ran on it

@@ -191,6 +191,8 @@ class GlbBuilder:
                  stride: int | None = None, align: int = 8) -> int:
         """Append bytes as a new bufferView starting on an ``align``-byte boundary."""
         raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+        if not raw:  # glTF: bufferView.byteLength >= 1 (the Khronos validator rejects 0)
+            raise ValueError("zero-length bufferView")
         self.bin.extend(b"\x00" * _pad(len(self.bin), align))
         view: dict[str, Any] = {"buffer": 0, "byteOffset": len(self.bin), "byteLength": len(raw)}
         if target is not None:
@@ -280,7 +282,8 @@ class GlbBuilder:
         for name, col in table.columns.items():
             prop_schema, prop_table = self._encode_column(name, col)
             class_props[name] = prop_schema
-            table_props[name] = prop_table
+            if prop_table is not None:  # None: omitted, every value is the class's noData
+                table_props[name] = prop_table
         cls: dict[str, Any] = {"properties": class_props}
         if table.class_description:
             cls["description"] = table.class_description
@@ -289,7 +292,11 @@ class GlbBuilder:
             {"class": table.class_name, "count": table.count, "properties": table_props})
         return len(ext["propertyTables"]) - 1
 
-    def _encode_column(self, name: str, col: PropertyColumn) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _encode_column(self, name: str, col: PropertyColumn) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """(class property schema, property table entry); the entry is None when an optional
+        STRING column is empty for every feature: EXT_structural_metadata lets a property table
+        omit a non-required property (readers fall back to the class's noData/default), and a
+        zero-length values bufferView would be invalid glTF."""
         schema: dict[str, Any] = {}
         if col.description:
             schema["description"] = col.description
@@ -301,13 +308,17 @@ class GlbBuilder:
             obj = np.asarray(values, dtype=object)
             strings = [str(v) for v in np.where(pd.isna(obj), no_data, obj)]
             encoded = [s.encode("utf-8") for s in strings]
+            if not any(encoded) and not col.required:
+                schema["type"] = "STRING"
+                schema["noData"] = no_data
+                return schema, None
             offsets = np.zeros(len(encoded) + 1, dtype="<u4")
             offsets[1:] = np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
             schema["type"] = "STRING"
             if not col.required:
                 schema["noData"] = no_data
             return schema, {
-                "values": self.add_view(b"".join(encoded)),
+                "values": self.add_view(b"".join(encoded) or b"\x00"),  # required, all "": 1 spare byte
                 "stringOffsets": self.add_view(offsets),
                 "stringOffsetType": "UINT32",
             }
@@ -457,12 +468,14 @@ class Glb:
         return self.accessor(self.primitives()[primitive]["indices"]).astype(np.int64)
 
     def property_table(self, index: int = 0) -> dict[str, list[Any]]:
-        """Decode a property table to python lists (noData values kept as written)."""
+        """Decode a property table to python lists (noData values kept as written; a property
+        the table omits comes back as its class noData/default for every row)."""
         ext = self.json["extensions"]["EXT_structural_metadata"]
         table = ext["propertyTables"][index]
         cls = ext["schema"]["classes"][table["class"]]["properties"]
         count = table["count"]
-        out: dict[str, list[Any]] = {}
+        out: dict[str, list[Any]] = {name: [cls[name].get("noData", cls[name].get("default"))] * count
+                                     for name in cls if name not in table["properties"]}  # omitted
         for name, prop in table["properties"].items():
             kind = cls[name]["type"]
             values = self.view_bytes(prop["values"])
