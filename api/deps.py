@@ -54,7 +54,7 @@ def make_engine(settings: Settings) -> Engine:
     except ClusterError as exc:
         raise DatabaseUnavailable(
             f"database not configured or not initialised: {exc}",
-            headers={"Retry-After": str(settings.api.db_retry_after_s)},
+            retry_after_s=settings.api.db_retry_after_s,
         ) from exc
     return create_engine(
         url,

@@ -1,15 +1,19 @@
 """Every error leaves the API as JSON ``{"detail": ..., "status": N}`` and never with a stack trace.
 
-* :class:`ApiError` (and subclasses) carry the status, extra JSON fields and headers.
+* :class:`core.errors.OnemapError` (the one hierarchy, raised by routes and by gis/pipelines) →
+  the status in :data:`STATUS`, the one table; ``hint`` and ``extra`` become JSON fields.
 * Request validation (pydantic) → 422 with field-level ``errors``.
 * PostGIS unreachable (connection refused, lost, pool exhausted) → 503 with ``Retry-After``.
 * Anything else → 500 with a generic message; the traceback goes to the log only.
+
+The names routes used before the hierarchy (``BadRequest``, ``NotFound``, ...) remain as thin
+subclasses of the core classes.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from fastapi import FastAPI, Request
@@ -18,63 +22,94 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from core.errors import (
+    AuthenticationError,
+    ConfigError,
+    ConflictError,
+    InputError,
+    LimitExceededError,
+    NotFoundError,
+    OnemapError,
+    PermissionDeniedError,
+    UnavailableError,
+)
+
 log = logging.getLogger(__name__)
 
-
-class ApiError(Exception):
-    """An error with an HTTP status, a human message, and optional extra JSON fields/headers."""
-
-    status: int = 400
-
-    def __init__(
-        self,
-        detail: str,
-        status: int | None = None,
-        *,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        if status is not None:
-            self.status = status
-        self.headers = headers or {}
-        self.extra = extra
+#: core error class → HTTP status (the most specific class in an error's MRO wins; else 500).
+#: LimitExceededError is 413 (too large), or 429 (too many/too often) when it sets retry_after_s.
+STATUS: Final[dict[type[OnemapError], int]] = {
+    InputError: 400,
+    AuthenticationError: 401,
+    PermissionDeniedError: 403,
+    NotFoundError: 404,
+    ConflictError: 409,
+    LimitExceededError: 413,
+    ConfigError: 500,
+    UnavailableError: 503,
+}
+WWW_AUTHENTICATE: Final[str] = 'Bearer realm="onemap"'
 
 
-class BadRequest(ApiError):
-    status = 400
+def status_for(exc: OnemapError) -> int:
+    if isinstance(exc, LimitExceededError) and exc.retry_after_s is not None:
+        return 429
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return 500
 
 
-class Unauthorized(ApiError):
-    status = 401
-
-    def __init__(self, detail: str = "authentication required: send Authorization: Bearer <token>") -> None:
-        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="onemap"'})
-
-
-class Forbidden(ApiError):
-    status = 403
-
-
-class NotFound(ApiError):
-    status = 404
+def headers_for(exc: OnemapError, default_retry_after_s: int) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if isinstance(exc, AuthenticationError):
+        headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+    retry = getattr(exc, "retry_after_s", None)
+    if isinstance(exc, UnavailableError):
+        headers["Retry-After"] = str(retry if retry is not None else default_retry_after_s)
+    elif retry is not None:
+        headers["Retry-After"] = str(retry)
+    return headers
 
 
-class Conflict(ApiError):
-    status = 409
+class BadRequest(InputError):
+    """400."""
 
 
-class PayloadTooLarge(ApiError):
-    status = 413
+class Unauthorized(AuthenticationError):
+    """401 with ``WWW-Authenticate: Bearer``."""
+
+    def __init__(self, detail: str = "authentication required: send Authorization: Bearer <token>",
+                 **kw: Any) -> None:
+        super().__init__(detail, **kw)
 
 
-class DatabaseUnavailable(ApiError):
-    status = 503
+class Forbidden(PermissionDeniedError):
+    """403."""
+
+
+class NotFound(NotFoundError):
+    """404."""
+
+
+class Conflict(ConflictError):
+    """409."""
+
+
+class PayloadTooLarge(LimitExceededError):
+    """413."""
+
+
+class DatabaseUnavailable(UnavailableError):
+    """503 with ``Retry-After``."""
+
+    def __init__(self, message: str, *, retry_after_s: int | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after_s = retry_after_s
 
 
 def error_response(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> Response:
-    body = {"detail": detail, "status": status, **extra}
+    body = {"detail": detail, "status": status, **{k: v for k, v in extra.items() if k not in ("detail", "status")}}
     return Response(
         orjson.dumps(body, default=str), status_code=status, media_type="application/json", headers=headers
     )
@@ -95,15 +130,19 @@ def is_db_unavailable(exc: BaseException) -> bool:
         return isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError)
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         return not isinstance(exc, psycopg.errors.QueryCanceled)
-    from gis.cluster import ClusterError
-
-    return isinstance(exc, ClusterError | ConnectionError)
+    return isinstance(exc, UnavailableError | ConnectionError)
 
 
 def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
-    async def api_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ApiError)
-        return error_response(exc.status, exc.detail, exc.headers, **exc.extra)
+    async def onemap_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, OnemapError)
+        status = status_for(exc)
+        if status >= 500:
+            log.warning("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
+        extra = dict(exc.extra)
+        if exc.hint:
+            extra["hint"] = exc.hint
+        return error_response(status, exc.message, headers_for(exc, retry_after_s), **extra)
 
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -129,15 +168,13 @@ def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal server error")
 
-    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(OnemapError, onemap_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     import psycopg
 
-    from gis.cluster import ClusterError
-
     # Registered by class so they are answered inside the app (the catch-all Exception handler
     # also answers, but Starlette re-raises into the server log after it).
-    for cls in (sa_exc.SQLAlchemyError, psycopg.Error, ClusterError, ConnectionError):
+    for cls in (sa_exc.SQLAlchemyError, psycopg.Error, ConnectionError):
         app.add_exception_handler(cls, unhandled)
     app.add_exception_handler(Exception, unhandled)

@@ -26,13 +26,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import UnavailableError
 from core.settings import DatabaseSettings, Settings
 
 log = logging.getLogger(__name__)
 
 
-class ClusterError(RuntimeError):
-    """The embedded cluster could not be initialised, started or reached."""
+class ClusterError(UnavailableError, RuntimeError):
+    """The embedded cluster could not be initialised, started or reached (HTTP 503, CLI exit 1)."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from core.errors import ConflictError
+
 STATUSES: Final[tuple[str, ...]] = (
     "reported",
     "accepted",
@@ -48,12 +50,17 @@ APPEND_ONLY_SQLSTATE: Final[str] = "OM405"
 
 
 @dataclass(frozen=True)
-class IllegalTransition(ValueError):
-    """``status`` cannot go to ``target``; ``allowed`` lists where it can go."""
+class IllegalTransition(ConflictError, ValueError):
+    """``status`` cannot go to ``target``; ``allowed`` lists where it can go (HTTP 409)."""
 
     status: str
     target: str
     allowed: tuple[str, ...]
+
+    def __post_init__(self) -> None:  # the OnemapError fields (a frozen dataclass skips its __init__)
+        object.__setattr__(self, "message", str(self))
+        object.__setattr__(self, "hint", None)
+        object.__setattr__(self, "extra", {"current": self.status, "allowed": list(self.allowed)})
 
     def __str__(self) -> str:
         allowed = ", ".join(self.allowed) or "none (terminal)"

@@ -1,15 +1,53 @@
-"""The single ``onemap`` command; each subcommand group lives in ``onemap/commands/``."""
+"""The single ``onemap`` command; each subcommand group lives in ``onemap/commands/``.
+
+Exit codes, one convention for every command:
+
+* 0 success;
+* 1 any error: an :class:`core.errors.OnemapError` prints ``error: <message>`` (and its hint)
+  on stderr, no traceback (``-v`` adds it to the log);
+* 2 usage errors (unknown option, bad value), from click/typer.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
+from core.errors import OnemapError
 from onemap.commands import db, load, sample, serve, tiles, users
 
-app = typer.Typer(help="onemap: 3D one-map server for Jiefang Street, Bengbu.", no_args_is_help=True)
+log = logging.getLogger("onemap")
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def report_error(exc: OnemapError) -> None:
+    """``error: <message>`` (and ``hint: ...``) on stderr."""
+    typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+    if exc.hint:
+        typer.secho(f"hint: {exc.hint}", err=True)
+    log.debug("error details", exc_info=exc)
+
+
+class OnemapGroup(TyperGroup):
+    """The root group: maps every :class:`OnemapError` raised by a command to exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OnemapError as exc:
+            report_error(exc)
+            raise click.exceptions.Exit(EXIT_ERROR) from None
+
+
+app = typer.Typer(cls=OnemapGroup, help="onemap: 3D one-map server for Jiefang Street, Bengbu.",
+                  no_args_is_help=True)
 app.add_typer(db.app, name="db", help="Embedded PostGIS cluster and migrations.")
 app.add_typer(sample.app, name="sample", help="Sample district delivery.")
 app.add_typer(tiles.app, name="tiles", help="Survey data -> Cesium 3D Tiles.")
@@ -26,5 +64,10 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
     )
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """Console entry point (``onemap``)."""
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -25,6 +25,7 @@ import laspy
 import numpy as np
 from pyproj import CRS
 
+from core.errors import InputError
 from core.frames import geoid_undulation, projected_to_lonlat
 from pipelines.dem import bilinear
 
@@ -34,7 +35,7 @@ CHUNK_POINTS = 2_000_000
 GEOID_LATTICE_M = 100.0  # the geoid is smooth: sample N every 100 m and interpolate
 
 
-class PointCloudError(ValueError):
+class PointCloudError(InputError, ValueError):
     """The LAS file cannot be converted (no CRS, empty, unreadable)."""
 
 

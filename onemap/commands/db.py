@@ -6,36 +6,29 @@ import json
 
 import typer
 
+from core.errors import InputError
 from core.settings import get_settings
 from gis import db as gisdb
 from gis import migrate
-from gis.cluster import ClusterError, EmbeddedCluster
+from gis.cluster import EmbeddedCluster
 
 app = typer.Typer(no_args_is_help=True)
-
-
-def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
 
 
 @app.command("up")
 def up(migrations: bool = typer.Option(True, "--migrate/--no-migrate", help="Apply migrations.")) -> None:
     """Initialise (first time) and start the embedded cluster, create the database, migrate."""
     settings = get_settings()
-    try:
-        if gisdb.uses_external(settings):
-            typer.echo("ONEMAP_DATABASE_URL is set: using that PostGIS, not starting var/pg")
-            _ensure_postgis(gisdb.libpq_url(settings))
-        else:
-            cluster = EmbeddedCluster(settings)
-            cluster.up()
-            typer.echo(f"PostgreSQL running on 127.0.0.1:{cluster.port} (data {cluster.data_dir})")
-        if migrations:
-            migrate.upgrade(gisdb.database_url(settings))
-            typer.echo("migrations applied")
-    except ClusterError as exc:
-        _fail(str(exc))
+    if gisdb.uses_external(settings):
+        typer.echo("ONEMAP_DATABASE_URL is set: using that PostGIS, not starting var/pg")
+        _ensure_postgis(gisdb.libpq_url(settings))
+    else:
+        cluster = EmbeddedCluster(settings)
+        cluster.up()
+        typer.echo(f"PostgreSQL running on 127.0.0.1:{cluster.port} (data {cluster.data_dir})")
+    if migrations:
+        migrate.upgrade(gisdb.database_url(settings))
+        typer.echo("migrations applied")
 
 
 def _ensure_postgis(url: str) -> None:
@@ -52,12 +45,9 @@ def down() -> None:
     if gisdb.uses_external(settings):
         typer.echo("ONEMAP_DATABASE_URL is set: nothing to stop")
         return
-    try:
-        cluster = EmbeddedCluster(settings)
-        was_running = cluster.running()
-        cluster.stop()
-    except ClusterError as exc:
-        _fail(str(exc))
+    cluster = EmbeddedCluster(settings)
+    was_running = cluster.running()
+    cluster.stop()
     typer.echo("stopped" if was_running else "not running")
 
 
@@ -95,16 +85,13 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
             state = "not initialised" if not info.get("initialised", True) else "not running"
             typer.echo(f"down: {state}" + (f" ({info['error']})" if "error" in info and info.get("running") else ""))
     if not info["reachable"]:
-        raise typer.Exit(1)
+        raise typer.Exit(1)  # the report above is the message; exit 1 like every error
 
 
 @app.command("url")
 def url(libpq: bool = typer.Option(False, "--libpq", help="Plain postgresql:// URL instead of SQLAlchemy's.")) -> None:
     """Print the SQLAlchemy URL of the database."""
-    try:
-        typer.echo(gisdb.libpq_url() if libpq else gisdb.database_url())
-    except ClusterError as exc:
-        _fail(str(exc))
+    typer.echo(gisdb.libpq_url() if libpq else gisdb.database_url())
 
 
 @app.command("migrate")
@@ -118,6 +105,6 @@ def migrate_cmd(target: str = typer.Argument("heads", help="Alembic target revis
 def destroy(yes: bool = typer.Option(False, "--yes", help="Really delete var/pg.")) -> None:
     """Stop the embedded cluster and delete its data."""
     if not yes:
-        _fail("this deletes every row in the embedded cluster; pass --yes")
+        raise InputError("this deletes every row in the embedded cluster", hint="pass --yes")
     EmbeddedCluster(get_settings()).destroy()
     typer.echo("destroyed")

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from api.auth import ROLES, UserError, add_user, list_users, revoke_user
+from gis.accounts import ROLES, add_user, list_users, revoke_user
 from gis.db import get_engine
 
 app = typer.Typer(no_args_is_help=True)
-
-
-def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
 
 
 @app.command("add")
@@ -24,10 +19,7 @@ def add(
     ),
 ) -> None:
     """Create a user; its bearer token is printed once, on the last line."""
-    try:
-        token = add_user(get_engine(), name, role, privileged)
-    except UserError as exc:
-        _fail(str(exc))
+    token = add_user(get_engine(), name, role, privileged)
     typer.echo(f"user {name} created (role {role}{', privileged' if privileged else ''}); "
                "token (shown only now):")
     typer.echo(token)
@@ -52,9 +44,6 @@ def list_cmd() -> None:
 
 @app.command("revoke")
 def revoke(name: str = typer.Argument(..., help="User name.")) -> None:
-    """Revoke a user's token (running servers stop accepting it within settings.auth_cache_s)."""
-    try:
-        revoke_user(get_engine(), name)
-    except UserError as exc:
-        _fail(str(exc))
+    """Revoke a user's token (running servers stop accepting it within settings.api.auth_cache_s)."""
+    revoke_user(get_engine(), name)
     typer.echo(f"user {name} revoked")
