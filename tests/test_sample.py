@@ -20,7 +20,7 @@ from pipelines.furniture import MAX_HEIGHT_M as MAX_FURNITURE_HEIGHT_M
 from pipelines.vegetation import MAX_TREE_HEIGHT_M
 
 REPO = Path(__file__).resolve().parent.parent
-HASHED = ("*.gpkg", "*.tif", "*.csv", "*.parquet", "*.las", "buildings_shp/*")
+HASHED = ("*.gpkg", "*.tif", "*.csv", "*.parquet", "*.las", "buildings_shp/*", "mesh/metadata.xml", "mesh/Data/*/*")
 BUILDING_USES = {"residential", "commercial", "office", "school", "hospital", "market", "public", "industrial",
                  "courtyard_house"}
 FURNITURE_TYPES = {"street_lamp", "traffic_signal", "sign", "bus_shelter", "bench", "waste_bin", "toilet", "kiosk",

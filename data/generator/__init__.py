@@ -17,7 +17,7 @@ import pandas as pd
 import shapely
 from pyproj import Transformer
 
-from . import buildings, dirty, furniture, layout, overlays, roads, terrain, vegetation, writers
+from . import buildings, dirty, furniture, layout, mesh, ortho, overlays, roads, terrain, vegetation, writers
 from .common import CRS_4490, CRS_4548, DEM_RES_M, District, rng_for, suffix_ids
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,15 @@ def generate(out_dir: Path, seed: int = 7, scale: int = 1) -> dict:
         clean / "dem.tif", mosaic, from_origin(x0, y_top + (scale - 1) * step_y, DEM_RES_M, DEM_RES_M)
     )
     counts["dem.tif"] = int(mosaic.size)
+    # orthophoto and reality mesh: the first district copy only (0.25 m imagery grows fast)
+    t_img = time.perf_counter()
+    ortho_rgb, ortho_tr = ortho.render(d)
+    ortho.write_cog(clean / "ortho.tif", ortho_rgb, ortho_tr)
+    counts["ortho.tif"] = int(ortho_rgb.shape[1] * ortho_rgb.shape[2])
+    mesh_counts = mesh.write(d, clean / "mesh", ortho_rgb, ortho_tr)
+    counts["mesh/ triangles"] = mesh_counts["triangles"]
+    del ortho_rgb
+    log.info("generator: ortho + mesh %.1f s", time.perf_counter() - t_img)
     xy, z, cl, rgb = d.extras["pointcloud"]
     terrain.write_las(clean / "pointcloud.las", xy, z, cl, rgb)
     counts["pointcloud.las"] = len(z)
