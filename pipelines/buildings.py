@@ -2,16 +2,11 @@
 
 Stages (all vectorised over the whole layer):
 
-1. **read** (:mod:`pipelines.sources`): any vector format/CRS, field mapping, lenient numbers.
-2. **clean** (:func:`prepare_buildings`), in this order, every drop reported:
-   missing id → ``missing_id``; no geometry → ``empty_geometry``; not a polygon →
-   ``wrong_geometry_type``; invalid → ``make_valid`` (all polygonal parts kept; none left: the ring
-   has collapsed → ``zero_area``); area < ``min_area_m2`` → ``zero_area``; same geometry + attributes as an
-   earlier feature → ``duplicate`` (naming the kept id); same id as an earlier different feature →
-   ``duplicate_id``; representative point outside ``--boundary`` → ``outside_boundary``.
-   Heights: ``floors`` < 0 or > 120 → ``absurd_height``; ``height`` ≤ 0 or > 500 m →
-   ``absurd_height``; no height → ``floors × floor_height`` (repair ``height_from_floors``); neither
-   → ``missing_height`` (or ``default_height`` when the policy is ``default``).
+1. **read** (:mod:`core.delivery.read`): any vector format/CRS, field mapping, lenient numbers.
+2. **clean**: the delivery layer's rules (:mod:`core.delivery.rules`, docs/delivery.md), the same
+   the PostGIS loader applies, so tiles and database accept the same buildings; then
+   no height → ``floors × floor_height`` (repair ``height_from_floors``); neither with
+   ``--missing-height default`` → ``default_height``.
 3. **ground**: base = lowest DEM height under the footprint (orthometric), so walls reach the
    ground everywhere; ellipsoidal = orthometric + EGM96 N (:mod:`core.frames`).
 4. **tile**: a quadtree over the buildings (≤ ``max_features`` per leaf). Leaves hold every
@@ -47,6 +42,10 @@ import pandas as pd
 import shapely
 from pyproj import CRS, Transformer
 
+from core.delivery import rules
+from core.delivery.accounting import RunReport
+from core.delivery.mapping import FieldMapping, load_mapping
+from core.delivery.read import FieldSpec, SourceLayer, read_layer
 from core.frames import (
     EnuFrame,
     active_geoid,
@@ -60,8 +59,6 @@ from core.frames import (
 )
 from pipelines.ground import Ground
 from pipelines.publish import Staging, digest, read_manifest, write_manifest
-from pipelines.report import RunReport
-from pipelines.sources import FieldMapping, FieldSpec, SourceLayer, load_mapping, read_layer
 from tiles import building_mesh as bm
 from tiles.gltf import FeatureTable, MeshData, PropertyColumn, encode_mesh_glb
 from tiles.tileset import (
@@ -82,7 +79,7 @@ PIPELINE_VERSION = "buildings-1"
 BUILDING_SPECS: tuple[FieldSpec, ...] = (
     FieldSpec("id", required=True),
     FieldSpec("name"),
-    FieldSpec("floors", "int"),
+    FieldSpec("floors", "float"),  # fractional floors (3.5, OSM building:levels) are valid
     FieldSpec("height", "float"),
     FieldSpec("use"),
     FieldSpec("roof_type"),
@@ -122,8 +119,7 @@ class BuildingOptions:
     missing_height: Literal["reject", "default"] = "reject"
     default_height: float = 9.0
     max_height: float = 500.0
-    max_floors: int = 120
-    min_area_m2: float = 0.5
+    max_floors: float = 120.0
     lod: int = 2
     max_features: int = 1000
     roof_pitch_deg: float = 30.0
@@ -209,22 +205,6 @@ def read_boundary(path: Path, working_crs: CRS, src_crs: str | None = None) -> s
     return shapely.union_all(shapely.make_valid(_transform_geoms(geoms, layer.crs, working_crs)))
 
 
-def geometry_keys(geoms: np.ndarray, precision: float = 0.001) -> np.ndarray:
-    """A string per geometry equal for geometries equal to ``precision`` (normalised vertex order)."""
-    norm = shapely.normalize(geoms)
-    coords, idx = shapely.get_coordinates(norm, return_index=True)
-    q = np.round(coords / precision).astype(np.int64)
-    starts = np.searchsorted(idx, np.arange(len(geoms)))
-    ends = np.append(starts[1:], len(idx))
-    types = shapely.get_type_id(norm)
-    parts = shapely.get_num_geometries(norm)
-    rings = shapely.get_num_interior_rings(norm)
-    raw = q.tobytes()
-    item = 2 * q.itemsize
-    return np.array([f"{t}.{p}.{r}:" + raw[s * item:e * item].hex()
-                     for t, p, r, s, e in zip(types, parts, rings, starts, ends, strict=True)], dtype=object)
-
-
 def prepare_buildings(layer: SourceLayer, options: BuildingOptions, ground: Ground | None = None,
                       progress: Progress | None = None) -> PreparedBuildings:
     """Clean, repair and reject (see module docstring); compute heights, roofs and bases."""
@@ -234,119 +214,27 @@ def prepare_buildings(layer: SourceLayer, options: BuildingOptions, ground: Grou
     geoms = np.asarray(gdf.geometry.values, dtype=object)
     ids = report.ids
 
-    # ids
-    missing_id = np.array([v is None for v in ids])
-    if missing_id.any():
-        report.reject(missing_id, "missing_id", "id is empty", field="id")
-
-    # geometry type / emptiness
-    empty = shapely.is_missing(geoms) | shapely.is_empty(geoms)
-    report.reject(empty, "empty_geometry", "feature has no geometry")
-    types = shapely.get_type_id(geoms)
-    wrong = ~empty & ~np.isin(types, (3, 6, 7))
-    if wrong.any():
-        report.reject(wrong, "wrong_geometry_type",
-                      [f"geometry is a {g.geom_type}, buildings need polygons" for g in geoms[wrong]])
-    alive = ~report.rejected_mask()
-
-    # reproject to a local metric CRS
-    working = (working_crs_for(shapely.total_bounds(geoms[alive]), layer.crs) if alive.any()
+    # the delivery layer's rules (core.delivery.rules), in a local metric frame: the loaders
+    # (gis/loaders) apply the same ones, so the tiles and PostGIS accept the same buildings
+    present = ~report.rejected_mask() & ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    working = (working_crs_for(shapely.total_bounds(geoms[present]), layer.crs) if present.any()
                else local_tm_crs(117.39, 32.93))
     work = np.full(n, None, dtype=object)
-    work[alive] = _transform_geoms(geoms[alive], layer.crs, working)
-
-    # validity
-    valid = np.ones(n, bool)
-    valid[alive] = shapely.is_valid(work[alive])
-    invalid = np.flatnonzero(alive & ~valid)
-    if len(invalid):
-        reasons = shapely.is_valid_reason(work[invalid])
-        fixed = shapely.make_valid(work[invalid])
-        parts, src = bm.explode_polygons(fixed)
-        merged = np.full(len(invalid), None, dtype=object)
-        if len(parts):
-            groups = pd.Series(np.arange(len(parts))).groupby(src).apply(list)
-            for g, members in groups.items():
-                merged[g] = shapely.multipolygons(parts[members]) if len(members) > 1 else parts[members[0]]
-        ok = np.array([m is not None for m in merged])
-        if (~ok).any():
-            # make_valid keeps all the area there is: nothing left means the footprint has collapsed
-            report.reject(invalid[~ok], "zero_area",
-                          [f"invalid polygon ({r}) encloses no area" for r in reasons[~ok]])
-        if ok.any():
-            after = shapely.area(merged[ok].astype(object))
-            n_parts = shapely.get_num_geometries(merged[ok].astype(object))
-            msgs = [f"invalid polygon ({r}) repaired with make_valid: {k} part(s), {a:.1f} m²"
-                    for r, k, a in zip(reasons[ok], n_parts, after, strict=True)]
-            report.repair(invalid[ok], "make_valid", msgs)
-            work[invalid[ok]] = merged[ok]
-        alive = ~report.rejected_mask()
-
-    # drop repeated vertices, zero area
-    work[alive] = shapely.remove_repeated_points(work[alive], 0.005)
-    area = np.zeros(n)
-    area[alive] = shapely.area(work[alive])
-    tiny = alive & (area < options.min_area_m2)
-    if tiny.any():
-        report.reject(tiny, "zero_area", [f"footprint area {a:.3f} m² < {options.min_area_m2} m²"
-                                          for a in area[tiny]])
-        alive &= ~tiny
-
-    # duplicates: same geometry (to the millimetre) and same attributes, any id
+    work[present] = _transform_geoms(geoms[present], layer.crs, working)
+    boundary = read_boundary(options.boundary, working, options.src_crs) if options.boundary is not None else None
     attr_cols = [c for c in gdf.columns if c not in ("id", gdf.geometry.name)]
-    rows = np.flatnonzero(alive)
-    if len(rows):
-        key = pd.Series(geometry_keys(work[rows]), dtype=object)
-        for c in attr_cols:
-            key = key + "|" + gdf[c].iloc[rows].astype(str).to_numpy()
-        codes, uniques = pd.factorize(key)
-        _, first_of_code = np.unique(codes, return_index=True)
-        first = first_of_code[codes]
-        dup = first != np.arange(len(rows))
-        if dup.any():
-            kept_ids = [ids[rows[first[i]]] for i in np.flatnonzero(dup)]
-            report.reject(rows[dup], "duplicate",
-                          [f"same geometry and attributes as {k}; {k} kept" for k in kept_ids],
-                          related_id=kept_ids)
-            alive[rows[dup]] = False
-        rows = np.flatnonzero(alive)
-        id_series = pd.Series(ids[rows].astype(str))
-        again = id_series.duplicated(keep="first").to_numpy()
-        if again.any():
-            report.reject(rows[again], "duplicate_id",
-                          [f"id {i} already used by an earlier feature with different geometry/attributes"
-                           for i in ids[rows[again]]], field="id")
-            alive[rows[again]] = False
-
-    # boundary
-    if options.boundary is not None and alive.any():
-        boundary = read_boundary(options.boundary, working, options.src_crs)
-        shapely.prepare(boundary)
-        rp = shapely.point_on_surface(work[alive])
-        outside = ~shapely.contains_xy(boundary, shapely.get_x(rp), shapely.get_y(rp))
-        if outside.any():
-            out_rows = np.flatnonzero(alive)[outside]
-            report.reject(out_rows, "outside_boundary",
-                          f"footprint lies outside the boundary {Path(options.boundary).name}")
-            alive[out_rows] = False
+    work = rules.clean_features(report, work, "polygon", attrs={c: gdf[c].to_numpy(dtype=object) for c in attr_cols},
+                                boundary=boundary)
+    alive = ~report.rejected_mask()
+    work[alive] = shapely.remove_repeated_points(work[alive], 0.005)
 
     # heights
     floors = gdf["floors"].to_numpy(dtype=float)
     height = gdf["height"].to_numpy(dtype=float)
-    bad_floors = alive & np.isfinite(floors) & ((floors < 0) | (floors > options.max_floors))
-    if bad_floors.any():
-        report.reject(bad_floors, "absurd_height",
-                      [f"floors {f:g} outside 0..{options.max_floors}" for f in floors[bad_floors]],
-                      field="floors", value=[f"{f:g}" for f in floors[bad_floors]])
-        alive &= ~bad_floors
+    alive = rules.check_building_heights(report, floors, height, alive, max_height=options.max_height,
+                                         max_floors=options.max_floors, missing=options.missing_height)
     floors = np.where(floors > 0, floors, np.nan)
     has_h = np.isfinite(height)
-    bad_h = alive & has_h & ((height <= 0) | (height > options.max_height))
-    if bad_h.any():
-        report.reject(bad_h, "absurd_height",
-                      [f"height {h:g} m outside (0, {options.max_height:g}] m" for h in height[bad_h]],
-                      field="height", value=[f"{h:g}" for h in height[bad_h]])
-        alive &= ~bad_h
     from_floors = alive & ~has_h & np.isfinite(floors)
     if from_floors.any():
         height[from_floors] = floors[from_floors] * options.floor_height
@@ -356,13 +244,9 @@ def prepare_buildings(layer: SourceLayer, options: BuildingOptions, ground: Grou
                       field="height")
     neither = alive & ~has_h & ~np.isfinite(floors)
     if neither.any():
-        if options.missing_height == "default":
-            height[neither] = options.default_height
-            report.repair(neither, "default_height",
-                          f"no height and no floors; default {options.default_height:g} m", field="height")
-        else:
-            report.reject(neither, "missing_height", "no height and no floors", field="height")
-            alive &= ~neither
+        height[neither] = options.default_height
+        report.repair(neither, "default_height",
+                      f"no height and no floors; default {options.default_height:g} m", field="height")
 
     rows = np.flatnonzero(alive)
     foot = work[rows].astype(object)

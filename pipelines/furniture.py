@@ -6,7 +6,7 @@ lamps, billboards and traffic signals are placed at their exact surveyed point a
 shape is schematic (:mod:`tiles.models`), scaled vertically to the surveyed height and
 horizontally by the same factor clamped to [0.75, 1.33] so proportions stay plausible.
 
-Checks: common ones (:mod:`pipelines.checks`), ``unknown_type``, ``absurd_height`` (≤ 0 or
+Checks: common ones (:mod:`core.delivery.checks`), ``unknown_type``, ``absurd_height`` (≤ 0 or
 > 60 m), ``outside_dem``; repairs: missing height → template height, missing heading → 0.
 """
 
@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 import shapely
 
+from core.delivery.accounting import RunReport
+from core.delivery.checks import check_features, find_boundary, load_boundary, numeric_column, text_column
+from core.delivery.mapping import FieldMapping
+from core.delivery.read import FieldSpec, read_layer
 from core.frames import active_geoid
-from pipelines.checks import check_features, find_boundary, load_boundary, numeric_column, text_column
 from pipelines.drape import DemGrid, sample_heights
 from pipelines.instanced import InstancedBuild, InstanceSet, build_instanced_tileset, summary_dict
-from pipelines.report import RunReport
 from pipelines.run_frame import in_run_frame
-from pipelines.sources import FieldMapping, FieldSpec, read_layer
 from tiles.gltf import PropertyColumn
 from tiles.models import FURNITURE_TYPES, furniture_template
 

@@ -12,7 +12,7 @@ Bridges (``bridge`` = 1) are not draped and take no part in the subtraction: the
 a straight grade between ``ground(start) + deck_height`` and ``ground(end) + deck_height``
 (a smooth deck that ignores the riverbed below), with a 1 m deck slab and 1.1 m side barriers.
 
-Checks: common ones (:mod:`pipelines.checks`); ``absurd_value`` for width ≤ 0 or > 100 m and
+Checks: common ones (:mod:`core.delivery.checks`); ``absurd_value`` for width ≤ 0 or > 100 m and
 deck_height < 0 or > 60 m; repairs: unknown class → residential, missing width → the class's
 default, missing deck height on a bridge → 6 m.
 """
@@ -27,12 +27,13 @@ from pathlib import Path
 import numpy as np
 import shapely
 
+from core.delivery.accounting import RunReport
+from core.delivery.checks import check_features, find_boundary, load_boundary, numeric_column, text_column
+from core.delivery.mapping import FieldMapping
+from core.delivery.read import FieldSpec, read_layer
 from core.frames import EnuFrame, active_geoid
-from pipelines.checks import check_features, find_boundary, load_boundary, numeric_column, text_column
 from pipelines.drape import DemGrid, color_u8, sample_heights, to_enu, vertex_normals
-from pipelines.report import RunReport
 from pipelines.run_frame import in_run_frame
-from pipelines.sources import FieldMapping, FieldSpec, read_layer
 from pipelines.surfaces import ExtraMesh, SurfaceBuild, SurfaceSet, build_surface_tileset, subtract_earlier
 from tiles.gltf import PropertyColumn
 

@@ -10,7 +10,7 @@ Output ``OUT/tileset.json`` has no content of its own; it references two externa
   +0.05 m). Overlaps are resolved before meshing so no two surfaces share ground: water wins
   over green, and smaller green polygons are carved out of larger ones.
 
-Tree checks: common ones (:mod:`pipelines.checks`), ``absurd_height`` (≤ 0 or > 60 m),
+Tree checks: common ones (:mod:`core.delivery.checks`), ``absurd_height`` (≤ 0 or > 60 m),
 ``outside_dem``; repairs: no height → 8 m, no/absurd crown diameter → 0.6 × height (1.5–15 m).
 """
 
@@ -27,13 +27,14 @@ from typing import Any
 import numpy as np
 import shapely
 
+from core.delivery.accounting import RunReport
+from core.delivery.checks import check_features, find_boundary, load_boundary, numeric_column, text_column
+from core.delivery.mapping import FieldMapping
+from core.delivery.read import FieldSpec, read_layer
 from core.frames import active_geoid, ecef_to_lonlat_ellipsoidal
-from pipelines.checks import check_features, find_boundary, load_boundary, numeric_column, text_column
 from pipelines.drape import DemGrid, color_u8, sample_heights
 from pipelines.instanced import InstancedBuild, InstanceSet, build_instanced_tileset, summary_dict
-from pipelines.report import RunReport
 from pipelines.run_frame import in_run_frame
-from pipelines.sources import FieldMapping, FieldSpec, read_layer
 from pipelines.surfaces import SurfaceBuild, SurfaceSet, build_surface_tileset, subtract_earlier
 from tiles.gltf import PropertyColumn
 from tiles.models import tree_kind, tree_template

@@ -93,7 +93,7 @@ def test_new_months_load_detached_and_attach_with_every_index(
     rep = load_gps(conn, src, batch_rows=3)  # 4 batches: duplicates are found across them
 
     assert sorted((r.row, r.reason) for r in rep.rejects) == [(7, "duplicate"), (8, "duplicate")]
-    assert rep.loaded == len(rows) - 2 and rep.repaired["worker_from_device"] == 1
+    assert rep.loaded == len(rows) - 2 and rep.repaired_by_how()["worker_from_device"] == 1
     parts = dict(
         conn.execute("""
             SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i

@@ -149,8 +149,9 @@ def test_buildings(clean: Path) -> None:
 
 
 def test_buildings_shapefile_via_mapping(clean: Path) -> None:
+    from core.delivery.mapping import load_mapping
+    from core.delivery.read import read_layer
     from pipelines.buildings import BUILDING_SPECS
-    from pipelines.sources import load_mapping, read_layer
 
     shp = clean / "buildings_shp" / "buildings.shp"
     assert (clean / "buildings_shp" / "buildings.cpg").read_text() == "GBK"

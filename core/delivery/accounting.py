@@ -1,4 +1,4 @@
-"""Run accounting shared by every pipeline (buildings, roads, trees, furniture, ...).
+"""The one accounting class of the delivery layer, shared by the tile pipelines and the loaders.
 
 Every input feature ends as exactly one of:
 
@@ -9,12 +9,15 @@ Every input feature ends as exactly one of:
   the feature id and the field say why.
 
 Features are keyed by their 0-based row in the source layer (ids can be missing or repeated,
-rows cannot). ``input == written + rejected`` is checked by :meth:`RunReport.finalize`; a
-pipeline that loses a feature without rejecting it fails loudly instead of under-reporting.
+rows cannot). ``input == written + rejected`` is checked against what was really written: the
+pipelines mark the rows they put in the tiles (:meth:`Accounting.mark_written` +
+:meth:`Accounting.finalize`), the loaders pass the row count the database reports
+(:meth:`Accounting.finish`). A pipeline or loader that loses a feature without rejecting it fails
+loudly instead of under-reporting. Every code is one of :data:`core.delivery.reasons.REASONS`.
 
 Usage::
 
-    report = RunReport(layer="buildings", source=path, ids=ids)
+    report = Accounting(layer="buildings", source=path, ids=ids)
     report.reject(rows, "absurd_height", "height 900 m > 500 m", field="height")
     report.repair(rows, "height_from_floors", "height = floors x 3.0 m", field="height")
     report.mark_written(rows_in_output)
@@ -33,32 +36,20 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pandas as pd
+
+from core.delivery.reasons import REASONS, REJECT_CODES
 
 log = logging.getLogger(__name__)
 
 REPORT_JSON = "report.json"
 REPORT_TXT = "report.txt"
 
-# Reason codes used by the pipelines (free-form codes are accepted too; these are documented).
-REJECT_CODES: dict[str, str] = {
-    "missing_id": "the id field is empty",
-    "duplicate": "same geometry and attributes as an earlier feature (kept id named)",
-    "duplicate_id": "id already used by an earlier, different feature",
-    "empty_geometry": "no geometry",
-    "wrong_geometry_type": "geometry type not accepted by this layer",
-    "self_intersection": "self-intersecting geometry (repaired with make_valid when it keeps an area)",
-    "zero_area": "polygon with (near) zero area",
-    "zero_length": "line with (near) zero length",
-    "missing_height": "no height and no floors",
-    "absurd_height": "height <= 0 or > 500 m, or floors > 120",
-    "absurd_value": "value outside the accepted range",
-    "unparsable_value": "a value that is not a number",
-    "outside_boundary": "outside the district boundary",
-}
+__all__ = ["REJECT_CODES", "Accounting", "AccountingError", "Issue", "RunReport"]
 
 
 class AccountingError(RuntimeError):
-    """The pipeline lost or double-counted features: a bug, never a data problem."""
+    """A pipeline or loader lost or double-counted features: a bug, never a data problem."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +64,14 @@ class Issue:
     value: str | None = None
     file: str | None = None
     related_id: str | None = None
+
+    @property
+    def reason(self) -> str:
+        return self.code
+
+    @property
+    def feature_id(self) -> str | None:
+        return self.id
 
     def as_dict(self) -> dict[str, Any]:
         d = {"row": self.row, "id": self.id, "code": self.code, "field": self.field, "value": self.value,
@@ -98,23 +97,45 @@ def _per_row(value: str | Sequence[Any] | np.ndarray | None, n: int) -> list[Any
     return values
 
 
+def _check_code(code: str) -> None:
+    if code not in REASONS:
+        raise KeyError(f"reason code {code!r} is not in core.delivery.reasons.REASONS: add it there "
+                       "(and to docs/delivery.md)")
+
+
 @dataclass
-class RunReport:
+class Accounting:
     """Accounting for one layer of one run (see module docstring)."""
 
     layer: str
     source: str
-    ids: np.ndarray  # (n,) object: the feature id of each source row (None when missing)
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))  # (n,) id per source row
     rejected: dict[int, Issue] = field(default_factory=dict)
     repaired: dict[int, list[Issue]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     output: dict[str, Any] = field(default_factory=dict)
+    loaded: int = 0
     _written: np.ndarray | None = None
+    _repair_counts: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self.ids = np.asarray(self.ids, dtype=object)
         self.source = str(self.source)
         self._file_name = Path(self.source).name
+
+    @property
+    def source_rows(self) -> int:
+        return self.n_input
+
+    @source_rows.setter
+    def source_rows(self, n: int) -> None:
+        """Tables read row by row (loaders): ``n`` rows whose ids are given with each rejection."""
+        if len(self.ids) != n:
+            self.ids = np.full(int(n), None, dtype=object)
+
+    @property
+    def file(self) -> str:
+        return self._file_name
 
     # ----------------------------------------------------------------- recording
     @property
@@ -140,6 +161,7 @@ class RunReport:
         related_id: str | Sequence[str | None] | None = None,
     ) -> None:
         """Reject rows (bool mask or positions). A row rejected twice keeps its first reason."""
+        _check_code(code)
         rows = _rows(rows)
         messages = _per_row(message, len(rows))
         values = _per_row(value, len(rows))
@@ -162,6 +184,7 @@ class RunReport:
         value: str | Sequence[Any] | None = None,
     ) -> None:
         """Record a repair of rows (bool mask or positions). Rejected rows are ignored."""
+        _check_code(how)
         rows = _rows(rows)
         messages = _per_row(message, len(rows))
         values = _per_row(value, len(rows))
@@ -172,6 +195,73 @@ class RunReport:
             self.repaired.setdefault(r, []).append(
                 Issue(r, fid, how, self._decorate(r, fid, field, msg), field,
                       None if val is None else str(val), self.file_name))
+
+    def count_repair(self, how: str, n: int) -> None:
+        """A repair counted without per-row records (bulk repairs of loaders)."""
+        _check_code(how)
+        self._repair_counts[how] += int(n)
+
+    # ----------------------------------------------------------------- tables (loaders)
+    def reject_rows(
+        self,
+        rows: np.ndarray | list[int],
+        ids: np.ndarray | list[Any] | None,
+        field_name: str | None,
+        reason: str,
+        message: str | list[str],
+        values: np.ndarray | list[Any] | None = None,
+    ) -> None:
+        """Reject source rows whose ids come with them (tables whose ids are read by the loader)."""
+        rows_arr = _rows(rows)
+        if ids is not None:
+            for r, fid in zip(rows_arr.tolist(), list(ids), strict=True):
+                if r >= len(self.ids):
+                    self.ids = np.concatenate([self.ids, np.full(r + 1 - len(self.ids), None, dtype=object)])
+                if self.ids[r] is None:
+                    self.ids[r] = None if fid is None or (isinstance(fid, float) and np.isnan(fid)) else fid
+        msgs = [message] * len(rows_arr) if isinstance(message, str) else list(message)
+        msgs = [m.split(": ", 2)[-1] if m.startswith(f"{self.file_name}: ") else m for m in msgs]
+        vals = None if values is None else [None if _isnan(v) else v for v in values]
+        self.reject(rows_arr, reason, msgs, field=field_name, value=vals)
+
+    def reject_mask(
+        self,
+        df: pd.DataFrame,
+        mask: pd.Series | np.ndarray,
+        field_name: str | None,
+        reason: str,
+        message: str | Any,
+        id_col: str | None = "id",
+        value_col: str | None = None,
+    ) -> pd.DataFrame:
+        """Reject the rows of ``df`` where ``mask``; return the remaining rows.
+
+        ``df.index`` must hold the 0-based source row; ``message`` may be a callable on the
+        rejected sub-frame returning one message per row.
+        """
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return df
+        bad = df[mask]
+        msgs = message(bad) if callable(message) else message
+        ids = bad[id_col].to_numpy() if id_col and id_col in bad else None
+        vals = bad[value_col].to_numpy() if value_col and value_col in bad else None
+        self.reject_rows(bad.index.to_numpy(), ids, field_name, reason, msgs, vals)
+        return df[~mask].copy()
+
+    @property
+    def rejects(self) -> list[Issue]:
+        """The rejections in source-row order."""
+        return [self.rejected[r] for r in sorted(self.rejected)]
+
+    def finish(self, loaded: int) -> None:
+        """Loaders: ``loaded`` is the row count the database reports for this delivery; it must be
+        the source rows minus the rejected ones."""
+        self.loaded = int(loaded)
+        if self.loaded != self.n_input - len(self.rejected):
+            raise AccountingError(
+                f"{self.layer}: {self.n_input} source rows != {self.loaded} loaded + {len(self.rejected)} rejected"
+            )
 
     def note(self, message: str) -> None:
         """A layer-level remark (e.g. 'no DEM given: bases at 0 m')."""
@@ -230,7 +320,9 @@ class RunReport:
         return dict(Counter(i.code for i in self.rejected.values()).most_common())
 
     def repaired_by_how(self) -> dict[str, int]:
-        return dict(Counter(i.code for issues in self.repaired.values() for i in issues).most_common())
+        counts = Counter(i.code for issues in self.repaired.values() for i in issues)
+        counts.update(self._repair_counts)
+        return dict(counts.most_common())
 
     def issue_for(self, feature_id: str) -> tuple[str, list[Issue]]:
         """('rejected'|'repaired'|'written'|'absent', issues) for a feature id (tests, tooling)."""
@@ -301,6 +393,14 @@ class RunReport:
         json_path.write_bytes(orjson.dumps(self.to_dict(), option=options))
         txt_path.write_text(self.summary_text(), encoding="utf-8")
         return json_path, txt_path
+
+
+#: the name the pipelines used before the delivery layer existed
+RunReport = Accounting
+
+
+def _isnan(v: Any) -> bool:
+    return isinstance(v, float) and np.isnan(v)
 
 
 def _fmt(v: Any) -> str:

@@ -14,10 +14,11 @@ from typing import Any
 
 import psycopg
 
+from core.errors import InputError
 from gis.loaders.derive import derive_all
 from gis.loaders.events import load_events
 from gis.loaders.gps import load_gps
-from gis.loaders.io import Mapping
+from gis.loaders.io import Mapping, refuse_empty
 from gis.loaders.population import load_population
 from gis.loaders.reference import (
     load_buildings,
@@ -52,6 +53,9 @@ LAYERS: dict[str, tuple[Loader, str]] = {
     "gps": (load_gps, "gps_fixes.parquet"),
 }
 
+#: the table a layer replaces (when not named like the layer)
+LAYER_TABLES = {"population": "restricted.persons", "gps": "gps_fixes"}
+
 #: everything `load sample` replaces (event_category / event_transition are reference data)
 SAMPLE_TABLES = (
     "alarms", "alarm_watermark", "checkins", "shift_tracks", "worker_positions", "gps_fixes",
@@ -70,16 +74,34 @@ def connect(url: str | None = None) -> psycopg.Connection:
 
 
 def load_layer(
-    layer: str, path: Path, *, mapping: Path | None = None, url: str | None = None, **options: Any
+    layer: str,
+    path: Path,
+    *,
+    mapping: Path | None = None,
+    url: str | None = None,
+    encoding: str | None = None,
+    src_crs: str | None = None,
+    layer_name: str | None = None,
+    allow_empty: bool = False,
+    **options: Any,
 ) -> LoadReport:
     """Load one layer in one transaction (all or nothing). ``options`` go to the layer's loader
-    (``boundary`` for buildings, ``replace``/``limit`` for gps)."""
+    (``boundary`` for buildings, ``replace``/``limit`` for gps); ``encoding``/``src_crs``/
+    ``layer_name`` are the reading options of the delivery (``--encoding``, ``--src-crs``,
+    ``--layer``). A delivery with no valid row would replace a live table with nothing: it is
+    refused (:class:`~core.delivery.errors.NothingAcceptedError`, nothing changed) unless
+    ``allow_empty`` (appending GPS fixes never empties anything)."""
     if layer not in LAYERS:
-        raise ValueError(f"unknown layer {layer!r}; known: {', '.join(LAYERS)}")
+        raise InputError(f"unknown layer {layer!r}; known: {', '.join(LAYERS)}")
     loader, _ = LAYERS[layer]
     report = LoadReport()
+    read_options = Mapping.load(mapping, option_encoding=encoding, src_crs=src_crs, option_layer=layer_name,
+                                allow_empty=allow_empty)
     with connect(url) as conn:
-        report.add(loader(conn, Path(path), Mapping.load(mapping), **options))
+        layer_report = report.add(loader(conn, Path(path), read_options, **options))
+        appending = layer == "gps" and not options.get("replace")
+        if layer_report.loaded == 0 and not allow_empty and not appending:
+            refuse_empty(layer_report, read_options, 0, LAYER_TABLES.get(layer, layer))
         if layer == "grid_cells":
             from gis.loaders.reference import assign_buildings
 

@@ -49,7 +49,9 @@ def _batches(path: Path, mapping: Mapping, batch_rows: int, limit: int | None) -
             if limit is not None and offset >= limit:
                 return
     else:
-        reader = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], chunksize=batch_rows, nrows=limit)
+        encoding = getattr(mapping, "option_encoding", None) or mapping.encoding or "utf-8"
+        reader = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], chunksize=batch_rows, nrows=limit,
+                             encoding=encoding)
         for df in reader:
             df.index = pd.RangeIndex(offset, offset + len(df))
             offset += len(df)
@@ -84,7 +86,7 @@ def _validate(df: pd.DataFrame, report: LayerReport, devices: dict[str, str | No
     missing_w = wid.isna()
     if missing_w.any():
         wid = wid.where(~missing_w, df["device_id"].map(devices))
-        report.repaired["worker_from_device"] += int((missing_w & wid.notna()).sum())
+        report.count_repair("worker_from_device", int((missing_w & wid.notna()).sum()))
     df["worker_id"] = wid
     df = report.reject_mask(
         df,

@@ -1,9 +1,11 @@
-"""Reading deliveries (vector files, CSV, Parquet) with field mappings, and COPY into PostGIS.
+"""Loader side of the delivery layer: the reading options of `onemap load`, the vector prelude
+every geometry loader runs (``core.delivery`` reading and rules, the same the tiles use), table
+checks (numbers, enums, timestamps) and COPY into PostGIS.
 
-A mapping file (YAML, the format of ``pipelines.sources``) renames delivered fields to the
-loader's field names and recodes values::
+A mapping file (YAML, :mod:`core.delivery.mapping`) renames delivered fields to the loader's
+field names and recodes values::
 
-    encoding: GBK            # for Shapefiles without .cpg
+    encoding: GBK            # for Shapefiles without .cpg and CSVs
     crs: EPSG:4548           # CRS assumed when the file declares none
     fields: {id: BH, height: JZGD}          # loader field: delivered field
     values: {use: {住宅: residential}}       # loader field: {delivered value: loader value}
@@ -14,7 +16,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +29,13 @@ import pyarrow.csv as pacsv
 import shapely
 from pyproj import CRS
 
-from gis.loaders.report import LayerReport
-from pipelines import sources
+from core.delivery import rules
+from core.delivery.accounting import Accounting
+from core.delivery.errors import FieldMissingError, NothingAcceptedError
+from core.delivery.mapping import FieldMapping, load_mapping
+from core.delivery.read import FieldSpec, read_layer
+from core.delivery.read import read_table as _read_table
+from core.frames import working_crs_for
 
 log = logging.getLogger(__name__)
 
@@ -43,93 +50,91 @@ LAT_RANGE = (3.0, 54.0)
 
 
 @dataclass(frozen=True)
-class Mapping:
-    """Field mapping of a delivery; vector files use ``pipelines.sources`` (same reader and mapping
-    format as the tiles pipelines), tables (CSV/Parquet) are renamed/recoded here."""
+class Mapping(FieldMapping):
+    """A delivery's field mapping plus the reading options of `onemap load` (``--encoding``,
+    ``--src-crs``, ``--layer``, ``--allow-empty``)."""
 
-    fields: dict[str, str] = field(default_factory=dict)
-    values: dict[str, dict[str, Any]] = field(default_factory=dict)
-    encoding: str | None = None
-    crs: str | None = None
-    path: Path | None = None
+    option_encoding: str | None = None
+    src_crs: str | None = None
+    option_layer: str | None = None
+    allow_empty: bool = False
 
     @classmethod
-    def load(cls, path: Path | None) -> Mapping:
-        if path is None:
-            return cls()
-        fm = sources.load_mapping(path)
-        return cls(fields=dict(fm.fields), values=dict(fm.values), encoding=fm.encoding, crs=fm.crs, path=Path(path))
-
-    def field_mapping(self) -> sources.FieldMapping:
-        return sources.load_mapping(self.path) if self.path else sources.FieldMapping()
+    def load(cls, path: Path | None, **options: Any) -> Mapping:
+        fm = load_mapping(path) if path is not None else FieldMapping()
+        return cls(**{f.name: getattr(fm, f.name) for f in fields(FieldMapping)}, **options)
 
     def apply(self, df: pd.DataFrame) -> pd.DataFrame:
-        rename = {src: dst for dst, src in self.fields.items() if src in df.columns and src != dst}
-        df = df.rename(columns=rename)
-        for col, table in self.values.items():
-            if col in df.columns:
-                df[col] = df[col].map(lambda v, t=table: t.get(v, v) if isinstance(v, str) else v)
-        return df
+        from core.delivery.mapping import apply_to_table
+
+        return apply_to_table(self, df)
+
+
+def _opt(mapping: FieldMapping, name: str) -> Any:
+    return getattr(mapping, name, None)
 
 
 def read_vector(
-    path: Path, mapping: Mapping, report: LayerReport, specs: Sequence[sources.FieldSpec]
+    path: Path, mapping: FieldMapping, report: Accounting, specs: Sequence[FieldSpec], kind: str,
+    *, compare: Sequence[str] | None = None, boundary: Path | None = None,
 ) -> gpd.GeoDataFrame:
-    """Read a vector layer with ``pipelines.sources.read_layer`` (canonical columns, lenient
-    numbers, encoding and CRS checks), carry its rejects over, reproject to EPSG:4548.
+    """Read a vector layer (``core.delivery.read_layer``) and apply the delivery rules
+    (``core.delivery.rules.clean_features``) in a metric frame chosen from the data, exactly as the
+    tile pipelines do; returns the accepted rows in EPSG:4548, indexed by their 0-based source row.
 
-    The index is the 0-based source row.
+    ``compare``: attributes of the duplicate rule (default: every read field but the id).
     """
-    try:
-        src = sources.read_layer(path, specs, layer_name=report.layer, mapping=mapping.field_mapping())
-    except sources.EmptyLayerError:
-        report.note(f"{Path(path).name} has no features")
-        return gpd.GeoDataFrame({s.name: [] for s in specs}, geometry=[], crs=DELIVERY_CRS)
-    report.source_rows = src.report.n_input
-    for note in src.report.notes:
-        report.note(note)
-    for how, n in src.report.repaired_by_how().items():
-        report.repaired[how] += n
+    src = read_layer(path, specs, layer_name=report.layer, mapping=mapping, report=report,
+                     encoding=_opt(mapping, "option_encoding"), src_crs=_opt(mapping, "src_crs"),
+                     layer=_opt(mapping, "option_layer"), expected_crs=None)
     gdf = src.gdf
-    if src.report.rejected:
-        rows = sorted(src.report.rejected)
-        for r in rows:
-            issue = src.report.rejected[r]
-            report.reject_rows([r], [issue.id], issue.field, issue.code, issue.message, [issue.value])
-        gdf = gdf.drop(index=rows)
-    if not src.crs.equals(CRS.from_user_input(DELIVERY_CRS), ignore_axis_order=True):
-        gdf = gdf.to_crs(DELIVERY_CRS)
-    return gdf
+    geoms = np.asarray(gdf.geometry.values, dtype=object)
+    present = ~report.rejected_mask() & ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    working = working_crs_for(shapely.total_bounds(geoms[present]), src.crs) if present.any() else CRS(DELIVERY_CRS)
+    work = gpd.GeoSeries(geoms, crs=src.crs)
+    work = np.asarray(work.to_crs(working).values, dtype=object) if not src.crs.equals(working) else geoms
+    zone = rules.load_boundary(boundary, working) if boundary is not None else None
+    names = [s.name for s in specs if s.name != "id"] if compare is None else list(compare)
+    cleaned = rules.clean_features(report, work, kind, attrs={c: gdf[c].to_numpy(dtype=object) for c in names},
+                                   boundary=zone)
+    keep = ~report.rejected_mask()
+    out = gdf[keep].copy()
+    out = out.set_geometry(gpd.GeoSeries(cleaned[keep], index=out.index, crs=working))
+    if kind in ("polygon", "line") and len(out):
+        g = out.geometry.to_numpy().copy()
+        single = shapely.get_type_id(g) == (3 if kind == "polygon" else 1)
+        g[single] = [shapely.multipolygons([x]) if kind == "polygon" else shapely.multilinestrings([x])
+                     for x in g[single]]
+        out = out.set_geometry(gpd.GeoSeries(g, index=out.index, crs=working))
+    if not CRS(working).equals(CRS(DELIVERY_CRS)):
+        out = out.to_crs(DELIVERY_CRS)
+    return out
 
 
-def read_table(path: Path, mapping: Mapping, report: LayerReport, **kwargs: Any) -> pd.DataFrame:
-    """CSV (all columns as text, empty = missing) or Parquet; index = 0-based data row."""
-    path = Path(path)
-    if path.suffix.lower() == ".parquet":
-        df = pd.read_parquet(path, **kwargs)
-    else:
-        df = pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            encoding=mapping.encoding or "utf-8",
-            **kwargs,
-        )
-    df = df.reset_index(drop=True)
-    report.source_rows = len(df)
-    return mapping.apply(df)
+def read_table(path: Path, mapping: FieldMapping, report: Accounting, **kwargs: Any) -> pd.DataFrame:
+    """CSV (all columns as text, empty = missing; encoding declared or detected) or Parquet;
+    index = 0-based data row."""
+    return _read_table(path, mapping, report, encoding=_opt(mapping, "option_encoding"), **kwargs)
+
+
+def refuse_empty(report: Accounting, mapping: FieldMapping, n_valid: int, table: str) -> None:
+    """A delivery that would replace a live table with nothing is refused unless ``--allow-empty``."""
+    if n_valid == 0 and not _opt(mapping, "allow_empty"):
+        codes = ", ".join(f"{k} {v}" for k, v in report.rejected_by_code().items())
+        why = f"all {report.n_input} rows were rejected ({codes})" if report.n_input else "it has no rows"
+        first = report.rejects[0].message if report.rejects else ""
+        raise NothingAcceptedError(
+            report.source, f"loading it would replace the {table} table with nothing: {why}"
+            + (f"; first: {first}" if first else ""),
+            hint="fix the delivery, or pass --allow-empty to empty the table on purpose")
 
 
 # --- validation helpers (vectorised; each rejects and returns the remaining rows) ---------------------
 def require_columns(df: pd.DataFrame, columns: Iterable[str], source: Path | str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise ValueError(
-            f"{Path(source).name}: missing field(s) {', '.join(missing)}; "
-            f"found {', '.join(map(str, df.columns))}"
-            " (use --mapping to rename delivered fields)"
-        )
+        raise FieldMissingError(source, missing[0], missing[0], [str(c) for c in df.columns],
+                                f"map it in a --mapping file (fields: {{{missing[0]}: <delivered field>}})")
 
 
 def blank(series: pd.Series) -> pd.Series:
@@ -144,14 +149,14 @@ def blank(series: pd.Series) -> pd.Series:
     return series.isna() | (series.astype(str).str.strip() == "")
 
 
-def check_required(df: pd.DataFrame, report: LayerReport, col: str, id_col: str = "id") -> pd.DataFrame:
+def check_required(df: pd.DataFrame, report: Accounting, col: str, id_col: str = "id") -> pd.DataFrame:
     reason = "missing_id" if col == id_col else "missing_value"
     return report.reject_mask(df, blank(df[col]), col, reason, f"{col} is empty", id_col)
 
 
 def check_unique(
     df: pd.DataFrame,
-    report: LayerReport,
+    report: Accounting,
     cols: Sequence[str],
     id_col: str = "id",
     reason: str = "duplicate_id",
@@ -163,7 +168,7 @@ def check_unique(
 
 def check_numeric(
     df: pd.DataFrame,
-    report: LayerReport,
+    report: Accounting,
     col: str,
     *,
     lo: float | None = None,
@@ -177,7 +182,8 @@ def check_numeric(
     """Parse ``col`` as a number (in place); reject unparsable, missing (if required), out of range."""
     if col not in df.columns:
         if required:
-            raise ValueError(f"{report.file}: missing field {col}")
+            raise FieldMissingError(report.source, col, col, [str(c) for c in df.columns],
+                                    f"map it in a --mapping file (fields: {{{col}: <delivered field>}})")
         df[col] = np.nan
         return df
     raw = df[col]
@@ -218,7 +224,7 @@ def check_numeric(
 
 def check_enum(
     df: pd.DataFrame,
-    report: LayerReport,
+    report: Accounting,
     col: str,
     allowed: Iterable[str],
     *,
@@ -245,7 +251,7 @@ def check_enum(
 
 def check_timestamps(
     df: pd.DataFrame,
-    report: LayerReport,
+    report: Accounting,
     cols: Iterable[str],
     *,
     required: Sequence[str] = (),
@@ -297,92 +303,6 @@ def _parse_ts(raw: pd.Series, naive_tz: str) -> pd.Series:
         parsed = pd.to_datetime(naive, format="ISO8601", errors="coerce")
         out.loc[naive.index] = parsed.dt.tz_localize(naive_tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
     return out
-
-
-def check_geometry(gdf: gpd.GeoDataFrame, report: LayerReport, kind: str, id_col: str = "id") -> gpd.GeoDataFrame:
-    """Reject empty/wrong-type geometries, repair invalid ones with make_valid when possible.
-
-    ``kind``: ``polygon`` | ``line`` | ``point``. Polygons/lines are returned as Multi*.
-    """
-    geoms = gdf.geometry.to_numpy()
-    empty = shapely.is_missing(geoms) | shapely.is_empty(geoms)
-    gdf = report.reject_mask(gdf, empty, "geometry", "empty_geometry", "no geometry", id_col)
-    types = {
-        "polygon": {"Polygon", "MultiPolygon"},
-        "line": {"LineString", "MultiLineString"},
-        "point": {"Point"},
-    }[kind]
-    gtype = gdf.geometry.geom_type
-    gdf = report.reject_mask(
-        gdf,
-        ~gtype.isin(types).to_numpy(),
-        "geometry",
-        "wrong_geometry_type",
-        lambda b: [f"{t} is not a {kind}" for t in b.geometry.geom_type],
-        id_col,
-    )
-    if kind == "point":
-        return gdf
-    geoms = gdf.geometry.to_numpy()
-    invalid = ~shapely.is_valid(geoms)
-    if invalid.any():
-        reasons = shapely.is_valid_reason(geoms[invalid])
-        fixed = shapely.make_valid(geoms[invalid])
-        part = {"polygon": 3, "line": 1}[kind]
-        fixed = np.array([_extract(g, part) for g in fixed], dtype=object)
-        ok = np.array([g is not None and not g.is_empty for g in fixed])
-        rows_invalid = np.flatnonzero(invalid)
-        bad_mask = np.zeros(len(gdf), dtype=bool)
-        bad_mask[rows_invalid[~ok]] = True
-        bad_reasons = dict(zip(gdf.index[rows_invalid].tolist(), reasons.tolist(), strict=True))
-        new_geoms = geoms.copy()
-        new_geoms[rows_invalid[ok]] = fixed[ok]
-        gdf = gdf.set_geometry(gpd.GeoSeries(new_geoms, index=gdf.index, crs=gdf.crs))
-        report.repaired["make_valid"] += int(ok.sum())
-        # make_valid keeps all the area (length) there is: nothing of the right type left means the
-        # feature has collapsed, which is what the zero-area / zero-length checks below report too
-        collapsed = "zero_area" if kind == "polygon" else "zero_length"
-        gdf = report.reject_mask(
-            gdf,
-            bad_mask,
-            "geometry",
-            collapsed,
-            lambda b: [f"invalid geometry ({bad_reasons[i]}) has no {kind} left after make_valid" for i in b.index],
-            id_col,
-        )
-    geoms = gdf.geometry.to_numpy()
-    if kind == "polygon":
-        gdf = report.reject_mask(
-            gdf, shapely.area(geoms) < 0.01, "geometry", "zero_area", "polygon area < 0.01 m²", id_col
-        )
-        multi = shapely.get_type_id(gdf.geometry.to_numpy()) == 3
-    else:
-        gdf = report.reject_mask(
-            gdf, shapely.length(geoms) < 0.01, "geometry", "zero_length", "line length < 0.01 m", id_col
-        )
-        multi = shapely.get_type_id(gdf.geometry.to_numpy()) == 1
-    if multi.any():
-        g = gdf.geometry.to_numpy().copy()
-        g[multi] = [
-            shapely.multipolygons([x]) if kind == "polygon" else shapely.multilinestrings([x]) for x in g[multi]
-        ]
-        gdf = gdf.set_geometry(gpd.GeoSeries(g, index=gdf.index, crs=gdf.crs))
-    return gdf
-
-
-def _extract(geom: Any, dim_type: int) -> Any:
-    """The polygonal (3) or lineal (1) part of a make_valid result, or None."""
-    if geom is None:
-        return None
-    if shapely.get_type_id(geom) in (dim_type, dim_type + 3):
-        return geom
-    if shapely.get_type_id(geom) == 7:
-        parts = [p for p in geom.geoms if shapely.get_type_id(p) in (dim_type, dim_type + 3)]
-        if not parts:
-            return None
-        merged = shapely.union_all(parts)
-        return merged if shapely.get_type_id(merged) in (dim_type, dim_type + 3) else None
-    return None
 
 
 def wkb_hex_4490(geoms: gpd.GeoSeries) -> np.ndarray:

@@ -15,13 +15,13 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import psycopg
-import shapely
 
+from core.delivery import rules
+from core.delivery.read import FieldSpec
 from gis.loaders import io
 from gis.loaders.db import Upserted, ids_in, stage, upsert_from_stage
 from gis.loaders.io import Mapping
 from gis.loaders.report import LayerReport
-from pipelines.sources import FieldSpec
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ SPECS: dict[str, list[FieldSpec]] = {
     "grid_cells": _specs(("id", "name"), {"community_id": "s", "staff_id": "s", "staff_name": "s", "staff_phone": "s"}),
     "buildings": _specs(
         ("id",),
-        {"name": "s", "floors": "i", "height": "f", "use": "s", "roof_type": "s", "community": "s", "compound": "s"},
+        {"name": "s", "floors": "f", "height": "f", "use": "s", "roof_type": "s", "community": "s", "compound": "s"},
     ),
     "roads": _specs(
         ("id",), {"name": "s", "class": "s", "width": "f", "lanes": "i", "bridge": "i", "deck_height": "f"}
@@ -85,28 +85,27 @@ SPECS: dict[str, list[FieldSpec]] = {
 
 
 def _vector_prelude(
-    path: Path, layer: str, mapping: Mapping, kind: str, required: tuple[str, ...] = ("id",)
+    path: Path,
+    layer: str,
+    mapping: Mapping,
+    kind: str,
+    required: tuple[str, ...] = ("id",),
+    *,
+    compare: tuple[str, ...] | None = None,
+    boundary: Path | None = None,
 ) -> tuple[gpd.GeoDataFrame, LayerReport]:
+    """Read and clean with the delivery layer's rules (``core.delivery``), as the tiles do."""
     report = LayerReport(layer=layer, source=str(path))
-    gdf = io.read_vector(path, mapping, report, SPECS[layer])
+    gdf = io.read_vector(path, mapping, report, SPECS[layer], kind, compare=compare, boundary=boundary)
     io.require_columns(gdf, required, path)
-    gdf["id"] = io.text_or_none(gdf["id"])
-    gdf = io.check_required(gdf, report, "id")
-    gdf = io.check_geometry(gdf, report, kind)
-    gdf = io.check_unique(gdf, report, ["id"])
     return gdf, report
 
 
-def _within_boundary(gdf: gpd.GeoDataFrame, report: LayerReport, boundary: Path | None) -> gpd.GeoDataFrame:
-    if boundary is None or gdf.empty:
-        return gdf
-    b = gpd.read_file(boundary, engine="pyogrio")
-    b = (b.set_crs(io.DELIVERY_CRS) if b.crs is None else b).to_crs(io.DELIVERY_CRS)
-    area = shapely.buffer(shapely.union_all(b.geometry.to_numpy()), 1.0)
-    inside = shapely.contains(area, shapely.point_on_surface(gdf.geometry.to_numpy()))
-    return report.reject_mask(
-        gdf, ~inside, "geometry", "outside_boundary", f"outside the district boundary ({Path(boundary).name})"
-    )
+def report_column(report: LayerReport, gdf: gpd.GeoDataFrame, col: str) -> np.ndarray:
+    """A float column of ``gdf`` spread over every source row of ``report`` (NaN elsewhere)."""
+    out = np.full(report.n_input, np.nan)
+    out[gdf.index.to_numpy()] = gdf[col].to_numpy(dtype=float, na_value=np.nan)
+    return out
 
 
 def _rejected_ids(report: LayerReport, staged: pd.DataFrame) -> list[str]:
@@ -184,48 +183,15 @@ def load_buildings(
 ) -> LayerReport:
     """Buildings keep the delivered ``id`` (the id the 3D tiles carry)."""
     t0 = time.perf_counter()
-    gdf, report = _vector_prelude(path, "buildings", mapping, "polygon")
-    gdf = _within_boundary(gdf, report, boundary)
-    # same geometry and attributes as an earlier feature (a copy under another id)
-    attr_cols = [c for c in gdf.columns if c not in ("id", "geometry")]
-    key = pd.Series(shapely.to_wkb(shapely.normalize(gdf.geometry.to_numpy()), hex=True), index=gdf.index)
-    for c in attr_cols:
-        key = key + "|" + gdf[c].astype(str)
-    dup = key.duplicated(keep="first")
-    first_id = dict(zip(key[~dup], gdf.loc[~dup, "id"], strict=True))
-    gdf = report.reject_mask(
-        gdf,
-        dup.to_numpy(),
-        None,
-        "duplicate",
-        lambda b: [f"same geometry and attributes as {first_id[key[i]]}" for i in b.index],
-    )
-    gdf = io.check_numeric(gdf, report, "floors", integer=True, reason_range="absurd_height")
-    gdf = io.check_numeric(gdf, report, "height", reason_range="absurd_height")
-    gdf = report.reject_mask(
-        gdf,
-        ((gdf["height"] <= 0) | (gdf["height"] > 500)).to_numpy(),
-        "height",
-        "absurd_height",
-        lambda b: [f"height {v} m not in (0, 500]" for v in b["height"]],
-        value_col="height",
-    )
-    floors = gdf["floors"].astype("Float64")
-    gdf = report.reject_mask(
-        gdf,
-        ((floors > 120) | (floors < 0)).fillna(False).to_numpy(),
-        "floors",
-        "absurd_height",
-        lambda b: [f"floors {v} not in [0, 120]" for v in b["floors"]],
-        value_col="floors",
-    )
-    gdf = report.reject_mask(
-        gdf,
-        (gdf["height"].isna() & gdf["floors"].isna()).to_numpy(),
-        "height",
-        "missing_height",
-        "no height and no floors",
-    )
+    # the tiles compare the building fields they read (not ``compound``): same duplicates here
+    gdf, report = _vector_prelude(path, "buildings", mapping, "polygon",
+                                  compare=("name", "floors", "height", "use", "roof_type", "community"),
+                                  boundary=boundary)
+    alive = rules.check_building_heights(
+        report, report_column(report, gdf, "floors"), report_column(report, gdf, "height"),
+        ~report.rejected_mask())
+    gdf = gdf[alive[gdf.index.to_numpy()]]
+    io.refuse_empty(report, mapping, len(gdf), "buildings")
     known = {"id", "name", "floors", "height", "use", "roof_type", "community", "compound"}
     df = pd.DataFrame({"id": gdf["id"]})
     for c in ("name", "use", "roof_type", "compound"):
@@ -248,7 +214,7 @@ def load_buildings(
         "roof_type": "text",
         "compound": "text",
         "community_declared": "text",
-        "floors": "integer",
+        "floors": "double precision",  # fractional floors (3.5) are accepted; the column rounds them
         "height": "double precision",
         "attrs": "jsonb",
         "wkb": "text",

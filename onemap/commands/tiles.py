@@ -94,9 +94,9 @@ def buildings(
     dry_run: DryRun = False,
 ) -> None:
     """Footprints → LOD1/LOD2 buildings as a 3D Tiles 1.1 tileset (per-building metadata)."""
+    from core.delivery.accounting import REPORT_TXT
+    from core.delivery.errors import SourceError
     from pipelines.buildings import BuildingOptions, build_buildings
-    from pipelines.report import REPORT_TXT
-    from pipelines.sources import SourceError
 
     if missing_height not in ("reject", "default"):
         raise typer.BadParameter("--missing-height must be 'reject' or 'default'")
@@ -119,14 +119,14 @@ def buildings(
 
 # ============================================================================ roads / trees / furniture
 def _mapping(path: Path | None) -> Any:
-    from pipelines.sources import load_mapping
+    from core.delivery.mapping import load_mapping
 
     return load_mapping(path) if path is not None else None
 
 
 def _layer_errors() -> tuple[type[Exception], ...]:
+    from core.delivery.errors import SourceError
     from pipelines.dem import DemError
-    from pipelines.sources import SourceError
 
     return (SourceError, DemError)
 
@@ -144,7 +144,7 @@ def roads(
     dry_run: DryRun = False,
 ) -> None:
     """Centrelines + widths → draped road surfaces (disjoint at junctions) and bridge decks."""
-    from pipelines.report import REPORT_TXT
+    from core.delivery.accounting import REPORT_TXT
     from pipelines.roads import build_roads
 
     try:
@@ -200,8 +200,8 @@ def furniture(
     dry_run: DryRun = False,
 ) -> None:
     """Street furniture → instanced schematic models at exact positions and headings."""
+    from core.delivery.accounting import REPORT_TXT
     from pipelines.furniture import build_furniture
-    from pipelines.report import REPORT_TXT
 
     try:
         with progress_bar() as progress:
