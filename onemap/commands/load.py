@@ -7,9 +7,17 @@ from typing import Annotated
 
 import typer
 
-from core.errors import InputError, NotFoundError
+from core.errors import NotFoundError
 from core.settings import get_settings
-from onemap.commands.options import BoundaryPath, MappingPath, ReportPath
+from onemap.commands.options import (
+    AllowEmpty,
+    BoundaryPath,
+    Encoding,
+    LayerName,
+    MappingPath,
+    ReportPath,
+    SrcCrs,
+)
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -29,10 +37,7 @@ def _run(layer: str, src: Path, mapping: Path | None, report_path: Path | None, 
 
     if not src.exists():
         raise NotFoundError(f"{src} does not exist")
-    try:
-        report = load_layer(layer, src, mapping=mapping, **options)
-    except ValueError as exc:  # loaders not yet raising core.errors
-        raise exc if isinstance(exc, InputError) else InputError(str(exc)) from exc
+    report = load_layer(layer, src, mapping=mapping, **options)
     _finish(report, layer, report_path)
 
 
@@ -58,10 +63,15 @@ def buildings(
     src: Annotated[Path, typer.Argument(help="buildings.gpkg / .shp (the file the tiles are built from).")],
     mapping: MappingPath = None,
     boundary: BoundaryPath = None,
+    layer: LayerName = None,
+    src_crs: SrcCrs = None,
+    encoding: Encoding = None,
+    allow_empty: AllowEmpty = False,
     report_path: ReportPath = None,
 ) -> None:
     """Buildings (ids as in the 3D tiles); grid cell and community assigned spatially."""
-    _run("buildings", src, mapping, report_path, **({"boundary": boundary} if boundary else {}))
+    _run("buildings", src, mapping, report_path, layer_name=layer, src_crs=src_crs, encoding=encoding,
+         allow_empty=allow_empty, **({"boundary": boundary} if boundary else {}))
 
 
 @app.command("grid")
@@ -70,6 +80,10 @@ def grid(
     communities: Annotated[Path | None, typer.Option(
         "--communities", help="communities.gpkg (default: next to SRC if present).")] = None,
     mapping: MappingPath = None,
+    layer: LayerName = None,
+    src_crs: SrcCrs = None,
+    encoding: Encoding = None,
+    allow_empty: AllowEmpty = False,
     report_path: ReportPath = None,
 ) -> None:
     """Management grid cells (and the communities they belong to)."""
@@ -78,31 +92,52 @@ def grid(
     communities = communities or (src.parent / "communities.gpkg")
     report = LoadReport()
     if communities.exists():
-        report.layers += load_layer("communities", communities).layers
-    report.layers += load_layer("grid_cells", src, mapping=mapping).layers
+        report.layers += load_layer("communities", communities, src_crs=src_crs, encoding=encoding,
+                                    allow_empty=allow_empty).layers
+    report.layers += load_layer("grid_cells", src, mapping=mapping, layer_name=layer, src_crs=src_crs,
+                                encoding=encoding, allow_empty=allow_empty).layers
     _finish(report, "grid", report_path)
 
 
-def _simple(layer: str, help_text: str) -> None:
+def _simple_vector(layer: str, help_text: str) -> None:
     def command(
-        src: Annotated[Path, typer.Argument(help="Delivered file.")],
+        src: Annotated[Path, typer.Argument(help="Delivered vector file (GeoPackage, Shapefile, GeoJSON, ...).")],
         mapping: MappingPath = None,
+        layer_name: LayerName = None,
+        src_crs: SrcCrs = None,
+        encoding: Encoding = None,
+        allow_empty: AllowEmpty = False,
         report_path: ReportPath = None,
     ) -> None:
-        _run(layer, src, mapping, report_path)
+        _run(layer, src, mapping, report_path, layer_name=layer_name, src_crs=src_crs, encoding=encoding,
+             allow_empty=allow_empty)
 
     command.__doc__ = help_text
     app.command(layer.replace("_", "-"))(command)
 
 
-_simple("events", "Events/cases (replaces the table and its history).")
-_simple("population", "Residents (restricted.persons; replaces the table).")
-_simple("cameras", "Cameras.")
-_simple("roads", "Road centre lines (for patrol coverage).")
-_simple("workers", "Grid workers and vehicles, with their GPS devices.")
-_simple("checkpoints", "Patrol check-in points.")
-_simple("geofences", "Patrol areas and no-parking zones.")
-_simple("communities", "Communities (社区).")
+def _simple_table(layer: str, help_text: str) -> None:
+    def command(
+        src: Annotated[Path, typer.Argument(help="Delivered table (CSV or Parquet).")],
+        mapping: MappingPath = None,
+        encoding: Encoding = None,
+        allow_empty: AllowEmpty = False,
+        report_path: ReportPath = None,
+    ) -> None:
+        _run(layer, src, mapping, report_path, encoding=encoding, allow_empty=allow_empty)
+
+    command.__doc__ = help_text
+    app.command(layer.replace("_", "-"))(command)
+
+
+_simple_table("events", "Events/cases (replaces the table and its history).")
+_simple_table("population", "Residents (restricted.persons; replaces the table).")
+_simple_vector("cameras", "Cameras.")
+_simple_vector("roads", "Road centre lines (for patrol coverage).")
+_simple_table("workers", "Grid workers and vehicles, with their GPS devices.")
+_simple_vector("checkpoints", "Patrol check-in points.")
+_simple_vector("geofences", "Patrol areas and no-parking zones.")
+_simple_vector("communities", "Communities (社区).")
 
 
 @app.command("gps")
@@ -111,11 +146,14 @@ def gps(
     mapping: MappingPath = None,
     replace: Annotated[bool, typer.Option("--replace", help="Truncate gps_fixes first (default: append).")] = False,
     limit: Annotated[int | None, typer.Option("--limit", help="Load only the first N rows.")] = None,
+    encoding: Encoding = None,
+    allow_empty: AllowEmpty = False,
     report_path: ReportPath = None,
 ) -> None:
     """GPS fixes (appended; already loaded fixes are reported as duplicates). Run `onemap load derive`
     afterwards to rebuild shift tracks, check-ins and alarms."""
-    _run("gps", src, mapping, report_path, replace=replace, limit=limit)
+    _run("gps", src, mapping, report_path, replace=replace, limit=limit, encoding=encoding,
+         allow_empty=allow_empty)
 
 
 @app.command("derive")

@@ -38,3 +38,5 @@ ReportPath = Annotated[Path | None, typer.Option(
     "--report", help="JSON report path (default var/reports/load-<layer>.json).")]
 WaterPath = Annotated[Path | None, typer.Option(
     "--water", help="Water polygons (water.gpkg): flat surfaces at water_level / the terrain watermask.")]
+AllowEmpty = Annotated[bool, typer.Option(
+    "--allow-empty", help="Accept a delivery with no valid row, emptying the live table (refused otherwise).")]
