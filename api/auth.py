@@ -1,4 +1,4 @@
-"""API authentication: role sets, and a cache in front of the token lookup.
+"""API authentication: a cache in front of the token lookup (who may do what: :mod:`gis.policy`).
 
 Users, tokens and the audit log live in the database layer (:mod:`gis.accounts`); they are
 re-exported here for the API's routes and dependencies.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Final
 
 from gis.accounts import (
     ROLES,
@@ -26,15 +25,9 @@ from gis.accounts import (
 )
 
 __all__ = [
-    "OPS_ROLES", "READ_ROLES", "ROLES", "TOKEN_PREFIX", "TokenCache", "User", "UserError", "UserRow",
+    "ROLES", "TOKEN_PREFIX", "TokenCache", "User", "UserError", "UserRow",
     "add_user", "hash_token", "list_users", "lookup_token", "new_token", "revoke_user", "write_audit",
 ]
-
-#: Roles that may read operational layers and analytics.
-READ_ROLES: Final[frozenset[str]] = frozenset({"admin", "operator", "planner", "viewer"})
-#: Roles that run operations (dispatch, patrols, alarms).
-OPS_ROLES: Final[frozenset[str]] = frozenset({"admin", "operator"})
-
 
 class TokenCache:
     """Token hash → user, remembered for ``ttl_s`` so most requests skip the lookup query."""

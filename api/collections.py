@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from api.auth import OPS_ROLES, READ_ROLES
+from gis import policy
+from gis.policy import Permission
 
 PropType = Literal["string", "integer", "number", "boolean", "datetime", "date", "array"]
 
@@ -20,8 +21,8 @@ class Prop:
     name: str
     type: PropType = "string"
     description: str = ""
-    #: roles that may see this property (None: everyone who may read the collection)
-    roles: frozenset[str] | None = None
+    #: permission needed to see this property (None: everyone who may read the collection)
+    permission: Permission | None = None
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Collection:
     #: instant column, or start of the interval when ``datetime_end`` is set
     datetime: str | None = None
     datetime_end: str | None = None
-    read_roles: frozenset[str] = READ_ROLES
+    read_permission: Permission = Permission.READ
     #: view/table read instead of ``table`` by privileged users (every such read is audited)
     privileged_table: str | None = None
     default_sort: tuple[str, ...] = ()
@@ -51,7 +52,7 @@ class Collection:
         return None
 
     def visible_properties(self, role: str | None) -> tuple[Prop, ...]:
-        return tuple(p for p in self.properties if p.roles is None or (role is not None and role in p.roles))
+        return tuple(p for p in self.properties if p.permission is None or policy.allows(role, p.permission))
 
 
 S, INT, N, T, D = "string", "integer", "number", "datetime", "date"
@@ -67,7 +68,6 @@ _POP_PROPS = (
     Prop("special_care", INT, "people needing special care"),
     Prop("suppressed", "array", "counts withheld because they are below 5"),
 )
-_POP_ROLES = frozenset({"admin", "operator", "planner"})
 
 
 def _population(level: str, key: str, title: str) -> Collection:
@@ -76,7 +76,7 @@ def _population(level: str, key: str, title: str) -> Collection:
         description=f"Residents per {level}; counts below 5 are suppressed except for privileged users "
                     "(whose reads are audited).",
         table=f"population_by_{level}", id_column=key, geometry_type="MultiPolygon",
-        properties=_POP_PROPS, read_roles=_POP_ROLES,
+        properties=_POP_PROPS, read_permission=Permission.READ_POPULATION,
         privileged_table=f"restricted.population_by_{level}_full", default_sort=(key,),
     )
 
@@ -121,7 +121,7 @@ COLLECTIONS: Final[dict[str, Collection]] = {c.id: c for c in (
         table="grid_cells", geometry_type="MultiPolygon", default_sort=("id",),
         properties=(
             Prop("name", S), Prop("community_id", S), Prop("staff_id", S), Prop("staff_name", S),
-            Prop("staff_phone", S, "only for admin/operator", roles=OPS_ROLES),
+            Prop("staff_phone", S, "only for admin/operator", permission=Permission.READ_PATROLS),
         ),
     ),
     Collection(
@@ -143,7 +143,8 @@ COLLECTIONS: Final[dict[str, Collection]] = {c.id: c for c in (
         id="patrol_tracks", title="Patrol tracks",
         description="Cleaned GPS track of one worker's shift.",
         table="shift_tracks", id_type="integer", geometry_type="MultiLineString",
-        datetime="shift_start", datetime_end="shift_end", read_roles=OPS_ROLES, default_sort=("id",),
+        datetime="shift_start", datetime_end="shift_end", read_permission=Permission.READ_PATROLS,
+        default_sort=("id",),
         properties=(
             Prop("worker_id", S), Prop("day", D), Prop("shift_start", T), Prop("shift_end", T),
             Prop("n_fixes", INT), Prop("n_spikes", INT), Prop("n_jitter", INT), Prop("length_m", N),
@@ -158,4 +159,4 @@ COLLECTIONS: Final[dict[str, Collection]] = {c.id: c for c in (
 def may_read(coll: Collection, role: str | None, anonymous_collections: list[str]) -> bool:
     if role is None:
         return coll.id in anonymous_collections
-    return role in coll.read_roles or coll.id in anonymous_collections
+    return policy.allows(role, coll.read_permission) or coll.id in anonymous_collections

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -13,6 +13,8 @@ from sqlalchemy import Connection, Engine, create_engine
 from api.auth import TokenCache, User, hash_token, lookup_token
 from api.errors import DatabaseUnavailable, Forbidden, Unauthorized
 from core.settings import Settings
+from gis import policy
+from gis.policy import Permission
 
 if TYPE_CHECKING:
     from api.live import Broker
@@ -125,22 +127,26 @@ def current_user(request: Request, state: State) -> User | None:
 CurrentUser = Annotated["User | None", Depends(current_user)]
 
 
-def require_roles(roles: Iterable[str]) -> Callable[..., User]:
-    """Dependency: an authenticated user with one of ``roles`` (401 anonymous, 403 other roles)."""
-    allowed = frozenset(roles)
+def require(permission: Permission) -> Callable[..., User]:
+    """Dependency: an authenticated user holding ``permission`` (401 anonymous, 403 other roles).
+
+    The roles come from the one table, :data:`gis.policy.POLICY`.
+    """
 
     def dep(user: CurrentUser) -> User:
-        return check_roles(user, allowed)
+        return check(user, permission)
 
-    dep.__name__ = "require_" + "_".join(sorted(allowed))
+    dep.__name__ = f"require_{permission}"
+    dep.permission = permission  # type: ignore[attr-defined]  # read by tests/test_policy.py
     return dep
 
 
-def check_roles(user: User | None, allowed: frozenset[str]) -> User:
+def check(user: User | None, permission: Permission) -> User:
     if user is None:
         raise Unauthorized()
-    if user.role not in allowed:
-        raise Forbidden(f"role {user.role!r} may not do this; allowed roles: {', '.join(sorted(allowed))}")
+    if not policy.allows(user.role, permission):
+        allowed = ", ".join(sorted(policy.roles_for(permission)))
+        raise Forbidden(f"role {user.role!r} may not do this; allowed roles: {allowed}")
     return user
 
 

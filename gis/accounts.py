@@ -20,13 +20,12 @@ import orjson
 from sqlalchemy import Connection, Engine, TextClause, text
 
 from core.errors import ConflictError, InputError, NotFoundError
+from gis.policy import ROLES, Permission, roles_for
 
 SQL_DIR = Path(__file__).resolve().parent / "sql" / "accounts"
 
-#: Every role a user can hold (the CHECK on ``api_users.role``).
-ROLES: Final[tuple[str, ...]] = ("admin", "operator", "planner", "viewer", "device")
 #: Roles that may be made privileged (read person-level population; audited).
-PRIVILEGED_ROLES: Final[frozenset[str]] = frozenset({"admin", "operator"})
+PRIVILEGED_ROLES: Final[frozenset[str]] = roles_for(Permission.PRIVILEGED)
 TOKEN_PREFIX: Final[str] = "om_"
 
 

@@ -19,18 +19,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, TextClause, text
+from sqlalchemy import Connection, Engine, text
 
 from gis.czml import track_czml
+from gis.sqlfiles import sql
 
 log = logging.getLogger(__name__)
 
-SQL_DIR = Path(__file__).resolve().parent / "sql"
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 
 Bind = Connection | Engine
@@ -59,15 +57,6 @@ class TrackParams:
 
 
 DEFAULT_TRACK = TrackParams()
-
-
-@lru_cache(maxsize=64)
-def sql(name: str) -> TextClause:
-    """The statement in ``gis/sql/<name>.sql``."""
-    path = SQL_DIR / f"{name}.sql"
-    if not path.is_file():
-        raise KeyError(f"no SQL named {name!r} in {SQL_DIR}")
-    return text(path.read_text(encoding="utf-8"))
 
 
 @contextmanager

@@ -13,20 +13,22 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response
 
-from api.auth import OPS_ROLES, READ_ROLES, User, write_audit
-from api.deps import DbConn, State, client_addr, require_roles
+from api.auth import User, write_audit
+from api.deps import DbConn, State, client_addr, require
 from api.errors import BadRequest
 from gis import analytics
+from gis.dberrors import db_errors
+from gis.policy import Permission
 
 router = APIRouter(prefix="/analytics", tags=["analytics"])
 
-Reader = Annotated[User, Depends(require_roles(READ_ROLES))]
-Ops = Annotated[User, Depends(require_roles(OPS_ROLES))]
-OpsOrViewer = Annotated[User, Depends(require_roles(OPS_ROLES | {"viewer"}))]
-OpsOrPlanner = Annotated[User, Depends(require_roles(OPS_ROLES | {"planner"}))]
+Reader = Annotated[User, Depends(require(Permission.READ))]
+Patrols = Annotated[User, Depends(require(Permission.READ_PATROLS))]
+Positions = Annotated[User, Depends(require(Permission.READ_POSITIONS))]
+Coverage = Annotated[User, Depends(require(Permission.READ_COVERAGE))]
+PopulationReader = Annotated[User, Depends(require(Permission.READ_POPULATION))]
 
 MAX_WINDOW = timedelta(days=3660)
 MAX_TRACK_WINDOW = timedelta(days=7)
@@ -83,17 +85,13 @@ def _today() -> date:
 
 
 def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a :mod:`gis.analytics` function; bad values (ValueError, or the database refusing a
+    parameter, see :func:`gis.dberrors.db_errors`) become 400."""
     try:
-        return fn(*args, **kwargs)
+        with db_errors(postgis_input=True):
+            return fn(*args, **kwargs)
     except (ValueError, OverflowError) as exc:
         raise BadRequest(str(exc)) from exc
-    except DBAPIError as exc:
-        state = getattr(exc.orig, "sqlstate", None) or ""
-        # 22: data exception (out-of-range times, bad values); XX000: PostGIS refusing the input,
-        # e.g. a point outside the EPSG:4548 projection domain
-        if state[:2] == "22" or state == "XX000":
-            raise BadRequest(f"invalid parameter: {str(exc.orig).splitlines()[0]}") from exc
-        raise
 
 
 @router.get("/events/density", summary="Event counts per grid cell, square or hexagon (GeoJSON)")
@@ -131,7 +129,7 @@ def event_sla(
 
 @router.get("/patrollers/nearest", summary="Nearest patrollers to a point by their latest fix")
 def nearest_patrollers(
-    conn: DbConn, _: OpsOrViewer, lon: Lon, lat: Lat,
+    conn: DbConn, _: Positions, lon: Lon, lat: Lat,
     n: Annotated[int, Query(ge=1, le=1000)] = 5,
     max_age_s: Annotated[float | None, Query(gt=0, le=30 * 86400, description="ignore older fixes")] = None,
     kind: Literal["grid_worker", "vehicle"] | None = None,
@@ -150,7 +148,7 @@ def cameras_visible(
 
 @router.get("/patrol/mileage", summary="Kilometres per worker on a day")
 def patrol_mileage(
-    conn: DbConn, _: Ops, day: Day = None,
+    conn: DbConn, _: Patrols, day: Day = None,
     worker_id: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:
     return _json(_call(analytics.patrol_mileage, conn, day or _today(), worker_id))
@@ -158,7 +156,7 @@ def patrol_mileage(
 
 @router.get("/patrol/track", summary="A worker's cleaned track (GeoJSON, or CZML for Cesium playback)")
 def patrol_track(
-    conn: DbConn, _: Ops, worker_id: Annotated[str, Query(min_length=1, max_length=40)],
+    conn: DbConn, _: Patrols, worker_id: Annotated[str, Query(min_length=1, max_length=40)],
     start: Start = None, end: End = None, format: Literal["geojson", "czml"] = "geojson",  # noqa: A002
 ) -> Response:
     t0, t1 = _window(start, end, default_days=1, max_len=MAX_TRACK_WINDOW)
@@ -168,7 +166,7 @@ def patrol_track(
 
 @router.get("/patrol/coverage", summary="Share of road length per grid cell covered by patrols")
 def patrol_coverage(
-    conn: DbConn, _: OpsOrPlanner, day: Day = None,
+    conn: DbConn, _: Coverage, day: Day = None,
     buffer: Annotated[float, Query(ge=1, le=200, description="metres either side of a track")] = 20.0,
 ) -> Response:
     return _json(_call(analytics.road_coverage, conn, day or _today(), buffer))
@@ -176,7 +174,7 @@ def patrol_coverage(
 
 @router.get("/patrol/checkins", summary="Checkpoint visits per worker shift")
 def patrol_checkins(
-    conn: DbConn, _: Ops, day: Day = None,
+    conn: DbConn, _: Patrols, day: Day = None,
     worker_id: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:
     return _json(_call(analytics.checkin_compliance, conn, day or _today(), worker_id))
@@ -184,7 +182,7 @@ def patrol_checkins(
 
 @router.get("/alarms", summary="Geofence alarms raised since a time (newest first)")
 def alarms(
-    conn: DbConn, _: OpsOrViewer,
+    conn: DbConn, _: Positions,
     since: Annotated[datetime | None, Query(description="default: 24 h ago")] = None,
     until: Annotated[datetime | None, Query()] = None,
     kind: Literal["left_patrol_area", "no_parking_dwell"] | None = None,
@@ -199,7 +197,7 @@ def alarms(
 @router.get("/population", summary="Residents per building/grid/community (suppressed below 5)")
 def population(
     request: Request, state: State, conn: DbConn,
-    user: Annotated[User, Depends(require_roles({"admin", "operator", "planner"}))],
+    user: PopulationReader,
     level: Literal["building", "grid", "community"] = "grid",
     id: Annotated[str | None, Query(max_length=40)] = None,  # noqa: A002
 ) -> Response:

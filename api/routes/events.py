@@ -1,37 +1,47 @@
 """Event writes: report (POST), status transitions (PATCH), history.
 
-Every acknowledged write is committed before the response is sent. Status changes go through
-the database function ``event_set_status`` (records actor/note in the append-only history and
-NOTIFYs the live stream); the allowed transitions come from :mod:`gis.lifecycle`.
+Routes parse and shape; the work (SQL in ``gis/sql/events/``) is in :mod:`gis.events`, whose
+:mod:`core.errors` exceptions become HTTP statuses in ``api/errors.py``. Every acknowledged
+write is committed before the response is sent. Status changes go through the database function
+``event_set_status`` (records actor/note in the append-only history and NOTIFYs the live
+stream); the allowed transitions come from :mod:`gis.lifecycle`. Categories are the rows of
+table ``event_category`` (read through :func:`gis.events.cached_categories`).
 """
 
 from __future__ import annotations
 
 import secrets
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import orjson
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from api.auth import READ_ROLES, User
+from api.auth import User
 from api.collections import COLLECTIONS
-from api.deps import DbConn, State, require_roles
-from api.errors import BadRequest, Conflict, NotFound
+from api.deps import DbConn, State, require
 from api.featuresql import ItemQuery, Source, query_items
-from gis import lifecycle
+from core.errors import NotFoundError
+from gis import events, lifecycle
+from gis.policy import Permission
 
 router = APIRouter(tags=["events"])
 
-CATEGORIES = ("city_appearance", "street_order", "sanitation", "municipal_facilities", "greening",
-              "illegal_construction", "safety_hazard", "dispute")
-WRITE_ROLES = frozenset({"admin", "operator", "device"})
-TRANSITION_ROLES = frozenset({"admin", "operator"})
 GEOJSON = "application/geo+json"
+
+#: the ``event_category`` codes, set per request by :func:`_known_categories` before the body
+#: is validated (FastAPI solves dependencies first), read by :meth:`EventIn._known_category`
+_CATEGORIES: ContextVar[tuple[str, ...] | None] = ContextVar("event_categories", default=None)
+
+
+async def _known_categories(state: State) -> None:
+    _CATEGORIES.set(await run_in_threadpool(events.cached_categories, state.engine))
 
 
 class PointGeometry(BaseModel):
@@ -45,7 +55,7 @@ class EventIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,40}$", description="default: generated")
-    category: Literal[CATEGORIES]  # type: ignore[valid-type]
+    category: str = Field(max_length=64, description="a code of table event_category (e.g. sanitation)")
     priority: Literal["A", "B", "C", "D"] = "C"
     source: Literal["grid_worker", "resident", "camera"] = "grid_worker"
     description: str | None = Field(None, max_length=4000)
@@ -65,6 +75,16 @@ class EventIn(BaseModel):
         if self.lon is None or self.lat is None:
             raise ValueError("give lon and lat (or a GeoJSON Point geometry)")
         return self
+
+    @field_validator("category")
+    @classmethod
+    def _known_category(cls, v: str) -> str:
+        known = _CATEGORIES.get()
+        if known is not None and v not in known:
+            quoted = [repr(c) for c in known]
+            expected = " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
+            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+        return v
 
     @field_validator("reported_at")
     @classmethod
@@ -92,7 +112,7 @@ def _event_feature(conn: Connection, event_id: str, user: User) -> bytes:
     src = Source(COLLECTIONS["events"], False, user.role)
     rows, _ = query_items(conn, src, ItemQuery(limit=1, fid=event_id), 0, count=False)
     if not rows:
-        raise NotFound(f"no event {event_id!r}")
+        raise NotFoundError(f"no event {event_id!r}")
     return rows[0].encode()
 
 
@@ -101,32 +121,20 @@ def _new_id() -> str:
 
 
 @router.post("/events", status_code=201, summary="Report an event",
+             dependencies=[Depends(_known_categories)],
              response_class=Response, responses={201: {"content": {GEOJSON: {}}}})
 def create_event(
     body: EventIn, request: Request, state: State,
-    user: Annotated[User, Depends(require_roles(WRITE_ROLES))],
+    user: Annotated[User, Depends(require(Permission.REPORT_EVENTS))],
 ) -> Response:
-    event_id = body.id or _new_id()
+    assert body.lon is not None and body.lat is not None  # EventIn._position
+    new = events.NewEvent(
+        id=body.id or _new_id(), category=body.category, lon=body.lon, lat=body.lat,
+        priority=body.priority, source=body.source, description=body.description,
+        reported_at=body.reported_at, worker_id=body.worker_id,
+    )
     with state.engine.begin() as conn:
-        if body.worker_id is not None and conn.execute(
-            sa.text("SELECT 1 FROM workers WHERE id = :w"), {"w": body.worker_id}
-        ).first() is None:
-            raise BadRequest(f"unknown worker_id {body.worker_id!r}")
-        conn.execute(sa.text("SELECT set_config('onemap.actor', :a, true)"), {"a": user.name})
-        row = conn.execute(
-            sa.text(
-                "INSERT INTO events (id, category, priority, source, description, worker_id, "
-                "reported_at, geom) "
-                "VALUES (:id, :category, :priority, :source, :description, :worker_id, "
-                "COALESCE(:reported_at, now()), ST_SetSRID(ST_MakePoint(:lon, :lat), 4490)) "
-                "ON CONFLICT (id) DO NOTHING RETURNING id"
-            ),
-            {"id": event_id, "category": body.category, "priority": body.priority, "source": body.source,
-             "description": body.description, "worker_id": body.worker_id,
-             "reported_at": body.reported_at, "lon": body.lon, "lat": body.lat},
-        ).first()
-        if row is None:
-            raise Conflict(f"event {event_id!r} already exists")
+        event_id = events.create_event(conn, new, actor=user.name)
         feature = _event_feature(conn, event_id, user)
     # committed: only now acknowledge
     return Response(feature, status_code=201, media_type=GEOJSON,
@@ -139,66 +147,18 @@ def create_event(
                   409: {"description": "Illegal transition; `allowed` lists the legal targets."}})
 def change_status(
     event_id: str, body: StatusChange, state: State,
-    user: Annotated[User, Depends(require_roles(TRANSITION_ROLES))],
+    user: Annotated[User, Depends(require(Permission.CHANGE_EVENT_STATUS))],
 ) -> Response:
-    import psycopg
-
     with state.engine.begin() as conn:
-        current = conn.execute(
-            sa.text("SELECT status FROM events WHERE id = :id FOR UPDATE"), {"id": event_id}
-        ).scalar_one_or_none()
-        if current is None:
-            raise NotFound(f"no event {event_id!r}")
-        try:
-            lifecycle.check_transition(current, body.status)
-        except lifecycle.IllegalTransition as exc:
-            raise Conflict(str(exc), allowed=list(exc.allowed), current=current) from None
-        if body.worker_id is not None:
-            known = conn.execute(sa.text("SELECT 1 FROM workers WHERE id = :w"), {"w": body.worker_id})
-            if known.first() is None:
-                raise BadRequest(f"unknown worker_id {body.worker_id!r}")
-            conn.execute(sa.text("UPDATE events SET worker_id = :w WHERE id = :id"),
-                         {"w": body.worker_id, "id": event_id})
-        try:
-            with conn.begin_nested():
-                conn.execute(sa.text("SELECT 1 FROM event_set_status(:id, :st, :actor, :note)"),
-                             {"id": event_id, "st": body.status, "actor": body.actor or user.name,
-                              "note": body.note})
-        except sa.exc.DBAPIError as exc:
-            orig = exc.orig
-            if isinstance(orig, psycopg.Error) and orig.sqlstate == lifecycle.ILLEGAL_TRANSITION_SQLSTATE:
-                allowed = _allowed_from_detail(orig, current)
-                raise Conflict(f"illegal event status transition {current} -> {body.status}",
-                               allowed=allowed, current=current) from None
-            raise
+        events.change_status(conn, event_id, body.status, actor=body.actor or user.name,
+                             note=body.note, worker_id=body.worker_id)
         feature = _event_feature(conn, event_id, user)
     return Response(feature, media_type=GEOJSON)
-
-
-def _allowed_from_detail(err: Any, current: str) -> list[str]:
-    try:
-        return list(orjson.loads(err.diag.message_detail or "{}").get("allowed", []))
-    except (orjson.JSONDecodeError, AttributeError):
-        return lifecycle.allowed_transitions(current)
 
 
 @router.get("/events/{event_id}/history", summary="Status history of one event")
 def history(
     event_id: str, conn: DbConn,
-    _: Annotated[User, Depends(require_roles(READ_ROLES))],
+    _: Annotated[User, Depends(require(Permission.READ))],
 ) -> Response:
-    exists = conn.execute(sa.text("SELECT status FROM events WHERE id = :id"), {"id": event_id}).first()
-    if exists is None:
-        raise NotFound(f"no event {event_id!r}")
-    rows = conn.execute(
-        sa.text(
-            "SELECT from_status, to_status, at, actor, note, recorded_at FROM event_status_history "
-            "WHERE event_id = :id ORDER BY at, id"
-        ),
-        {"id": event_id},
-    ).mappings().all()
-    return Response(orjson.dumps({
-        "event_id": event_id, "status": exists[0],
-        "allowed": lifecycle.allowed_transitions(exists[0]),
-        "history": [dict(r) for r in rows],
-    }), media_type="application/json")
+    return Response(orjson.dumps(events.history(conn, event_id)), media_type="application/json")

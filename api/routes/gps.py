@@ -1,8 +1,9 @@
 """``POST /gps/fixes``: batches of GPS fixes from devices.
 
 Each fix is validated on its own; invalid ones are reported in ``rejected`` (index, device and
-field errors) while the valid ones are stored. The insert fires the PostGIS trigger that
-updates ``worker_positions`` and NOTIFYs ``position`` messages to the live stream.
+field errors) while the valid ones are stored by :func:`gis.gps.store_fixes` (which refuses
+unknown devices and fixes already stored; its insert fires the PostGIS trigger that updates
+``worker_positions`` and NOTIFYs ``position`` messages to the live stream).
 """
 
 from __future__ import annotations
@@ -11,19 +12,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import orjson
-import sqlalchemy as sa
 from fastapi import APIRouter, Body, Depends
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.responses import Response
 
 from api.auth import User
-from api.deps import State, require_roles
+from api.deps import State, require
 from api.errors import PayloadTooLarge
+from gis import gps
+from gis.policy import Permission
 
 router = APIRouter(tags=["gps"])
-
-GPS_ROLES = frozenset({"device", "admin"})
-
 
 class Fix(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -55,7 +54,7 @@ class FixesAccepted(BaseModel):
              summary="Store a batch of GPS fixes")
 def post_fixes(
     state: State,
-    user: Annotated[User, Depends(require_roles(GPS_ROLES))],
+    user: Annotated[User, Depends(require(Permission.POST_FIXES))],
     fixes: Annotated[list[Any], Body(description="[{device_id, t, lon, lat, speed, accuracy}]")],
 ) -> Response:
     limit = state.settings.api.max_gps_batch
@@ -80,40 +79,11 @@ def post_fixes(
         good.append((i, fix))
     accepted = 0
     if good:
+        by_index = {i: fix for i, fix in good}
         with state.engine.begin() as conn:
-            devices = dict(conn.execute(
-                sa.text("SELECT id, worker_id FROM devices WHERE id = ANY(:ids) AND active"),
-                {"ids": sorted({f.device_id for _, f in good})},
-            ).all())
-            rows: list[tuple[int, Fix, str | None]] = []
-            for i, fix in good:
-                if fix.device_id not in devices:
-                    rejected.append(_reject(i, fix, "device_id", "unknown or inactive device"))
-                else:
-                    rows.append((i, fix, devices[fix.device_id]))
-            if rows:
-                t0 = min(f.t for _, f, _ in rows)
-                t1 = max(f.t for _, f, _ in rows)
-                conn.execute(sa.text("SELECT ensure_gps_partitions(:a, :b)"), {"a": t0, "b": t1})
-                inserted = conn.execute(
-                    sa.text(
-                        "INSERT INTO gps_fixes (device_id, worker_id, t, speed, accuracy, geom) "
-                        "SELECT d, w, t, s, a, ST_SetSRID(ST_MakePoint(x, y), 4490) "
-                        "FROM unnest(CAST(:d AS text[]), CAST(:w AS text[]), CAST(:t AS timestamptz[]), "
-                        "CAST(:s AS real[]), CAST(:a AS real[]), CAST(:x AS float8[]), CAST(:y AS float8[])) "
-                        "AS u(d, w, t, s, a, x, y) "
-                        "ON CONFLICT DO NOTHING RETURNING device_id, t"
-                    ),
-                    {"d": [f.device_id for _, f, _ in rows], "w": [w for _, _, w in rows],
-                     "t": [f.t for _, f, _ in rows], "s": [f.speed for _, f, _ in rows],
-                     "a": [f.accuracy for _, f, _ in rows], "x": [f.lon for _, f, _ in rows],
-                     "y": [f.lat for _, f, _ in rows]},
-                ).all()
-                accepted = len(inserted)
-                stored = {(d, t) for d, t in inserted}
-                for i, fix, _ in rows:
-                    if (fix.device_id, fix.t) not in stored:
-                        rejected.append(_reject(i, fix, "t", "duplicate fix (device_id, t) already stored"))
+            accepted, refused = gps.store_fixes(conn, [
+                (i, gps.GpsFix(f.device_id, f.t, f.lon, f.lat, f.speed, f.accuracy)) for i, f in good])
+        rejected += [_reject(r.index, by_index[r.index], r.field, r.msg) for r in refused]
     rejected.sort(key=lambda r: r["index"])
     return Response(orjson.dumps({"accepted": accepted, "rejected": rejected}), status_code=202,
                     media_type="application/json")

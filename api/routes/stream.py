@@ -10,22 +10,15 @@ from fastapi import APIRouter, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from api.auth import OPS_ROLES, READ_ROLES, User
-from api.deps import check_roles, resolve_user
+from api.auth import User
+from api.deps import check, resolve_user
 from api.errors import BadRequest, Unauthorized
 from api.live import Broker, Client, heartbeat_frame
+from gis import policy
+from gis.policy import Permission
 
 router = APIRouter(tags=["live"])
 
-#: message types each role receives (positions and alarms are operational data)
-_TYPES = {
-    "admin": ("event", "event_status", "alarm", "position"),
-    "operator": ("event", "event_status", "alarm", "position"),
-    "viewer": ("event", "event_status", "alarm", "position"),
-    "planner": ("event", "event_status"),
-}
-STREAM_ROLES = frozenset(_TYPES) & READ_ROLES
-assert OPS_ROLES <= STREAM_ROLES
 
 
 @router.get(
@@ -50,7 +43,7 @@ async def stream(
             raise Unauthorized("malformed Authorization header: expected 'Bearer <token>'")
         token = value.strip()
     user: User | None = await run_in_threadpool(resolve_user, state, token)
-    user = check_roles(user, STREAM_ROLES)
+    user = check(user, Permission.READ)  # message types per role: gis.policy.STREAM_MESSAGES
     resume = last_event_id or last_event_id_q
     resume_id: int | None = None
     if resume:
@@ -60,7 +53,7 @@ async def stream(
             raise BadRequest(f"Last-Event-ID must be an integer, got {resume!r}") from None
     broker: Broker = state.broker
     broker.start()
-    client = broker.subscribe(_TYPES[user.role], resume_id)
+    client = broker.subscribe(policy.stream_types(user.role), resume_id)
     heartbeat_s = state.settings.stream.sse_heartbeat_s
     return StreamingResponse(
         _events(broker, client, heartbeat_s),

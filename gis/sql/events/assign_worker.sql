@@ -1,0 +1,1 @@
+UPDATE events SET worker_id = :worker_id WHERE id = :id

@@ -1,0 +1,1 @@
+SELECT status FROM events WHERE id = :id

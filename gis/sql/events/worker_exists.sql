@@ -1,0 +1,1 @@
+SELECT 1 FROM workers WHERE id = :worker_id

@@ -1,0 +1,1 @@
+SELECT ensure_gps_partitions(:t0, :t1)
