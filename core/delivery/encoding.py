@@ -124,6 +124,8 @@ def resolve_encoding(path: Path, samples: Sequence[bytes], declared: str | None,
     an example and ``--encoding`` with the encodings the bytes decode as.
     """
     example = samples[0][:40] if samples else b""
+    if declared is not None:
+        declared = canonical_name(path, declared, origin)
     if declared is None:
         try:
             found = detect(samples)
@@ -151,6 +153,20 @@ def resolve_encoding(path: Path, samples: Sequence[bytes], declared: str | None,
                   f"gives mojibake such as {mojibake!r})", hint="pass --encoding UTF-8 or fix the .cpg",
         )
     return declared, ""
+
+
+def canonical_name(path: Path, encoding: str, origin: str) -> str:
+    """The encoding's canonical name as GDAL/iconv spell it (latin-1 → ISO-8859-1, gbk → GBK)."""
+    import codecs
+
+    try:
+        name = codecs.lookup(encoding.strip()).name
+    except LookupError:
+        raise EncodingError(path, f"{origin} {encoding!r} is not a known text encoding",
+                            hint="pass --encoding with e.g. UTF-8, GBK, ISO-8859-1") from None
+    if name.startswith("iso8859-"):
+        return "ISO-8859-" + name.split("-", 1)[1]
+    return {"utf-8": "UTF-8", "utf-8-sig": "UTF-8"}.get(name, name.upper())
 
 
 def csv_samples(raw: bytes, max_lines: int = 5000) -> list[bytes]:

@@ -264,6 +264,18 @@ def read_layer(
         crs, crs_note = _resolve_crs(path, declared, src_crs, False, mapping.crs)
         layer_used = None
         encoding_used = encoding or mapping.encoding or "UTF-8"
+    elif path.suffix.lower() in (".parquet", ".geoparquet"):
+        # GeoParquet (UTF-8 by specification) through pyarrow: GDAL's driver is optional
+        try:
+            gdf = gpd.read_parquet(path)
+        except Exception as exc:  # noqa: BLE001 - pyarrow/geopandas raise many types
+            raise UnreadableError(path, f"cannot read as GeoParquet: {str(exc).strip().splitlines()[0]}",
+                                  hint="check that the file is complete and has a geometry column") from exc
+        layer_used, encoding_used = None, "UTF-8"
+        if encoding and not enc.is_utf8_name(encoding):
+            notes.append(f"--encoding {encoding} ignored: GeoParquet files are UTF-8 by specification")
+        crs, crs_note = _resolve_crs(path, gdf.crs, src_crs, False, mapping.crs)
+        gdf = gdf.set_geometry(gdf.geometry.name)
     else:
         if path.suffix.lower() == ".shp":
             _check_shapefile_parts(path)

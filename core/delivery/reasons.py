@@ -121,3 +121,9 @@ def markdown_table() -> str:
     for r in _TABLE:
         lines.append(f"| `{r.code}` | {r.kind} | {r.meaning} | {r.hint} |")
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover - regenerates the docs/delivery.md section
+    import sys
+
+    sys.stdout.write(markdown_table())
