@@ -24,11 +24,11 @@ import numpy as np
 import orjson
 
 from core.frames import ecef_to_lonlat_ellipsoidal
+from pipelines.progress import Progress
 
 log = logging.getLogger(__name__)
 
 LAYERS = ("buildings", "roads", "vegetation", "furniture", "pointcloud", "terrain")
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -136,47 +136,49 @@ def build_district(sample_dir: Path, out: Path, *, layers: tuple[str, ...] = LAY
         from pipelines.buildings import BuildingOptions, build_buildings
 
         res = build_buildings(src / "buildings.gpkg", out / "buildings",
-                              BuildingOptions(dem=dem, boundary=boundary))
+                              BuildingOptions(dem=dem, boundary=boundary), progress)
         w, r = _counts(res.report)
         return LayerOutcome("buildings", True, 0, w, r, details={"tiles": res.tiles})
 
     def roads() -> LayerOutcome:
-        from pipelines.roads import build_roads
+        from pipelines.roads import RoadOptions, build_roads
 
-        res = build_roads(src / "roads.gpkg", out / "roads", dem_path=dem, boundary_path=boundary)
+        res = build_roads(src / "roads.gpkg", out / "roads", RoadOptions(dem=dem, boundary=boundary), progress)
         w, r = _counts(res.report)
         return LayerOutcome("roads", True, 0, w, r)
 
     def vegetation() -> LayerOutcome:
-        from pipelines.vegetation import build_vegetation
+        from pipelines.vegetation import VegetationOptions, build_vegetation
 
-        res = build_vegetation(src / "trees.gpkg", out / "vegetation", dem_path=dem, green_path=green,
-                               water_path=water, boundary_path=boundary)
+        res = build_vegetation(src / "trees.gpkg", out / "vegetation",
+                               VegetationOptions(dem=dem, green=green, water=water, boundary=boundary), progress)
         w = sum(_counts(r)[0] for r in res.reports)
         rj = sum(_counts(r)[1] for r in res.reports)
         return LayerOutcome("vegetation", True, 0, w, rj,
                             details={r.layer: r.counts.get("written", 0) for r in res.reports})
 
     def furniture() -> LayerOutcome:
-        from pipelines.furniture import build_furniture
+        from pipelines.furniture import FurnitureOptions, build_furniture
 
-        res = build_furniture(src / "furniture.gpkg", out / "furniture", dem_path=dem, boundary_path=boundary)
+        res = build_furniture(src / "furniture.gpkg", out / "furniture",
+                              FurnitureOptions(dem=dem, boundary=boundary), progress)
         w, r = _counts(res.report)
         return LayerOutcome("furniture", True, 0, w, r)
 
     def pointcloud() -> LayerOutcome:
-        from pipelines.pointcloud import build_pointcloud
+        from pipelines.pointcloud import PointCloudOptions, build_pointcloud
 
         las = src / "pointcloud.las"
         if not las.exists():
             return LayerOutcome("pointcloud", False, 0, error=f"{las} not found")
-        res = build_pointcloud(las, out / "pointcloud", jobs=max(1, min(2, os.cpu_count() or 1)))
+        res = build_pointcloud(las, out / "pointcloud",
+                               PointCloudOptions(jobs=max(1, min(2, os.cpu_count() or 1))), progress)
         return LayerOutcome("pointcloud", True, 0, res.points, details={"tiles": res.tiles})
 
     def terrain() -> LayerOutcome:
-        from pipelines.terrain import build_terrain
+        from pipelines.terrain import TerrainOptions, build_terrain
 
-        res = build_terrain(dem, out / "terrain", water=water)
+        res = build_terrain(dem, out / "terrain", TerrainOptions(water=water), progress)
         return LayerOutcome("terrain", True, 0, res.tiles, details={"max_level": res.max_level})
 
     for name, fn in (("terrain", terrain), ("buildings", buildings), ("roads", roads),

@@ -13,7 +13,6 @@ Checks: common ones (:mod:`core.delivery.checks`), ``unknown_type``, ``absurd_he
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +21,14 @@ import shapely
 
 from core.delivery.accounting import RunReport
 from core.delivery.checks import check_features, find_boundary, load_boundary, numeric_column, text_column
-from core.delivery.mapping import FieldMapping
+from core.delivery.mapping import FieldMapping, load_mapping
 from core.delivery.read import FieldSpec, read_layer
 from core.frames import active_geoid
 from pipelines.drape import DemGrid, sample_heights
 from pipelines.instanced import InstancedBuild, InstanceSet, build_instanced_tileset, summary_dict
+from pipelines.progress import Progress, for_stage
+from pipelines.progress import report as say
+from pipelines.publish import Staging
 from pipelines.run_frame import in_run_frame
 from tiles.gltf import PropertyColumn
 from tiles.models import FURNITURE_TYPES, furniture_template
@@ -139,30 +141,56 @@ def prepare_furniture(src_path: Path, dem: DemGrid, *, boundary: shapely.Geometr
     return inst, report
 
 
+@dataclass
+class FurnitureOptions:
+    """Options of :func:`build_furniture` (``onemap tiles furniture``)."""
+
+    dem: Path | None = None  # orthometric DEM for the bases (flat 0 m without)
+    boundary: Path | None = None  # district polygon (default: boundary.gpkg beside SRC)
+    mapping: FieldMapping | Path | None = None  # field mapping, or its YAML path
+    src_crs: str | None = None
+    geoid: str | None = None
+    dry_run: bool = False  # read, check and report; publish nothing (the report goes to OUT)
+    max_per_leaf: int = 2000
+
+
 @in_run_frame
-def build_furniture(
-    src_path: Path, out_dir: Path, *, dem_path: Path | None = None, boundary_path: Path | None = None,
-    mapping: FieldMapping | None = None, src_crs: str | None = None, geoid: str | None = None, dry_run: bool = False,
-    progress: Callable[[int, int], None] | None = None, max_per_leaf: int = 2000,
-) -> FurnitureResult:
-    """The ``onemap tiles furniture`` pipeline; writes the tileset (unless dry run) and the report."""
-    dem = DemGrid.read(dem_path) if dem_path else DemGrid.flat()
-    boundary = load_boundary(find_boundary(src_path, boundary_path))
-    inst, report = prepare_furniture(src_path, dem, boundary=boundary, mapping=mapping, src_crs=src_crs)
-    if dem_path is None:
-        report.note("no DEM given: every base at 0 m orthometric")
-    if boundary is None:
-        report.note("no boundary.gpkg found or given: outside_boundary not checked")
-    report.mark_written(inst.rows)
-    report.finalize()
-    build = None
-    if not dry_run and inst.count:
-        build = build_instanced_tileset(inst, out_dir, dem, class_name="furniture",
-                                        description="street furniture", progress=progress,
-                                        max_per_leaf=max_per_leaf)
-        report.output.update(summary_dict(build))
-        types, counts = np.unique(inst.template_keys.astype(str), return_counts=True)
-        report.output["by_type"] = dict(zip(types.tolist(), counts.tolist(), strict=True))
-    report.output["heights"] = active_geoid().metadata()
-    report.write(out_dir)
+def build_furniture(src: Path, out: Path, options: FurnitureOptions | None = None,
+                    progress: Progress | None = None) -> FurnitureResult:
+    """The ``onemap tiles furniture`` pipeline: stages the tileset and the report in
+    ``OUT.tmp-<pid>`` and publishes them atomically once validated (a dry run writes only the report)."""
+    o = options or FurnitureOptions()
+    src, out = Path(src), Path(out)
+    staging = None if o.dry_run else Staging(out)
+    try:
+        say(progress, "read", 0, 1)
+        dem = DemGrid.read(o.dem) if o.dem else DemGrid.flat()
+        boundary = load_boundary(find_boundary(src, o.boundary))
+        mapping = load_mapping(o.mapping) if isinstance(o.mapping, (str, Path)) else o.mapping
+        inst, report = prepare_furniture(src, dem, boundary=boundary, mapping=mapping, src_crs=o.src_crs)
+        say(progress, "read", 1, 1)
+        if o.dem is None:
+            report.note("no DEM given: every base at 0 m orthometric")
+        if boundary is None:
+            report.note("no boundary.gpkg found or given: outside_boundary not checked")
+        report.mark_written(inst.rows)
+        report.finalize()
+        build = None
+        if staging is not None and inst.count:
+            build = build_instanced_tileset(inst, staging.tmp, dem, class_name="furniture",
+                                            description="street furniture", progress=for_stage(progress, "furniture"),
+                                            max_per_leaf=o.max_per_leaf)
+            report.output.update(summary_dict(build))
+            types, counts = np.unique(inst.template_keys.astype(str), return_counts=True)
+            report.output["by_type"] = dict(zip(types.tolist(), counts.tolist(), strict=True))
+        report.output["heights"] = active_geoid().metadata()
+        report.write(staging.tmp if staging is not None else out)
+        if staging is not None:
+            staging.publish()
+            if build is not None:
+                build.tileset = out / build.tileset.relative_to(staging.tmp)
+    except BaseException:
+        if staging is not None:
+            staging.abort()
+        raise
     return FurnitureResult(report, build, inst)

@@ -28,6 +28,9 @@ from pyproj import CRS
 from core.errors import InputError
 from core.frames import geoid_undulation, projected_to_lonlat
 from pipelines.dem import bilinear
+from pipelines.progress import Progress
+from pipelines.progress import report as say
+from pipelines.publish import staged
 
 log = logging.getLogger(__name__)
 
@@ -128,33 +131,41 @@ def write_ellipsoidal_las(src: str | Path, dst: str | Path, crs: CRS) -> tuple[i
     return total, n_min, n_max
 
 
-def build_pointcloud(
-    las_path: str | Path,
-    out_dir: str | Path,
-    *,
-    src_crs: CRS | str | int | None = None,
-    jobs: int = 2,
-) -> PointCloudBuild:
-    """Convert an orthometric LAS/LAZ to a pnts 3D Tiles tileset in ``out_dir`` (ECEF, ellipsoidal)."""
+@dataclass
+class PointCloudOptions:
+    """Options of :func:`build_pointcloud` (``onemap tiles pointcloud``)."""
+
+    src_crs: CRS | str | int | None = None  # horizontal CRS when the LAS header declares none
+    jobs: int = 2  # py3dtiles worker processes
+
+
+def build_pointcloud(src: str | Path, out: str | Path, options: PointCloudOptions | None = None,
+                     progress: Progress | None = None) -> PointCloudBuild:
+    """Convert an orthometric LAS/LAZ to a pnts 3D Tiles tileset (ECEF, ellipsoidal) in
+    ``OUT.tmp-<pid>`` and publish it atomically as ``out`` once validated."""
     from py3dtiles.convert import convert
 
+    o = options or PointCloudOptions()
     t0 = time.perf_counter()
-    las_path, out = Path(las_path), Path(out_dir)
+    las_path, out = Path(src), Path(out)
     if not las_path.exists():
         raise PointCloudError(f"{las_path}: no such file")
-    crs = resolve_crs(las_path, src_crs)
-    with tempfile.TemporaryDirectory(prefix="onemap-pc-") as tmp:
+    crs = resolve_crs(las_path, o.src_crs)
+    say(progress, "points", 0, 2)
+    with staged(out) as staging, tempfile.TemporaryDirectory(prefix="onemap-pc-") as tmp:
         shifted = Path(tmp) / f"{las_path.stem}_ellipsoidal{las_path.suffix.lower()}"
         points, n_min, n_max = write_ellipsoidal_las(las_path, shifted, crs)
         log.info("pointcloud: %d points, z + N (%.2f..%.2f m) -> %s", points, n_min, n_max, shifted)
+        say(progress, "points", 1, 2)
         convert(
-            [shifted], outfolder=out, overwrite=True, crs_in=crs, force_crs_in=True,
-            crs_out=CRS.from_epsg(4978), pyproj_always_xy=True, jobs=max(1, jobs),
-            use_process_pool=jobs > 1, rgb=True,
+            [shifted], outfolder=staging.tmp, overwrite=True, crs_in=crs, force_crs_in=True,
+            crs_out=CRS.from_epsg(4978), pyproj_always_xy=True, jobs=max(1, o.jobs),
+            use_process_pool=o.jobs > 1, rgb=True,
         )
-    if not (out / "tileset.json").exists():
-        raise PointCloudError(f"py3dtiles wrote no {out / 'tileset.json'}")
-    tiles = sum(1 for _ in out.rglob("*.pnts"))
+        if not (staging.tmp / "tileset.json").exists():
+            raise PointCloudError(f"py3dtiles wrote no tileset.json for {las_path}")
+        tiles = sum(1 for _ in staging.tmp.rglob("*.pnts"))
+    say(progress, "points", 2, 2)
     name = f"EPSG:{crs.to_epsg()}" if crs.to_epsg() else crs.name
     build = PointCloudBuild(out, points, name, (n_min, n_max), tiles, time.perf_counter() - t0)
     log.info(build.summary())

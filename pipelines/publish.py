@@ -1,9 +1,13 @@
-"""Atomic publication of an output folder and the per-tile manifest for incremental rebuilds.
+"""The one publish path of every layer, and the per-tile manifest for incremental rebuilds.
 
-Atomic publish: a run writes into ``OUT.tmp-<pid>`` beside ``OUT``; :meth:`Staging.publish`
-renames ``OUT`` to ``OUT.old-<pid>``, the new folder to ``OUT``, then deletes the old one. A run
-killed at any point leaves the previous ``OUT`` whole (or, between the two renames, restorable:
-:func:`recover` puts ``OUT.old-*`` back when ``OUT`` is missing).
+Atomic publish: a run writes into ``OUT.tmp-<pid>`` beside ``OUT`` (:class:`Staging`, or the
+:func:`staged` context manager); :meth:`Staging.publish` first validates what it is about to
+publish (the in-process checks of ``onemap tiles validate``: schema, geometric errors, URIs,
+headers, content inside bounding volumes, metadata counts, terrain tiles) and refuses invalid
+output with :class:`InvalidOutputError`, naming the tile and the problem, leaving the previous
+``OUT`` untouched. Then it renames ``OUT`` to ``OUT.old-<pid>``, the new folder to ``OUT``, and
+deletes the old one. A run killed at any point leaves the previous ``OUT`` whole (or, between
+the two renames, restorable: :func:`recover` puts ``OUT.old-*`` back when ``OUT`` is missing).
 
 Incremental: ``OUT/.build/manifest.json`` keeps, per tile, the hash of everything its content
 depends on (input features, options, code version) plus what tileset.json needs (bounding box,
@@ -19,16 +23,46 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from core.errors import OnemapError
+
 log = logging.getLogger(__name__)
 
 MANIFEST = Path(".build") / "manifest.json"
+MAX_LISTED = 5  # problems quoted in an InvalidOutputError message
+
+
+class InvalidOutputError(OnemapError):
+    """A pipeline produced tiles that fail validation; nothing was published."""
+
+
+def check_output(folder: Path, out: Path | None = None) -> None:
+    """Validate a staged output folder (every tileset.json / layer.json in it) with the cheap
+    in-process checks; raise :class:`InvalidOutputError` naming the tiles and problems.
+    A folder without any tileset (a run that accepted nothing: only its report) passes."""
+    from tiles.validate import validate_path
+
+    folder = Path(folder)
+    if not any(folder.rglob("tileset.json")) and not any(folder.rglob("layer.json")):
+        return
+    report = validate_path(folder, gltf=False)
+    if report.ok:
+        return
+    errors = report.errors
+    listed = "; ".join(f"{e.file}: {e.message}" for e in errors[:MAX_LISTED])
+    more = f" (and {len(errors) - MAX_LISTED} more)" if len(errors) > MAX_LISTED else ""
+    name = out if out is not None else folder
+    raise InvalidOutputError(
+        f"refusing to publish {name}: {len(errors)} validation error(s): {listed}{more}",
+        hint="the previous output was kept; run `onemap tiles validate` on a dry build to see all",
+        errors=[str(e) for e in errors])
 
 
 def _pid_alive(pid: int) -> bool:
@@ -95,7 +129,15 @@ class Staging:
         dst.write_bytes(data)
         return dst
 
-    def publish(self) -> Path:
+    def publish(self, *, validate: bool = True) -> Path:
+        """Validate the staged folder (unless ``validate`` is False) and swap it in as ``out``.
+        Invalid output is discarded and :class:`InvalidOutputError` raised; ``out`` stays."""
+        if validate:
+            try:
+                check_output(self.tmp, self.out)
+            except InvalidOutputError:
+                self.abort()
+                raise
         old = self.out.parent / f"{self.out.name}.old-{os.getpid()}"
         if self.out.exists():
             os.rename(self.out, old)
@@ -106,6 +148,19 @@ class Staging:
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@contextmanager
+def staged(out: Path | str) -> Iterator[Staging]:
+    """Stage a run's output beside ``out``; publish it (validated) when the block ends normally,
+    discard it when the block raises (or the process dies: :func:`recover` cleans up)."""
+    staging = Staging(Path(out))
+    try:
+        yield staging
+        staging.publish()
+    except BaseException:
+        staging.abort()
+        raise
 
 
 def read_manifest(out: Path) -> dict[str, Any]:

@@ -20,7 +20,6 @@ default, missing deck height on a bridge → 6 m.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +28,13 @@ import shapely
 
 from core.delivery.accounting import RunReport
 from core.delivery.checks import check_features, find_boundary, load_boundary, numeric_column, text_column
-from core.delivery.mapping import FieldMapping
+from core.delivery.mapping import FieldMapping, load_mapping
 from core.delivery.read import FieldSpec, read_layer
 from core.frames import EnuFrame, active_geoid
 from pipelines.drape import DemGrid, color_u8, sample_heights, to_enu, vertex_normals
+from pipelines.progress import Progress, for_stage
+from pipelines.progress import report as say
+from pipelines.publish import Staging
 from pipelines.run_frame import in_run_frame
 from pipelines.surfaces import ExtraMesh, SurfaceBuild, SurfaceSet, build_surface_tileset, subtract_earlier
 from tiles.gltf import PropertyColumn
@@ -285,32 +287,58 @@ def prepare_roads(src_path: Path, dem: DemGrid, *, boundary: shapely.Geometry | 
     return s, report
 
 
+@dataclass
+class RoadOptions:
+    """Options of :func:`build_roads` (``onemap tiles roads``)."""
+
+    dem: Path | None = None  # orthometric DEM to drape on (flat 0 m without)
+    boundary: Path | None = None  # district polygon (default: boundary.gpkg beside SRC)
+    mapping: FieldMapping | Path | None = None  # field mapping, or its YAML path
+    src_crs: str | None = None
+    geoid: str | None = None
+    dry_run: bool = False  # read, check and report; publish nothing (the report goes to OUT)
+    keep_leaf_geometry: bool = False
+
+
 @in_run_frame
-def build_roads(
-    src_path: Path, out_dir: Path, *, dem_path: Path | None = None, boundary_path: Path | None = None,
-    mapping: FieldMapping | None = None, src_crs: str | None = None, geoid: str | None = None, dry_run: bool = False,
-    progress: Callable[[int, int], None] | None = None, keep_leaf_geometry: bool = False,
-) -> RoadsResult:
-    """The ``onemap tiles roads`` pipeline; writes the tileset (unless dry run) and the report."""
-    dem = DemGrid.read(dem_path) if dem_path else DemGrid.flat()
-    boundary = load_boundary(find_boundary(src_path, boundary_path))
-    surfaces, report = prepare_roads(src_path, dem, boundary=boundary, mapping=mapping, src_crs=src_crs)
-    if dem_path is None:
-        report.note("no DEM given: roads drawn at 0 m orthometric")
-    if boundary is None:
-        report.note("no boundary.gpkg found or given: outside_boundary not checked")
-    report.finalize()
-    build = None
-    if surfaces is not None:
-        report.output["bridges"] = len(surfaces.extra_xy)
-        report.output["road_area_m2"] = round(float(np.sum(shapely.area(
-            np.array([p for p in surfaces.polygons if p is not None], dtype=object)))), 1)
-    if not dry_run and surfaces is not None:
-        build = build_surface_tileset(surfaces, out_dir, dem, class_name="road", grid=False, leaf_cell=4.0,
-                                      max_pieces=400, description="road surfaces and bridges",
-                                      progress=progress,
-                                      keep_leaf_geometry=keep_leaf_geometry)
-        report.output.update(build.summary())
-    report.output["heights"] = active_geoid().metadata()
-    report.write(out_dir)
+def build_roads(src: Path, out: Path, options: RoadOptions | None = None,
+                progress: Progress | None = None) -> RoadsResult:
+    """The ``onemap tiles roads`` pipeline: stages the tileset and the report in ``OUT.tmp-<pid>``
+    and publishes them atomically once validated (a dry run writes only the report)."""
+    o = options or RoadOptions()
+    src, out = Path(src), Path(out)
+    staging = None if o.dry_run else Staging(out)
+    try:
+        say(progress, "read", 0, 1)
+        dem = DemGrid.read(o.dem) if o.dem else DemGrid.flat()
+        boundary = load_boundary(find_boundary(src, o.boundary))
+        mapping = load_mapping(o.mapping) if isinstance(o.mapping, (str, Path)) else o.mapping
+        surfaces, report = prepare_roads(src, dem, boundary=boundary, mapping=mapping, src_crs=o.src_crs)
+        say(progress, "read", 1, 1)
+        if o.dem is None:
+            report.note("no DEM given: roads drawn at 0 m orthometric")
+        if boundary is None:
+            report.note("no boundary.gpkg found or given: outside_boundary not checked")
+        report.finalize()
+        build = None
+        if surfaces is not None:
+            report.output["bridges"] = len(surfaces.extra_xy)
+            report.output["road_area_m2"] = round(float(np.sum(shapely.area(
+                np.array([p for p in surfaces.polygons if p is not None], dtype=object)))), 1)
+        if staging is not None and surfaces is not None:
+            build = build_surface_tileset(surfaces, staging.tmp, dem, class_name="road", grid=False,
+                                          leaf_cell=4.0, max_pieces=400, description="road surfaces and bridges",
+                                          progress=for_stage(progress, "roads"),
+                                          keep_leaf_geometry=o.keep_leaf_geometry)
+            report.output.update(build.summary())
+        report.output["heights"] = active_geoid().metadata()
+        report.write(staging.tmp if staging is not None else out)
+        if staging is not None:
+            staging.publish()
+            if build is not None:
+                build.tileset = out / build.tileset.relative_to(staging.tmp)
+    except BaseException:
+        if staging is not None:
+            staging.abort()
+        raise
     return RoadsResult(report, surfaces, build)

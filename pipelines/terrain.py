@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,11 @@ from typing import Any
 import numpy as np
 from pyproj import CRS
 
+from core.errors import InputError
 from pipelines.dem import DemSampler, GeoidGrid
+from pipelines.progress import Progress
+from pipelines.progress import report as say
+from pipelines.publish import staged
 from tiles.terrain import (
     WATERMASK_SIZE,
     Bounds,
@@ -155,16 +158,6 @@ def layer_json(ranges: list[tuple[int, int, int, int, int]], bounds: Bounds, *, 
     }
 
 
-def _clear_previous(out_dir: Path) -> None:
-    """Remove a previous pyramid (numeric level folders + layer.json) before writing."""
-    if not out_dir.exists():
-        return
-    for child in out_dir.iterdir():
-        if child.is_dir() and child.name.isdigit():
-            shutil.rmtree(child)
-    (out_dir / "layer.json").unlink(missing_ok=True)
-
-
 def _native_xy(dem: DemSampler, bounds: Bounds, lon: np.ndarray, lat: np.ndarray,
                step: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """DEM-CRS coordinates of the full tile grid. Small tiles transform every ``step``-th grid
@@ -217,26 +210,38 @@ def tile_heights(dem: DemSampler, geoid: GeoidGrid, bounds: Bounds, fill: float,
     return heights
 
 
-def build_terrain(
-    dem_path: str | Path,
-    out_dir: str | Path,
-    *,
-    water: str | Path | None = None,
-    max_level: int | None = None,
-    max_error: float = DEFAULT_MAX_ERROR,
-    compress: bool = True,
-) -> TerrainBuild:
-    """Build the quantized-mesh pyramid of ``dem_path`` (orthometric heights, any CRS) in
-    ``out_dir``; returns what was written."""
+@dataclass
+class TerrainOptions:
+    """Options of :func:`build_terrain` (``onemap tiles terrain``)."""
+
+    water: Path | None = None  # water polygons for the watermask
+    max_level: int | None = None  # finest level (default: matches the DEM resolution)
+    max_error: float = DEFAULT_MAX_ERROR  # meshing tolerance at the finest level, metres
+    compress: bool = True  # gzip the .terrain files
+
+
+def build_terrain(src: str | Path, out: str | Path, options: TerrainOptions | None = None,
+                  progress: Progress | None = None) -> TerrainBuild:
+    """Build the quantized-mesh pyramid of the DEM ``src`` (orthometric heights, any CRS) in
+    ``OUT.tmp-<pid>`` and publish it atomically as ``out`` once validated; returns what was written."""
+    o = options or TerrainOptions()
+    with staged(out) as staging:
+        build = _build_terrain(Path(src), staging.tmp, o, progress)
+    build.out_dir = Path(out)
+    log.info(build.summary())
+    return build
+
+
+def _build_terrain(dem_path: Path, out: Path, o: TerrainOptions, progress: Progress | None) -> TerrainBuild:
     t0 = time.perf_counter()
-    out = Path(out_dir)
+    water, max_level, max_error, compress = o.water, o.max_level, o.max_error, o.compress
     dem = DemSampler(dem_path)
     res_m = dem.resolution * (METRES_PER_DEGREE if dem.crs.is_geographic else 1.0)
     level = auto_max_level(res_m, GRID_SIZE) if max_level is None else int(max_level)
     if not 0 <= level <= 22:
-        raise ValueError(f"max level {level} outside 0..22")
+        raise InputError(f"max level {level} outside 0..22")
     if max_error <= 0:
-        raise ValueError("max_error must be > 0 metres")
+        raise InputError("max_error must be > 0 metres")
     dem_ll = dem.lonlat_bounds()
     geoid = GeoidGrid.over(dem_ll)
     centre = ((dem_ll[0] + dem_ll[2]) / 2, (dem_ll[1] + dem_ll[3]) / 2)
@@ -246,8 +251,8 @@ def build_terrain(
     log.info("terrain: %s, resolution %.2f m, levels 0..%d, %d tiles", dem_path, res_m, level,
              sum((x1 - x0 + 1) * (y1 - y0 + 1) for _, x0, y0, x1, y1 in ranges))
 
-    _clear_previous(out)
     out.mkdir(parents=True, exist_ok=True)
+    n_tiles = sum((x1 - x0 + 1) * (y1 - y0 + 1) for _, x0, y0, x1, y1 in ranges)
     total_bytes = 0
     hmin, hmax = math.inf, -math.inf
     per_level: list[int] = []
@@ -265,6 +270,7 @@ def build_terrain(
                 total_bytes += len(data)
                 hmin, hmax = min(hmin, float(heights.min())), max(hmax, float(heights.max()))
                 count += 1
+                say(progress, "terrain", sum(per_level) + count, n_tiles)
         per_level.append(count)
     extra = {
         "heights": "ellipsoidal WGS84 = orthometric DEM + EGM96",
@@ -277,7 +283,5 @@ def build_terrain(
     }
     layer = layer_json(ranges, dem_ll, name=Path(dem_path).stem, extra=extra)
     (out / "layer.json").write_text(json.dumps(layer, indent=1), encoding="utf-8")
-    build = TerrainBuild(out, level, sum(per_level), total_bytes, time.perf_counter() - t0, dem_ll,
-                         (hmin, hmax), fill, per_level)
-    log.info(build.summary())
-    return build
+    return TerrainBuild(out, level, sum(per_level), total_bytes, time.perf_counter() - t0, dem_ll,
+                        (hmin, hmax), fill, per_level)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,14 @@ import shapely
 
 from core.delivery.accounting import RunReport
 from core.delivery.checks import check_features, find_boundary, load_boundary, numeric_column, text_column
-from core.delivery.mapping import FieldMapping
+from core.delivery.mapping import FieldMapping, load_mapping
 from core.delivery.read import FieldSpec, read_layer
 from core.frames import active_geoid, ecef_to_lonlat_ellipsoidal
 from pipelines.drape import DemGrid, color_u8, sample_heights
 from pipelines.instanced import InstancedBuild, InstanceSet, build_instanced_tileset, summary_dict
+from pipelines.progress import Progress, for_stage
+from pipelines.progress import report as say
+from pipelines.publish import Staging
 from pipelines.run_frame import in_run_frame
 from pipelines.surfaces import SurfaceBuild, SurfaceSet, build_surface_tileset, subtract_earlier
 from tiles.gltf import PropertyColumn
@@ -246,50 +248,79 @@ def write_group_tileset(out_dir: Path, children: list[tuple[str, Path]]) -> Path
     return path
 
 
+@dataclass
+class VegetationOptions:
+    """Options of :func:`build_vegetation` (``onemap tiles trees``)."""
+
+    dem: Path | None = None  # orthometric DEM: tree bases, green draping (flat 0 m without)
+    green: Path | None = None  # green-space polygons to drape
+    water: Path | None = None  # water polygons, flat at water_level
+    boundary: Path | None = None  # district polygon (default: boundary.gpkg beside SRC)
+    mapping: FieldMapping | Path | None = None  # field mapping of the tree layer, or its YAML path
+    src_crs: str | None = None
+    geoid: str | None = None
+    dry_run: bool = False  # read, check and report; publish nothing (the report goes to OUT)
+    max_per_leaf: int = 2000
+
+
 @in_run_frame
-def build_vegetation(
-    trees_path: Path, out_dir: Path, *, dem_path: Path | None = None, green_path: Path | None = None,
-    water_path: Path | None = None, boundary_path: Path | None = None, mapping: FieldMapping | None = None,
-    src_crs: str | None = None, geoid: str | None = None, dry_run: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-    max_per_leaf: int = 2000,
-) -> VegetationResult:
-    """The ``onemap tiles trees`` pipeline (trees + optional green and water)."""
-    out_dir = Path(out_dir)
-    dem = DemGrid.read(dem_path) if dem_path else DemGrid.flat()
-    boundary = load_boundary(find_boundary(trees_path, boundary_path))
-    inst, trees_report = prepare_trees(trees_path, dem, boundary=boundary, mapping=mapping, src_crs=src_crs)
-    if dem_path is None:
-        trees_report.note("no DEM given: every base at 0 m orthometric")
-    if boundary is None:
-        trees_report.note("no boundary.gpkg found or given: outside_boundary not checked")
-    trees_report.mark_written(inst.rows)
-    areas, area_reports = prepare_areas(dem, green_path=green_path, water_path=water_path, boundary=boundary)
-    reports = [trees_report, *area_reports]
-    for rep in reports:
-        rep.finalize()
-    result = VegetationResult(reports, instances=inst, areas_set=areas)
-    if not dry_run:
-        children = []
-        if inst.count:
-            result.trees = build_instanced_tileset(inst, out_dir / "trees", dem, class_name="tree",
-                                                   description="trees (billboards)", progress=progress,
-                                                   max_per_leaf=max_per_leaf)
-            trees_report.output.update(summary_dict(result.trees))
-            children.append(("trees", result.trees.tileset))
-        if areas is not None:
-            frame = result.trees.frame if result.trees else None
-            result.areas = build_surface_tileset(areas, out_dir / "areas", dem, class_name="area",
-                                                 description="green spaces and water", leaf_cell=10.0,
-                                                 frame=frame)
-            for rep in area_reports:
-                rep.output.update(result.areas.summary())
-            children.append(("areas", result.areas.tileset))
-        if children:
-            write_group_tileset(out_dir, children)
-    for rep in reports:
-        rep.output["heights"] = active_geoid().metadata()
-    write_reports(out_dir, reports)
+def build_vegetation(src: Path, out: Path, options: VegetationOptions | None = None,
+                     progress: Progress | None = None) -> VegetationResult:
+    """The ``onemap tiles trees`` pipeline (trees + optional green and water): stages
+    ``tileset.json``, ``trees/``, ``areas/`` and the report in ``OUT.tmp-<pid>`` and publishes
+    them atomically once validated (a dry run writes only the report)."""
+    o = options or VegetationOptions()
+    src, out = Path(src), Path(out)
+    staging = None if o.dry_run else Staging(out)
+    try:
+        say(progress, "read", 0, 1)
+        dem = DemGrid.read(o.dem) if o.dem else DemGrid.flat()
+        boundary = load_boundary(find_boundary(src, o.boundary))
+        mapping = load_mapping(o.mapping) if isinstance(o.mapping, (str, Path)) else o.mapping
+        inst, trees_report = prepare_trees(src, dem, boundary=boundary, mapping=mapping, src_crs=o.src_crs)
+        if o.dem is None:
+            trees_report.note("no DEM given: every base at 0 m orthometric")
+        if boundary is None:
+            trees_report.note("no boundary.gpkg found or given: outside_boundary not checked")
+        trees_report.mark_written(inst.rows)
+        areas, area_reports = prepare_areas(dem, green_path=o.green, water_path=o.water, boundary=boundary)
+        say(progress, "read", 1, 1)
+        reports = [trees_report, *area_reports]
+        for rep in reports:
+            rep.finalize()
+        result = VegetationResult(reports, instances=inst, areas_set=areas)
+        if staging is not None:
+            tmp = staging.tmp
+            children = []
+            if inst.count:
+                result.trees = build_instanced_tileset(inst, tmp / "trees", dem, class_name="tree",
+                                                       description="trees (billboards)",
+                                                       progress=for_stage(progress, "trees"),
+                                                       max_per_leaf=o.max_per_leaf)
+                trees_report.output.update(summary_dict(result.trees))
+                children.append(("trees", result.trees.tileset))
+            if areas is not None:
+                frame = result.trees.frame if result.trees else None
+                result.areas = build_surface_tileset(areas, tmp / "areas", dem, class_name="area",
+                                                     description="green spaces and water", leaf_cell=10.0,
+                                                     frame=frame, progress=for_stage(progress, "areas"))
+                for rep in area_reports:
+                    rep.output.update(result.areas.summary())
+                children.append(("areas", result.areas.tileset))
+            if children:
+                write_group_tileset(tmp, children)
+        for rep in reports:
+            rep.output["heights"] = active_geoid().metadata()
+        write_reports(staging.tmp if staging is not None else out, reports)
+        if staging is not None:
+            staging.publish()
+            for build in (result.trees, result.areas):
+                if build is not None:
+                    build.tileset = out / build.tileset.relative_to(staging.tmp)
+    except BaseException:
+        if staging is not None:
+            staging.abort()
+        raise
     return result
 
 

@@ -11,7 +11,7 @@ import pytest
 from pyproj import CRS
 
 from core.frames import ecef_to_lonlat_ellipsoidal, geoid_undulation, projected_to_lonlat
-from pipelines.pointcloud import PointCloudError, build_pointcloud, resolve_crs
+from pipelines.pointcloud import PointCloudError, PointCloudOptions, build_pointcloud, resolve_crs
 from tiles.formats import pnts_geometry
 from tiles.validate import validate_path
 from tiles.volumes import column_major
@@ -59,7 +59,7 @@ def built(tmp_path_factory: pytest.TempPathFactory):
     d = tmp_path_factory.mktemp("pc")
     las = d / "pointcloud.las"
     xyz = write_las(las)
-    result = build_pointcloud(las, d / "out", jobs=1)
+    result = build_pointcloud(las, d / "out", PointCloudOptions(jobs=1))
     return xyz, d / "out", result
 
 

@@ -12,7 +12,7 @@ from rasterio.transform import from_origin
 
 from core.frames import geoid_undulation, projected_to_lonlat
 from pipelines.dem import DemSampler, sample_dem
-from pipelines.terrain import build_terrain
+from pipelines.terrain import TerrainOptions, build_terrain
 from tiles.terrain import (
     QMAX,
     complete_borders,
@@ -62,7 +62,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]
     dem = write_dem(d / "dem.tif")
     water = write_water(d / "water.gpkg")
     out = d / "terrain"
-    result = build_terrain(dem, out, water=water, max_level=16, max_error=0.1)
+    result = build_terrain(dem, out, TerrainOptions(water=water, max_level=16, max_error=0.1))
     return dem, out, result
 
 

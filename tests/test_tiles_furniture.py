@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.frames import ecef_to_lonlat_ellipsoidal, geoid_undulation, projected_to_lonlat
-from pipelines.furniture import build_furniture
+from pipelines.furniture import FurnitureOptions, build_furniture
 from pipelines.instanced import meridian_convergence
 from tests.tiles_fixtures import (
     X0,
@@ -56,7 +56,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
     for r in src_rows:
         r["height"] = None if r["height"] is None else str(r["height"])
     write_points(d / "furniture.gpkg", "furniture", src_rows)
-    result = build_furniture(d / "furniture.gpkg", d / "out", dem_path=d / "dem.tif", max_per_leaf=400)
+    result = build_furniture(d / "furniture.gpkg", d / "out", FurnitureOptions(dem=d / "dem.tif", max_per_leaf=400))
     return {"dir": d, "rows": rows, "result": result}
 
 

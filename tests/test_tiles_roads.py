@@ -10,7 +10,7 @@ from pyproj import Transformer
 from shapely.geometry import LineString
 
 from core.frames import ecef_to_lonlat_ellipsoidal, geoid_undulation, gltf_to_enu
-from pipelines.roads import DECK_THICKNESS_M, ROAD_LIFT_M, build_roads, road_buffers
+from pipelines.roads import DECK_THICKNESS_M, ROAD_LIFT_M, RoadOptions, build_roads, road_buffers
 from tests.tiles_fixtures import (
     CRS_4548,
     X0,
@@ -53,7 +53,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
          "deck_height": [r[6] for r in ROADS]},
         geometry=[LineString(r[7]) for r in ROADS], crs=CRS_4548)
     gdf.to_file(d / "roads.gpkg", layer="roads")
-    result = build_roads(d / "roads.gpkg", d / "out", dem_path=d / "dem.tif", keep_leaf_geometry=True)
+    result = build_roads(d / "roads.gpkg", d / "out", RoadOptions(dem=d / "dem.tif", keep_leaf_geometry=True))
     return {"dir": d, "result": result}
 
 

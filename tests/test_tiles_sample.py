@@ -19,9 +19,9 @@ import geopandas as gpd
 import pytest
 
 from pipelines.buildings import BuildingOptions, build_buildings
-from pipelines.furniture import build_furniture
-from pipelines.roads import build_roads
-from pipelines.vegetation import build_vegetation
+from pipelines.furniture import FurnitureOptions, build_furniture
+from pipelines.roads import RoadOptions, build_roads
+from pipelines.vegetation import VegetationOptions, build_vegetation
 from tiles.gltf import read_glb
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,11 +93,12 @@ def test_dirty_reports_match_the_manifest(sample_dir: Path, tmp_path: Path) -> N
     reports = {
         "buildings.gpkg": build_buildings(dirty / "buildings.gpkg", tmp_path / "b",
                                           BuildingOptions(dem=dem, boundary=boundary)).report,
-        "roads.gpkg": build_roads(dirty / "roads.gpkg", tmp_path / "r", dem_path=dem, boundary_path=boundary).report,
-        "trees.gpkg": build_vegetation(dirty / "trees.gpkg", tmp_path / "v", dem_path=dem,
-                                       boundary_path=boundary).reports[0],
-        "furniture.gpkg": build_furniture(dirty / "furniture.gpkg", tmp_path / "f", dem_path=dem,
-                                          boundary_path=boundary).report,
+        "roads.gpkg": build_roads(dirty / "roads.gpkg", tmp_path / "r",
+                                  RoadOptions(dem=dem, boundary=boundary)).report,
+        "trees.gpkg": build_vegetation(dirty / "trees.gpkg", tmp_path / "v",
+                                       VegetationOptions(dem=dem, boundary=boundary)).reports[0],
+        "furniture.gpkg": build_furniture(dirty / "furniture.gpkg", tmp_path / "f",
+                                          FurnitureOptions(dem=dem, boundary=boundary)).report,
     }
     for file, report in reports.items():
         rejected = {issue.id: issue for issue in report.rejected.values()}

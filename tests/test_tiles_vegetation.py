@@ -12,7 +12,7 @@ import shapely
 from shapely.geometry import box
 
 from core.frames import ecef_to_lonlat_ellipsoidal, geoid_undulation, gltf_to_enu, projected_to_lonlat
-from pipelines.vegetation import build_vegetation
+from pipelines.vegetation import VegetationOptions, build_vegetation
 from tests.tiles_fixtures import (
     CRS_4548,
     X0,
@@ -63,8 +63,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
                               "water_level": [WATER_LEVEL]},
                              geometry=[box(X0 + 100, Y0 + 100, X0 + 400, Y0 + 350)], crs=CRS_4548)
     water.to_file(d / "water.gpkg", layer="water")
-    result = build_vegetation(d / "trees.gpkg", d / "out", dem_path=d / "dem.tif",
-                              green_path=d / "green.gpkg", water_path=d / "water.gpkg", max_per_leaf=300)
+    result = build_vegetation(d / "trees.gpkg", d / "out", VegetationOptions(
+        dem=d / "dem.tif", green=d / "green.gpkg", water=d / "water.gpkg", max_per_leaf=300))
     return {"dir": d, "rows": rows, "result": result, "green": green, "water": water}
 
 

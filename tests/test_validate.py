@@ -193,11 +193,11 @@ def test_volume_excess_box_axes() -> None:
 # ------------------------------------------------------------------------------ terrain
 @pytest.fixture(scope="module")
 def terrain_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pipelines.terrain import build_terrain
+    from pipelines.terrain import TerrainOptions, build_terrain
     from tests.test_terrain import write_dem
 
     d = tmp_path_factory.mktemp("vterrain")
-    build_terrain(write_dem(d / "dem.tif"), d / "terrain", max_level=14)
+    build_terrain(write_dem(d / "dem.tif"), d / "terrain", TerrainOptions(max_level=14))
     return d
 
 

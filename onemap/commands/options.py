@@ -38,5 +38,8 @@ ReportPath = Annotated[Path | None, typer.Option(
     "--report", help="JSON report path (default var/reports/load-<layer>.json).")]
 WaterPath = Annotated[Path | None, typer.Option(
     "--water", help="Water polygons (water.gpkg): flat surfaces at water_level / the terrain watermask.")]
+GeoidModel = Annotated[str | None, typer.Option(
+    "--geoid", help="Geoid turning orthometric heights into ellipsoidal: egm96 (default), none (heights "
+                    "already ellipsoidal) or the PATH of a GTX/GeoTIFF grid (e.g. a national quasi-geoid).")]
 AllowEmpty = Annotated[bool, typer.Option(
     "--allow-empty", help="Accept a delivery with no valid row, emptying the live table (refused otherwise).")]

@@ -95,7 +95,6 @@ def buildings(
 ) -> None:
     """Footprints → LOD1/LOD2 buildings as a 3D Tiles 1.1 tileset (per-building metadata)."""
     from core.delivery.accounting import REPORT_TXT
-    from core.delivery.errors import SourceError
     from pipelines.buildings import BuildingOptions, build_buildings
 
     if missing_height not in ("reject", "default"):
@@ -106,11 +105,8 @@ def buildings(
         floor_height=floor_height, missing_height=missing_height,  # type: ignore[arg-type]
         default_height=default_height, lod=lod, max_features=max_features, dry_run=dry_run, geoid=geoid,
     )
-    try:
-        with progress_bar() as progress:
-            result = build_buildings(src, None if dry_run else out, options, progress=progress)
-    except SourceError as exc:
-        raise as_input_error(exc) from exc
+    with progress_bar() as progress:  # core.errors (SourceError, DemError, ...) reach onemap/cli.py
+        result = build_buildings(src, None if dry_run else out, options, progress)
     if dry_run:
         console.print(result.report.summary_text(max_lines=20))
     print_summary("buildings" + (" (dry run)" if dry_run else ""), result.summary(),
@@ -118,19 +114,6 @@ def buildings(
 
 
 # ============================================================================ roads / trees / furniture
-def _mapping(path: Path | None) -> Any:
-    from core.delivery.mapping import load_mapping
-
-    return load_mapping(path) if path is not None else None
-
-
-def _layer_errors() -> tuple[type[Exception], ...]:
-    from core.delivery.errors import SourceError
-    from pipelines.dem import DemError
-
-    return (SourceError, DemError)
-
-
 @app.command("roads")
 def roads(
     src: Annotated[Path, typer.Argument(help="Road centrelines (roads.gpkg: id, name, class, width, "
@@ -145,15 +128,12 @@ def roads(
 ) -> None:
     """Centrelines + widths → draped road surfaces (disjoint at junctions) and bridge decks."""
     from core.delivery.accounting import REPORT_TXT
-    from pipelines.roads import build_roads
+    from pipelines.roads import RoadOptions, build_roads
 
-    try:
-        with progress_bar() as progress:
-            result = build_roads(src, out, dem_path=dem, boundary_path=boundary, mapping=_mapping(mapping),
-                                 src_crs=src_crs, geoid=geoid, dry_run=dry_run,
-                                 progress=lambda d, t: progress("roads", d, t))
-    except _layer_errors() as exc:
-        raise as_input_error(exc) from exc
+    options = RoadOptions(dem=dem, boundary=boundary, mapping=mapping, src_crs=src_crs, geoid=geoid,
+                          dry_run=dry_run)
+    with progress_bar() as progress:
+        result = build_roads(src, out, options, progress)
     print_summary("roads" + (" (dry run)" if dry_run else ""),
                   {**result.report.counts, **result.report.output}, out / REPORT_TXT)
 
@@ -173,15 +153,12 @@ def trees(
     dry_run: DryRun = False,
 ) -> None:
     """Trees → instanced billboards; green spaces and water → draped surfaces (one vegetation tileset)."""
-    from pipelines.vegetation import build_vegetation
+    from pipelines.vegetation import VegetationOptions, build_vegetation
 
-    try:
-        with progress_bar() as progress:
-            result = build_vegetation(src, out, dem_path=dem, green_path=green, water_path=water,
-                                      boundary_path=boundary, mapping=_mapping(mapping), src_crs=src_crs,
-                                      geoid=geoid, dry_run=dry_run, progress=lambda d, t: progress("trees", d, t))
-    except _layer_errors() as exc:
-        raise as_input_error(exc) from exc
+    options = VegetationOptions(dem=dem, green=green, water=water, boundary=boundary, mapping=mapping,
+                                src_crs=src_crs, geoid=geoid, dry_run=dry_run)
+    with progress_bar() as progress:
+        result = build_vegetation(src, out, options, progress)
     for rep in result.reports:
         print_summary(rep.layer + (" (dry run)" if dry_run else ""), {**rep.counts, **rep.output}, None)
     console.print(f"report: {out / 'report.txt'}")
@@ -201,15 +178,12 @@ def furniture(
 ) -> None:
     """Street furniture → instanced schematic models at exact positions and headings."""
     from core.delivery.accounting import REPORT_TXT
-    from pipelines.furniture import build_furniture
+    from pipelines.furniture import FurnitureOptions, build_furniture
 
-    try:
-        with progress_bar() as progress:
-            result = build_furniture(src, out, dem_path=dem, boundary_path=boundary,
-                                     mapping=_mapping(mapping), src_crs=src_crs, geoid=geoid,
-                                     dry_run=dry_run, progress=lambda d, t: progress("furniture", d, t))
-    except _layer_errors() as exc:
-        raise as_input_error(exc) from exc
+    options = FurnitureOptions(dem=dem, boundary=boundary, mapping=mapping, src_crs=src_crs, geoid=geoid,
+                               dry_run=dry_run)
+    with progress_bar() as progress:
+        result = build_furniture(src, out, options, progress)
     print_summary("furniture" + (" (dry run)" if dry_run else ""),
                   {**result.report.counts, **result.report.output}, out / REPORT_TXT)
 
@@ -264,13 +238,13 @@ def terrain(
     geoid: GeoidModel = None,
 ) -> None:
     """DEM → Cesium quantized-mesh terrain (ellipsoidal heights, octvertexnormals + watermask)."""
-    from pipelines.dem import DemError
-    from pipelines.terrain import build_terrain
+    from pipelines.terrain import TerrainOptions, build_terrain
 
     try:
-        with using_geoid(geoid):
-            result = build_terrain(dem, out, water=water, max_level=max_level, max_error=max_error)
-    except (DemError, ValueError, OSError) as exc:
+        with using_geoid(geoid), progress_bar() as progress:
+            result = build_terrain(dem, out, TerrainOptions(water=water, max_level=max_level,
+                                                            max_error=max_error), progress)
+    except (ValueError, OSError) as exc:  # not yet core.errors: rasterio/OS failures
         raise as_input_error(exc) from exc
     print_summary("terrain", {
         "tiles": result.tiles, "levels": f"0..{result.max_level}", "bytes": result.bytes,
@@ -289,12 +263,12 @@ def pointcloud(
     geoid: GeoidModel = None,
 ) -> None:
     """LAS/LAZ → 3D Tiles pnts (ECEF; z + EGM96 geoid applied before py3dtiles)."""
-    from pipelines.pointcloud import PointCloudError, build_pointcloud
+    from pipelines.pointcloud import PointCloudOptions, build_pointcloud
 
     try:
-        with using_geoid(geoid):
-            result = build_pointcloud(las, out, src_crs=src_crs, jobs=jobs)
-    except (PointCloudError, OSError) as exc:
+        with using_geoid(geoid), progress_bar() as progress:
+            result = build_pointcloud(las, out, PointCloudOptions(src_crs=src_crs, jobs=jobs), progress)
+    except OSError as exc:
         raise as_input_error(exc) from exc
     print_summary("pointcloud", {
         "points": result.points, "crs in": result.crs_in, "tiles": result.tiles,
