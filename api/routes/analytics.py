@@ -1,8 +1,10 @@
 """Analytics: one route per function of :mod:`gis.analytics` (the SQL lives there).
 
 Inputs are validated here (types, ranges, window lengths); ``ValueError`` from the library
-becomes 400. Person-level population (``privileged=True``) only for users created with
-``--privileged``, and each such read is written to ``audit_log`` before the answer is sent.
+becomes 400. Each route declares its answer's shape (:mod:`api.analytics_models`) for the OpenAPI
+document while the body is still encoded by orjson directly. Person-level population
+(``privileged=True``) only for users created with ``--privileged``, and each such read is
+written to ``audit_log`` before the answer is sent.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
+from api import analytics_models as m
 from api.auth import User, write_audit
 from api.deps import DbConn, State, client_addr, require
 from api.errors import BadRequest
@@ -94,7 +97,8 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         raise BadRequest(str(exc)) from exc
 
 
-@router.get("/events/density", summary="Event counts per grid cell, square or hexagon (GeoJSON)")
+@router.get("/events/density", response_model=m.DensityCollection,
+            summary="Event counts per grid cell, square or hexagon (GeoJSON)")
 def event_density(
     conn: DbConn, _: Reader, start: Start = None, end: End = None, category: CategoryQ = None,
     cell: Literal["grid", "hex", "square"] = "grid",
@@ -105,7 +109,8 @@ def event_density(
     return _json(fc, "application/geo+json")
 
 
-@router.get("/events/hotspots", summary="Getis-Ord Gi* hot spots of events (GeoJSON: gi_z, p)")
+@router.get("/events/hotspots", response_model=m.HotspotCollection,
+            summary="Getis-Ord Gi* hot spots of events (GeoJSON: gi_z, p)")
 def event_hotspots(
     conn: DbConn, _: Reader, start: Start = None, end: End = None, category: CategoryQ = None,
     cell: Literal["square", "hex"] = "square",
@@ -116,7 +121,7 @@ def event_hotspots(
     return _json(fc, "application/geo+json")
 
 
-@router.get("/events/sla", summary="Open/overdue counts and mean time per stage")
+@router.get("/events/sla", response_model=list[m.SlaRow], summary="Open/overdue counts and mean time per stage")
 def event_sla(
     conn: DbConn, _: Reader, group: Literal["category", "grid", "worker"] = "category",
     start: Annotated[datetime | None, Query()] = None, end: Annotated[datetime | None, Query()] = None,
@@ -127,7 +132,8 @@ def event_sla(
     return _json(_call(analytics.sla, conn, group, _aware(start), _aware(end), _categories(category)))
 
 
-@router.get("/patrollers/nearest", summary="Nearest patrollers to a point by their latest fix")
+@router.get("/patrollers/nearest", response_model=list[m.NearestPatroller],
+            summary="Nearest patrollers to a point by their latest fix")
 def nearest_patrollers(
     conn: DbConn, _: Positions, lon: Lon, lat: Lat,
     n: Annotated[int, Query(ge=1, le=1000)] = 5,
@@ -137,7 +143,7 @@ def nearest_patrollers(
     return _json(_call(analytics.nearest_patrollers, conn, lon, lat, n, max_age_s, kind))
 
 
-@router.get("/cameras/visible", summary="Cameras that can see a point")
+@router.get("/cameras/visible", response_model=list[m.VisibleCamera], summary="Cameras that can see a point")
 def cameras_visible(
     conn: DbConn, _: Reader, lon: Lon, lat: Lat,
     h: Annotated[float, Query(ge=0, le=500, description="height above ground (m)")] = 1.5,
@@ -146,7 +152,7 @@ def cameras_visible(
     return _json(_call(analytics.cameras_visible, conn, lon, lat, h, online))
 
 
-@router.get("/patrol/mileage", summary="Kilometres per worker on a day")
+@router.get("/patrol/mileage", response_model=list[m.Mileage], summary="Kilometres per worker on a day")
 def patrol_mileage(
     conn: DbConn, _: Patrols, day: Day = None,
     worker_id: Annotated[str | None, Query(max_length=40)] = None,
@@ -154,7 +160,8 @@ def patrol_mileage(
     return _json(_call(analytics.patrol_mileage, conn, day or _today(), worker_id))
 
 
-@router.get("/patrol/track", summary="A worker's cleaned track (GeoJSON, or CZML for Cesium playback)")
+@router.get("/patrol/track", response_model=m.TrackCollection | m.CzmlDocument,
+            summary="A worker's cleaned track (GeoJSON, or CZML for Cesium playback)")
 def patrol_track(
     conn: DbConn, _: Patrols, worker_id: Annotated[str, Query(min_length=1, max_length=40)],
     start: Start = None, end: End = None, format: Literal["geojson", "czml"] = "geojson",  # noqa: A002
@@ -164,7 +171,8 @@ def patrol_track(
     return _json(doc, "application/geo+json" if format == "geojson" else "application/json")
 
 
-@router.get("/patrol/coverage", summary="Share of road length per grid cell covered by patrols")
+@router.get("/patrol/coverage", response_model=list[m.RoadCoverage],
+            summary="Share of road length per grid cell covered by patrols")
 def patrol_coverage(
     conn: DbConn, _: Coverage, day: Day = None,
     buffer: Annotated[float, Query(ge=1, le=200, description="metres either side of a track")] = 20.0,
@@ -172,7 +180,7 @@ def patrol_coverage(
     return _json(_call(analytics.road_coverage, conn, day or _today(), buffer))
 
 
-@router.get("/patrol/checkins", summary="Checkpoint visits per worker shift")
+@router.get("/patrol/checkins", response_model=list[m.Checkins], summary="Checkpoint visits per worker shift")
 def patrol_checkins(
     conn: DbConn, _: Patrols, day: Day = None,
     worker_id: Annotated[str | None, Query(max_length=40)] = None,
@@ -180,7 +188,7 @@ def patrol_checkins(
     return _json(_call(analytics.checkin_compliance, conn, day or _today(), worker_id))
 
 
-@router.get("/alarms", summary="Geofence alarms raised since a time (newest first)")
+@router.get("/alarms", response_model=list[m.Alarm], summary="Geofence alarms raised since a time (newest first)")
 def alarms(
     conn: DbConn, _: Positions,
     since: Annotated[datetime | None, Query(description="default: 24 h ago")] = None,
@@ -194,7 +202,8 @@ def alarms(
     return _json(_call(analytics.alarms, conn, since, _aware(until), kind, limit))
 
 
-@router.get("/population", summary="Residents per building/grid/community (suppressed below 5)")
+@router.get("/population", response_model=list[m.Population],
+            summary="Residents per building/grid/community (suppressed below 5)")
 def population(
     request: Request, state: State, conn: DbConn,
     user: PopulationReader,
@@ -212,6 +221,6 @@ def population(
     return _json(rows)
 
 
-@router.get("/kpis", summary="Big-screen figures")
+@router.get("/kpis", response_model=m.Kpis, summary="Big-screen figures")
 def kpis(conn: DbConn, _: Reader) -> Response:
     return _json(_call(analytics.kpis, conn))
