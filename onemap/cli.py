@@ -43,7 +43,7 @@ class OnemapGroup(TyperGroup):
             return super().invoke(ctx)
         except OnemapError as exc:
             report_error(exc)
-            raise click.exceptions.Exit(EXIT_ERROR) from None
+            raise typer.Exit(EXIT_ERROR) from None  # typer vendors click: its own Exit class
 
 
 app = typer.Typer(cls=OnemapGroup, help="onemap: 3D one-map server for Jiefang Street, Bengbu.",
