@@ -49,13 +49,15 @@ MIME_TYPES: Final[dict[str, str]] = {
     ".webp": "image/webp",
     ".ktx2": "image/ktx2",
     ".txt": "text/plain; charset=utf-8",
+    ".xml": "application/xml",
 }
 #: Extensions worth gzip-compressing on the fly (images are already compressed).
 COMPRESSIBLE: Final[frozenset[str]] = frozenset(
     {".json", ".geojson", ".gltf", ".glb", ".b3dm", ".pnts", ".i3dm", ".cmpt", ".subtree", ".bin",
-     ".terrain", ".txt"}
+     ".terrain", ".txt", ".xml"}
 )
-JSON_ENTRY_POINTS: Final[frozenset[str]] = frozenset({"tileset.json", "layer.json", "index.json"})
+JSON_ENTRY_POINTS: Final[frozenset[str]] = frozenset(
+    {"tileset.json", "layer.json", "index.json", "imagery.json", "tilemapresource.xml"})
 GZIP_MAGIC: Final[bytes] = b"\x1f\x8b"
 
 

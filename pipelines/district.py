@@ -28,7 +28,8 @@ from pipelines.progress import Progress
 
 log = logging.getLogger(__name__)
 
-LAYERS = ("buildings", "roads", "vegetation", "furniture", "pointcloud", "terrain")
+LAYERS = ("buildings", "roads", "vegetation", "furniture", "pointcloud", "terrain", "imagery")
+KINDS = {"terrain": "terrain", "imagery": "imagery"}  # catalog kind; every other layer is "3dtiles"
 
 
 @dataclass
@@ -181,8 +182,20 @@ def build_district(sample_dir: Path, out: Path, *, layers: tuple[str, ...] = LAY
         res = build_terrain(dem, out / "terrain", TerrainOptions(water=water), progress)
         return LayerOutcome("terrain", True, 0, res.tiles, details={"max_level": res.max_level})
 
+    def imagery() -> LayerOutcome:
+        from pipelines.imagery import build_imagery
+
+        ortho = src / "ortho.tif"
+        if not ortho.exists():
+            return LayerOutcome("imagery", False, 0, error=f"{ortho} not found")
+        res = build_imagery(ortho, out / "imagery", None, progress)
+        return LayerOutcome("imagery", True, 0, res.info.tiles,
+                            details={"minzoom": res.info.minzoom, "maxzoom": res.info.maxzoom,
+                                     "scheme": res.info.scheme, "format": res.info.fmt})
+
     for name, fn in (("terrain", terrain), ("buildings", buildings), ("roads", roads),
-                     ("vegetation", vegetation), ("furniture", furniture), ("pointcloud", pointcloud)):
+                     ("vegetation", vegetation), ("furniture", furniture), ("pointcloud", pointcloud),
+                     ("imagery", imagery)):
         step(name, fn)
     if progress:
         progress("layers", len(outcomes), len(layers))
@@ -203,6 +216,8 @@ def write_catalog(out: Path, src: Path, outcomes: list[LayerOutcome], seconds: f
         outcome = by_name.get(name)
         if name == "terrain":
             entry_file, url = out / "terrain" / "layer.json", "/terrain"
+        elif name == "imagery":
+            entry_file, url = out / "imagery" / "imagery.json", "/imagery/"
         else:
             entry_file, url = out / name / "tileset.json", f"/tiles/{name}/tileset.json"
         if not entry_file.exists():
@@ -213,11 +228,12 @@ def write_catalog(out: Path, src: Path, outcomes: list[LayerOutcome], seconds: f
             if outcome is not None:
                 entry["error"] = outcome.error
         else:
-            entry = {"name": name, "url": url, "kind": "terrain" if name == "terrain" else "3dtiles",
+            entry = {"name": name, "url": url, "kind": KINDS.get(name, "3dtiles"),
                      "features": outcome.features, "rejected": outcome.rejected,
                      "build_seconds": outcome.seconds, **outcome.details}
         entry["bytes"] = folder_bytes(entry_file.parent)
-        entry["region"] = terrain_region(entry_file) if name == "terrain" else tileset_region(entry_file)
+        entry["region"] = (terrain_region(entry_file) if name in ("terrain", "imagery")
+                           else tileset_region(entry_file))
         entries.append(entry)
     sources = {p.name: file_sha256(p) for p in sorted(src.iterdir()) if p.is_file()}
     catalog = {

@@ -1,4 +1,4 @@
-"""3D Tiles, quantized-mesh terrain and the tileset catalog, straight from the tiles folder.
+"""3D Tiles, quantized-mesh terrain, imagery tiles and the tileset catalog, straight from the tiles folder.
 
 Anonymous (tiles carry no personal data). See :mod:`api.tilestore` for caching, ETags, gzip,
 ranges and path safety.
@@ -52,6 +52,14 @@ async def tile_file(request: Request, layer: str, path: str) -> Response:
 async def terrain_file(request: Request, path: str) -> Response:
     """``layer.json`` and ``{z}/{x}/{y}.terrain`` (``application/vnd.quantized-mesh``)."""
     return await _serve(request, f"terrain/{path}")
+
+
+@router.api_route("/imagery/{path:path}", methods=["GET", "HEAD"], responses=_FILE_RESPONSES,
+                  summary="Imagery tiles (TMS)")
+async def imagery_file(request: Request, path: str) -> Response:
+    """``tilemapresource.xml``, ``imagery.json`` and ``{z}/{x}/{y}.webp|png`` of the orthophoto
+    pyramid (TMS rows counted from the south; Cesium ``TileMapServiceImageryProvider``)."""
+    return await _serve(request, f"imagery/{path}")
 
 
 @router.get("/tilesets", summary="Catalog of the built tilesets")

@@ -194,10 +194,12 @@ def build(
     sample: Path = typer.Option(..., "--sample", help="Delivery folder (holds clean/), e.g. var/sample."),
     out: Path = typer.Option(..., "--out", help="Tiles folder: <layer>/tileset.json, terrain/, index.json."),
     layers: str = typer.Option(",".join(("buildings", "roads", "vegetation", "furniture", "pointcloud",
-                                         "terrain")), "--layers", help="Comma-separated subset of layers."),
+                                         "terrain", "imagery")), "--layers",
+                               help="Comma-separated subset of layers."),
     geoid: GeoidModel = None,
 ) -> None:
-    """Build every layer of the district (buildings, roads, vegetation, furniture, point cloud, terrain)."""
+    """Build every layer of the district (buildings, roads, vegetation, furniture, point cloud, terrain,
+    imagery)."""
     from pipelines.district import LAYERS, build_district
 
     wanted = tuple(x.strip() for x in layers.split(",") if x.strip())
@@ -223,6 +225,31 @@ def build(
     if catalog["failed"]:
         failed = "; ".join(f"{f['name']}: {f['error']}" for f in catalog["failed"])
         raise OnemapError(f"{len(catalog['failed'])} layer(s) failed, previous tiles kept: {failed}")
+
+
+# ============================================================================ imagery
+@app.command("imagery")
+def imagery(
+    ortho: Annotated[Path, typer.Argument(help="Orthophoto GeoTIFF (RGB, any CRS; a COG reads fastest).")],
+    out: OutDir,
+    scheme: str = typer.Option("WorldCRS84Quad", "--scheme",
+                               help="WorldCRS84Quad (Cesium GeographicTilingScheme) or WebMercatorQuad."),
+    fmt: str = typer.Option("webp", "--format", help="Tile format: webp or png (both with transparency)."),
+    minzoom: int = typer.Option(None, "--min-zoom", min=0, max=24, help="Coarsest level (default: <= 4 tiles)."),
+    maxzoom: int = typer.Option(None, "--max-zoom", min=0, max=24, help="Finest level (default: source res)."),
+) -> None:
+    """Orthophoto → offline imagery pyramid (TMS + tilemapresource.xml + imagery.json) for Cesium."""
+    from pipelines.imagery import ImageryOptions, build_imagery
+
+    with progress_bar() as progress:
+        result = build_imagery(ortho, out, ImageryOptions(scheme=scheme, fmt=fmt, minzoom=minzoom,
+                                                          maxzoom=maxzoom), progress)
+    print_summary("imagery", {
+        "tiles": result.info.tiles, "levels": f"{result.info.minzoom}..{result.info.maxzoom}",
+        "scheme": result.info.scheme, "format": result.info.fmt, "bytes": result.info.bytes,
+        "seconds": round(result.seconds, 1), "reused": result.reused,
+        "tilemapresource.xml": out / "tilemapresource.xml",
+    }, None)
 
 
 # ============================================================================ terrain / pointcloud / validate
