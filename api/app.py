@@ -7,6 +7,7 @@ starts (and answers 503 with Retry-After) while PostGIS is down, and recovers by
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,6 +43,8 @@ def create_app(settings: Settings | None = None, *, tiles_dir: Path | None = Non
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # refuse to serve as a superuser / the schema owner (ConfigError stops the startup)
+        await asyncio.to_thread(state.check_database_role)
         try:
             yield
         finally:
@@ -105,7 +108,7 @@ class AppFactory:
 
 
 def _make_state(settings: Settings) -> AppState:
-    from gis.db import libpq_url
+    from gis.db import api_libpq_url
 
     tiles_store = TileStore(
         settings.tiles.tiles_dir,
@@ -116,7 +119,7 @@ def _make_state(settings: Settings) -> AppState:
         gzip_min_bytes=settings.tiles.gzip_min_bytes,
     )
     broker = Broker(
-        lambda: libpq_url(settings.db),
+        lambda: api_libpq_url(settings.db),
         channel=settings.stream.sse_channel,
         ring_size=settings.stream.sse_ring_size,
         client_queue=settings.stream.sse_client_queue,

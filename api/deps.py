@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, event
 
 from api.auth import TokenCache, User, hash_token, lookup_token
 from api.errors import DatabaseUnavailable, Forbidden, Unauthorized
+from core.errors import ConfigError
 from core.settings import Settings
 from gis import policy
+from gis.dbroles import check_api_role
 from gis.policy import Permission
 
 if TYPE_CHECKING:
     from api.live import Broker
     from api.tilestore import TileStore
 
+log = logging.getLogger(__name__)
 
 @dataclass
 class AppState:
@@ -41,24 +45,42 @@ class AppState:
                     self._engine = make_engine(self.settings)
         return self._engine
 
+    def check_database_role(self) -> None:
+        """At startup: refuse (ConfigError) to serve as a superuser or the schema owner. When the
+        database cannot be reached yet, the same check runs on every new pooled connection."""
+        from api.errors import is_db_unavailable
+
+        try:
+            with self.engine.connect():
+                pass
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - unreachable now: checked again on first connection
+            if not is_db_unavailable(exc):
+                raise
+            log.warning("database not reachable at startup (%s); its role is checked on first connection",
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
     def dispose(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
 
 
 def make_engine(settings: Settings) -> Engine:
-    """The API's own pool: pre-ping (recovers after a database restart), bounded waits."""
+    """The API's own pool, as role ``onemap_api`` (:func:`gis.db.api_database_url`): pre-ping
+    (recovers after a database restart), bounded waits, and every new connection checked by
+    :func:`gis.dbroles.check_api_role` (no superuser, no owner, unless explicitly allowed)."""
     from gis.cluster import ClusterError
-    from gis.db import database_url
+    from gis.db import api_database_url
 
     try:
-        url = database_url(settings.db)
-    except ClusterError as exc:
+        url = api_database_url(settings.db)
+    except (ClusterError, ConfigError) as exc:
         raise DatabaseUnavailable(
             f"database not configured or not initialised: {exc}",
             retry_after_s=settings.api.db_retry_after_s,
         ) from exc
-    return create_engine(
+    engine = create_engine(
         url,
         pool_pre_ping=True,
         pool_size=settings.api.api_pool_size,
@@ -71,6 +93,16 @@ def make_engine(settings: Settings) -> Engine:
             "options": f"-c statement_timeout={settings.api.api_statement_timeout_ms}",
         },
     )
+    allow = settings.db.allow_privileged_db_user
+
+    @event.listens_for(engine, "connect")
+    def _check_role(dbapi_conn: Any, _record: Any) -> None:
+        try:
+            check_api_role(dbapi_conn, allow)
+        finally:
+            dbapi_conn.rollback()
+
+    return engine
 
 
 def app_state(request: Request) -> AppState:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from api.collections import Collection, Prop
 from api.cql import CqlContext, parse_cql2_text, parse_instant, to_sql
 from api.errors import BadRequest
+from gis.dbroles import privileged_role
 
 SRID = 4490
 GEOJSON_DECIMALS = 7
@@ -244,16 +246,18 @@ def query_items(conn: Connection, src: Source, q: ItemQuery, max_vertices: int,
         order.append(col.asc().nulls_last() if asc else col.desc().nulls_last())
     order.append(t.c[src.coll.id_column].asc())
     stmt = stmt.order_by(*order).limit(q.limit).offset(q.offset)
-    try:
-        rows = [r[0] for r in conn.execute(stmt)]
-        matched = None
-        if count:
-            if q.offset == 0 and len(rows) < q.limit:
-                matched = len(rows)
-            else:
-                matched = conn.execute(sa.select(sa.func.count()).select_from(t).where(*conds)).scalar_one()
-    except sa.exc.DBAPIError as exc:
-        raise _query_error(exc) from exc
+    # person-level relations only as onemap_privileged (PostgreSQL refuses them to onemap_api)
+    with privileged_role(conn) if src.privileged else nullcontext():
+        try:
+            rows = [r[0] for r in conn.execute(stmt)]
+            matched = None
+            if count:
+                if q.offset == 0 and len(rows) < q.limit:
+                    matched = len(rows)
+                else:
+                    matched = conn.execute(sa.select(sa.func.count()).select_from(t).where(*conds)).scalar_one()
+        except sa.exc.DBAPIError as exc:
+            raise _query_error(exc) from exc
     return rows, matched
 
 

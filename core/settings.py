@@ -51,7 +51,13 @@ class DatabaseSettings(_VarDir):
     """Where PostGIS is: ``database_url`` when set, else the embedded cluster under ``var_dir/pg``."""
 
     # When set, every command uses this PostGIS instead of the embedded cluster under var/pg.
+    # It is the schema owner's URL (migrations, loaders, `onemap users`, `onemap db psql`).
     database_url: str | None = None
+    # With database_url: the URL `onemap serve` connects with (role onemap_api, see `onemap db roles`).
+    # Unset: database_url, which the server refuses when that role is a superuser or the schema owner.
+    api_database_url: str | None = None
+    # Let the server connect as a superuser or as the schema owner (never in production).
+    allow_privileged_db_user: bool = False
     # Embedded cluster: TCP port on 127.0.0.1 (0 = pick a free one on first `db up`).
     pg_port: int = Field(default=0, ge=0, le=65535)
     pg_database: str = "onemap"
@@ -59,7 +65,7 @@ class DatabaseSettings(_VarDir):
     # System user that owns the embedded cluster when onemap runs as root.
     pg_os_user: str = Field(default="postgres", min_length=1)
 
-    @field_validator("database_url")
+    @field_validator("database_url", "api_database_url")
     @classmethod
     def _postgres_url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
@@ -82,6 +88,11 @@ class DatabaseSettings(_VarDir):
     @property
     def pg_dir(self) -> Path:
         return self.var_dir / "pg"
+
+    @property
+    def secrets_file(self) -> Path:
+        """Generated passwords of the embedded cluster's roles (0600, see gis/dbsecrets.py)."""
+        return self.pg_dir / "secrets.json"
 
 
 class ApiSettings(_Group):

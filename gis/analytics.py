@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, text
 
 from gis.czml import track_czml
+from gis.dbroles import privileged_role
 from gis.sqlfiles import sql
 
 log = logging.getLogger(__name__)
@@ -412,12 +413,17 @@ def population(
     registered, floating, age_60_plus, age_80_plus, children_under_14, special_care, suppressed}]``.
 
     Unprivileged: counts below 5 are None and named in ``suppressed`` (views
-    ``population_by_*``). ``privileged=True`` reads ``restricted.population_by_*_full`` — the
-    connection's role must be ``onemap_privileged`` (or the owner), else the database refuses.
+    ``population_by_*``). ``privileged=True`` reads ``restricted.population_by_*_full`` as
+    ``onemap_privileged`` (``SET LOCAL ROLE`` in a savepoint around the read, see
+    :func:`gis.dbroles.privileged_role`), so PostgreSQL refuses it to a role not granted it.
     """
     if level not in ("building", "grid", "community"):
         raise ValueError(f"level must be building, grid or community, not {level!r}")
-    rows = _rows(bind, "population_full" if privileged else "population", level=level, id=id)
+    if privileged:
+        with _connection(bind) as conn, privileged_role(conn):
+            rows = _rows(conn, "population_full", level=level, id=id)
+    else:
+        rows = _rows(bind, "population", level=level, id=id)
     for r in rows:
         r["suppressed"] = list(r["suppressed"])
     return rows

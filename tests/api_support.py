@@ -165,11 +165,18 @@ def write_tiles(root: Path) -> None:
 
 def make_settings(db_url: str, tiles: Path, **overrides: object):  # noqa: ANN201
     from core.settings import Settings
+    from tests.db_support import API_URLS
 
     values: dict[str, object] = dict(
         database_url=db_url, tiles_dir=tiles, var_dir=tiles.parent, auth_cache_s=0.0,
         sse_heartbeat_s=1.0, db_retry_after_s=3, api_connect_timeout_s=15,
     )
+    # the app connects as onemap_api; a database without one (an external test server, the
+    # unreachable URLs of outage tests) is accepted as it is
+    if db_url in API_URLS:
+        values["api_database_url"] = API_URLS[db_url]
+    else:
+        values["allow_privileged_db_user"] = True
     values.update(overrides)
     return Settings(**values)
 

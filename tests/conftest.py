@@ -18,6 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+
+from tests.db_support import PgServer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,28 +36,48 @@ def make_world_readable_tmpdir(prefix: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """SQLAlchemy URL of a migrated PostGIS database for this test session."""
+def pg_server() -> Iterator[PgServer]:
+    """The session's PostgreSQL: a throwaway embedded cluster (password auth, roles onemap_owner /
+    onemap_api), or ``ONEMAP_TEST_DATABASE_URL`` (a superuser; ``ONEMAP_TEST_API_DATABASE_URL``
+    optional) — its database migrated as the owner."""
     from core.settings import DatabaseSettings
-    from gis import migrate
+    from gis import dbsecrets, migrate
     from gis.cluster import EmbeddedCluster
 
     external = os.environ.get("ONEMAP_TEST_DATABASE_URL")
     if external:
         url = external.replace("postgresql://", "postgresql+psycopg://", 1)
+        api = os.environ.get("ONEMAP_TEST_API_DATABASE_URL")
+        login = None
+        if api:
+            parsed = sa.engine.make_url(api)
+            login = (parsed.username or "", parsed.password or "")
+        admin = sa.engine.make_url(url).set(drivername="postgresql", database="postgres")
+        server = PgServer(admin.render_as_string(hide_password=False), url, login)
         migrate.upgrade(url)
-        yield url
+        server.register(url)
+        yield server
         return
     var_dir = make_world_readable_tmpdir("onemap-test-pg-")
     cluster = EmbeddedCluster(DatabaseSettings(var_dir=var_dir, database_url=None, pg_port=0))
     cluster.up()
-    url = cluster.url()
-    migrate.upgrade(url)
+    passwords = dbsecrets.read_secrets(cluster.secrets_file)
+    server = PgServer(cluster.admin_url(), cluster.url(), (dbsecrets.API, passwords[dbsecrets.API]), passwords)
+    server.register(server.owner_url)
+    migrate.upgrade(server.owner_url)
     try:
-        yield url
+        yield server
     finally:
         cluster.stop()
         shutil.rmtree(var_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server: PgServer) -> str:
+    """SQLAlchemy URL of a migrated PostGIS database for this test session, as its owner
+    (``onemap_owner``: setup and loading). The API app connects as ``onemap_api``
+    (``pg_server.api_url_for(url)``; ``make_settings`` does it)."""
+    return pg_server.owner_url
 
 
 @pytest.fixture()

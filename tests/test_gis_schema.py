@@ -15,12 +15,11 @@ import pytest
 from sqlalchemy import create_engine, inspect
 
 from gis import lifecycle, migrate
-from tests.gis_helpers import libpq
 
 REPO = Path(__file__).resolve().parent.parent
 POSTGIS_DOC = REPO / "docs" / "postgis.md"
 #: revisions in the order they apply (0001_auth and 0001_overlays are independent branches)
-REVISIONS = ("0000_base", "0001_auth", "0001_overlays", "0002_events_time_cover")
+REVISIONS = ("0000_base", "0001_auth", "0001_overlays", "0002_events_time_cover", "0003_least_privilege")
 #: tables of branch 0001_auth, described in docs/api.md rather than docs/postgis.md
 AUTH_TABLES = {"api_users", "audit_log"}
 #: created at run time by ensure_gps_partitions(), not by a migration
@@ -57,7 +56,8 @@ def _db_tables(c: psycopg.Connection) -> set[str]:
 
 
 def test_every_revision_has_its_sql_files() -> None:
-    assert set(REVISIONS) == migrate.head_revisions() | {"0000_base", "0001_overlays"}
+    assert set(REVISIONS) == migrate.head_revisions() | {"0000_base", "0001_auth", "0001_overlays",
+                                                         "0002_events_time_cover"}
     for rev in REVISIONS:
         assert migrate.migration_sql_files(rev, "up") and migrate.migration_sql_files(rev, "down")
     dirs = {p.name for p in migrate.MIGRATION_SQL_DIR.iterdir() if p.is_dir()}
@@ -134,7 +134,8 @@ def test_docs_table_overview_matches_database(conn: psycopg.Connection) -> None:
 def test_docs_roles_match_database(conn: psycopg.Connection) -> None:
     documented = {re.findall(r"`(\w+)`", row[0])[0] for row in _doc_table("## Population, suppression and roles")}
     in_db = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE 'onemap\\_%'")}
-    assert documented == {"onemap_reader", "onemap_writer", "onemap_privileged", "onemap_admin"}
+    assert documented == {"onemap_owner", "onemap_api", "onemap_reader", "onemap_writer", "onemap_privileged",
+                          "onemap_admin"}
     assert documented <= in_db
 
 
@@ -182,14 +183,9 @@ def test_roles_and_grants(conn: psycopg.Connection) -> None:
     conn.rollback()
 
 
-def test_migrations_round_trip(pg_url: str) -> None:
-    """Every migration downgrades cleanly and upgrades again, in a database of its own."""
-    admin = libpq(pg_url)
-    base, _, _ = admin.rpartition("/")
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute("DROP DATABASE IF EXISTS onemap_migrations")
-        c.execute("CREATE DATABASE onemap_migrations")
-    url = f"{base}/onemap_migrations".replace("postgresql://", "postgresql+psycopg://", 1)
+def test_migrations_round_trip(pg_server) -> None:  # noqa: ANN001 - tests.db_support.PgServer
+    """Every migration downgrades cleanly and upgrades again (as the owner), in a database of its own."""
+    url = pg_server.create_database("onemap_migrations")
     try:
         migrate.upgrade(url)
         assert not migrate.pending(url)
@@ -210,5 +206,4 @@ def test_migrations_round_trip(pg_url: str) -> None:
         finally:
             eng.dispose()
     finally:
-        with psycopg.connect(admin, autocommit=True) as c:
-            c.execute("DROP DATABASE IF EXISTS onemap_migrations WITH (FORCE)")
+        pg_server.drop_database("onemap_migrations")

@@ -68,19 +68,12 @@ def district(sample_dir: Path) -> Iterator[dict]:
 
 
 @pytest.fixture(scope="module")
-def viewer_db(pg_url: str, district: dict) -> Iterator[str]:
-    """A database of its own on the session cluster, loaded with the clipped delivery."""
-    import psycopg
-
+def viewer_db(pg_server, district: dict) -> Iterator[str]:  # noqa: ANN001 - tests.db_support.PgServer
+    """A database of its own on the session cluster, loaded with the clipped delivery (owner URL)."""
     from gis import migrate
     from gis.loaders import load_sample
 
-    admin = sa.engine.make_url(pg_url)
-    with psycopg.connect(admin.set(drivername="postgresql", database="postgres").render_as_string(False),
-                         autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    url = admin.set(database=DB_NAME).render_as_string(False)
+    url = pg_server.create_database(DB_NAME)
     migrate.upgrade(url)
     report = load_sample(district["delivery"], url=url.replace("postgresql+psycopg://", "postgresql://", 1),
                          gps_limit=100_000)
