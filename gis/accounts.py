@@ -9,6 +9,7 @@ Used by the API (token lookup, audit) and by ``onemap users`` (administration). 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,12 +21,15 @@ import orjson
 from sqlalchemy import Connection, Engine, TextClause, text
 
 from core.errors import ConflictError, InputError, NotFoundError
+from gis.dberrors import db_errors
 from gis.policy import ROLES, Permission, roles_for
 
 SQL_DIR = Path(__file__).resolve().parent / "sql" / "accounts"
 
 #: Roles that may be made privileged (read person-level population; audited).
 PRIVILEGED_ROLES: Final[frozenset[str]] = roles_for(Permission.PRIVILEGED)
+#: user names (the CHECK on ``api_users.name``)
+NAME_PATTERN: Final[re.Pattern[str]] = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 TOKEN_PREFIX: Final[str] = "om_"
 
 
@@ -82,19 +86,17 @@ def add_user(engine: Engine, name: str, role: str, privileged: bool = False) -> 
         raise UserError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
     if privileged and role not in PRIVILEGED_ROLES:
         raise UserError(f"--privileged is only for roles admin/operator, not {role!r}")
+    if not NAME_PATTERN.fullmatch(name):
+        raise UserError(f"bad user name {name!r}: 1-64 of A-Z a-z 0-9 _ . @ -")
     token = new_token()
     with engine.begin() as conn:
         if conn.execute(_sql("user_exists"), {"n": name}).first():
             raise UserExistsError(f"user {name!r} already exists (revoke it first or choose another name)")
-        try:
+        with db_errors():  # the table's CHECKs and UNIQUE stay the backstop (InputError/ConflictError)
             conn.execute(
                 _sql("user_insert"),
                 {"n": name, "r": role, "p": privileged, "h": hash_token(token), "pre": token[:7]},
             )
-        except Exception as exc:  # CHECK on the name pattern
-            if "api_users_name_check" in str(exc):
-                raise UserError(f"bad user name {name!r}: 1-64 of A-Z a-z 0-9 _ . @ -") from exc
-            raise
         write_audit(conn, None, "user.add", name, {"role": role, "privileged": privileged})
     return token
 
