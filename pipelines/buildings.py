@@ -76,6 +76,10 @@ log = logging.getLogger(__name__)
 
 PIPELINE_VERSION = "buildings-1"
 
+#: the command-line options of `onemap tiles buildings` that map a canonical field (named in hints)
+FIELD_OPTIONS = {"id": "--id-field", "height": "--height-field", "floors": "--floors-field",
+                 "roof_type": "--roof-field"}
+
 BUILDING_SPECS: tuple[FieldSpec, ...] = (
     FieldSpec("id", required=True),
     FieldSpec("name"),
@@ -249,6 +253,8 @@ def prepare_buildings(layer: SourceLayer, options: BuildingOptions, ground: Grou
                       f"no height and no floors; default {options.default_height:g} m", field="height")
 
     rows = np.flatnonzero(alive)
+    report.require_accepted(len(rows), "no building to publish",
+                            hint="fix the delivery (the reasons are listed above)")
     foot = work[rows].astype(object)
     h = height[rows]
 
@@ -477,7 +483,8 @@ def _build_buildings(src: Path | str, out: Path | str | None, options: BuildingO
 
     mapping = load_mapping(options.mapping) if options.mapping else FieldMapping()
     say("read", 0, 1)
-    layer = read_layer(src, BUILDING_SPECS, layer_name="buildings", fields=options.fields, mapping=mapping,
+    layer = read_layer(src, BUILDING_SPECS, layer_name="buildings", fields=options.fields,
+                       field_options=FIELD_OPTIONS, mapping=mapping,
                        encoding=options.encoding, src_crs=options.src_crs, layer=options.layer,
                        expected_crs=options.expected_crs)
     ground = None

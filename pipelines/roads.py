@@ -240,8 +240,8 @@ def prepare_roads(src_path: Path, dem: DemGrid, *, boundary: shapely.Geometry | 
         deck[no_deck] = DEFAULT_DECK_M
 
     rows = np.flatnonzero(alive)
-    report.mark_written(rows)
     if len(rows) == 0:
+        report.mark_written(rows)
         return None, report
     lines = geoms[rows]
     is_bridge = bridge[rows]
@@ -252,6 +252,14 @@ def prepare_roads(src_path: Path, dem: DemGrid, *, boundary: shapely.Geometry | 
     polygons[ground] = resolve_road_overlaps(buffers[ground], cls[rows][ground], width[rows][ground],
                                              ids[ground])
     polygons[np.flatnonzero(is_bridge)] = None
+    # a ground road wholly under higher-ranked roads would draw nothing: rejected, not counted written
+    covered = ~is_bridge & np.array([p is None or shapely.is_empty(p) or shapely.area(p) < 1e-6
+                                     for p in polygons], dtype=bool)
+    if covered.any():
+        report.reject(rows[covered], "covered",
+                      [f"wholly covered by higher-ranked roads ({cls[r]}, {width[r]:g} m wide): nothing to draw"
+                       for r in rows[covered]])
+    report.mark_written(rows[~covered])
     colors = np.array([color_u8(CLASS_COLORS[c]) for c in cls[rows]])
     bridge_idx = np.flatnonzero(is_bridge)
     mid = shapely.line_interpolate_point(lines[bridge_idx], 0.5, normalized=True)

@@ -263,6 +263,20 @@ class Accounting:
                 f"{self.layer}: {self.n_input} source rows != {self.loaded} loaded + {len(self.rejected)} rejected"
             )
 
+    def require_accepted(self, n_accepted: int, what: str, hint: str) -> None:
+        """Raise :class:`~core.delivery.errors.NothingAcceptedError` when no feature is accepted:
+        publishing or loading would replace live data with nothing. The message names the file,
+        the counts by reason and the first rejections."""
+        if n_accepted > 0:
+            return
+        from core.delivery.errors import NothingAcceptedError
+
+        codes = ", ".join(f"{k} {v}" for k, v in self.rejected_by_code().items())
+        why = f"all {self.n_input} features were rejected ({codes})" if self.n_input else "it has no features"
+        first = "; ".join(i.message for i in self.rejects[:3])
+        raise NothingAcceptedError(self.source, f"{what}: {why}" + (f"; first: {first}" if first else ""),
+                                   hint=hint)
+
     def note(self, message: str) -> None:
         """A layer-level remark (e.g. 'no DEM given: bases at 0 m')."""
         self.notes.append(message)

@@ -24,6 +24,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyogrio
+import pyogrio.raw
 import shapely
 from pyproj import CRS
 from pyproj.exceptions import CRSError
@@ -147,6 +148,26 @@ def _check_shapefile_parts(path: Path) -> None:
     if head != b"\x00\x00\x27\x0a":
         raise UnreadableError(path, "not a Shapefile (the file does not start with the Shapefile magic number)",
                               hint="deliver the real .shp, or the layer as a GeoPackage")
+
+
+def _read_features(path: Path, layer: str | None, read_kwargs: dict[str, Any], crs: CRS) -> gpd.GeoDataFrame:
+    """The layer's features; a geometry GEOS refuses (an unclosed ring, e.g. around a NaN vertex)
+    must not kill the layer: then every WKB is decoded on its own, broken rings closed ("fix"), and
+    the coordinate rules reject the feature."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pyogrio.read_dataframe(path, layer=layer, **read_kwargs)
+    except shapely.errors.GEOSException:
+        pass
+    except Exception as exc:  # noqa: BLE001 - GDAL raises many types
+        if "IllegalArgumentException" not in str(exc):
+            return _gdal(path, "read the features", pyogrio.read_dataframe, path, layer=layer, **read_kwargs)
+    _meta, _fids, wkb, field_data = _gdal(path, "read the features", pyogrio.raw.read, path, layer=layer,
+                                         **read_kwargs)
+    geoms = shapely.from_wkb(wkb, on_invalid="fix")
+    columns = {name: values for name, values in zip(_meta["fields"], field_data, strict=True)}
+    return gpd.GeoDataFrame(columns, geometry=geoms, crs=crs)
 
 
 def pick_layer(path: Path, layer: str | None) -> str | None:
@@ -311,7 +332,7 @@ def read_layer(
             encoding_used = encoding
         has_prj = path.with_suffix(".prj").exists() or path.with_suffix(".PRJ").exists()
         crs, crs_note = _resolve_crs(path, info.get("crs"), src_crs, has_prj, mapping.crs)
-        gdf = _gdal(path, "read the features", pyogrio.read_dataframe, path, layer=layer_used, **read_kwargs)
+        gdf = _read_features(path, layer_used, read_kwargs, crs)
     if len(gdf) == 0:
         raise EmptyLayerError(path, "no features")
     if bool(gdf.geometry.isna().all()):

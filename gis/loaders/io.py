@@ -31,7 +31,7 @@ from pyproj import CRS
 
 from core.delivery import rules
 from core.delivery.accounting import Accounting
-from core.delivery.errors import FieldMissingError, NothingAcceptedError
+from core.delivery.errors import FieldMissingError
 from core.delivery.mapping import FieldMapping, load_mapping
 from core.delivery.read import FieldSpec, read_layer
 from core.delivery.read import read_table as _read_table
@@ -119,14 +119,9 @@ def read_table(path: Path, mapping: FieldMapping, report: Accounting, **kwargs: 
 
 def refuse_empty(report: Accounting, mapping: FieldMapping, n_valid: int, table: str) -> None:
     """A delivery that would replace a live table with nothing is refused unless ``--allow-empty``."""
-    if n_valid == 0 and not _opt(mapping, "allow_empty"):
-        codes = ", ".join(f"{k} {v}" for k, v in report.rejected_by_code().items())
-        why = f"all {report.n_input} rows were rejected ({codes})" if report.n_input else "it has no rows"
-        first = report.rejects[0].message if report.rejects else ""
-        raise NothingAcceptedError(
-            report.source, f"loading it would replace the {table} table with nothing: {why}"
-            + (f"; first: {first}" if first else ""),
-            hint="fix the delivery, or pass --allow-empty to empty the table on purpose")
+    if not _opt(mapping, "allow_empty"):
+        report.require_accepted(n_valid, f"loading it would replace the {table} table with nothing",
+                                hint="fix the delivery, or pass --allow-empty to empty the table on purpose")
 
 
 # --- validation helpers (vectorised; each rejects and returns the remaining rows) ---------------------
