@@ -62,7 +62,8 @@ def pg_server() -> Iterator[PgServer]:
     cluster = EmbeddedCluster(DatabaseSettings(var_dir=var_dir, database_url=None, pg_port=0))
     cluster.up()
     passwords = dbsecrets.read_secrets(cluster.secrets_file)
-    server = PgServer(cluster.admin_url(), cluster.url(), (dbsecrets.API, passwords[dbsecrets.API]), passwords)
+    server = PgServer(cluster.admin_url(), cluster.url(), (dbsecrets.API, passwords[dbsecrets.API]), passwords,
+                      cluster)
     server.register(server.owner_url)
     migrate.upgrade(server.owner_url)
     try:

@@ -10,6 +10,7 @@ through :data:`API_URLS`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -31,6 +32,8 @@ class PgServer:
     api_login: tuple[str, str] | None
     #: passwords of the roles (embedded cluster), for roles.sql in new databases
     passwords: dict[str, str] = field(default_factory=dict)
+    #: the embedded cluster (gis.cluster.EmbeddedCluster), None on an external server
+    cluster: Any = None
 
     def api_url_for(self, owner_url: str) -> str | None:
         if self.api_login is None:

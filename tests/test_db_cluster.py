@@ -49,7 +49,7 @@ def test_up_status_down_idempotent(var_env: dict[str, str]) -> None:
     assert info["migrations_current"] and info["migrations_pending"] is False
 
     url = run(["db", "url"], var_env).stdout.strip()
-    assert url.startswith("postgresql+psycopg://postgres@127.0.0.1:")
+    assert url.startswith("postgresql+psycopg://onemap_owner:")  # the schema owner, with its password
     libpq = url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(libpq) as conn:
         assert conn.execute("SELECT postgis_version()").fetchone()[0].startswith("3.")

@@ -26,6 +26,8 @@ def up(migrations: bool = typer.Option(True, "--migrate/--no-migrate", help="App
         cluster = EmbeddedCluster(settings)
         cluster.up()
         typer.echo(f"PostgreSQL running on 127.0.0.1:{cluster.port} (data {cluster.data_dir})")
+        typer.echo(f"passwords of postgres / onemap_owner / onemap_api: {cluster.secrets_file} (mode 0600); "
+                   "`onemap db psql` opens psql as onemap_owner")
     if migrations:
         migrate.upgrade(gisdb.database_url(settings))
         typer.echo("migrations applied")
@@ -108,3 +110,51 @@ def destroy(yes: bool = typer.Option(False, "--yes", help="Really delete var/pg.
         raise InputError("this deletes every row in the embedded cluster", hint="pass --yes")
     EmbeddedCluster(get_settings()).destroy()
     typer.echo("destroyed")
+
+
+@app.command("roles")
+def roles(
+    apply: bool = typer.Option(False, "--apply", help="Run the SQL now instead of printing it."),
+    admin_url: str = typer.Option(None, "--admin-url", envvar="ONEMAP_ADMIN_DATABASE_URL",
+                                  help="A superuser (or CREATEROLE) URL of the server; default ONEMAP_DATABASE_URL."),
+) -> None:
+    """External PostgreSQL: create the roles onemap_owner / onemap_api / onemap_privileged.
+
+    Prints the SQL (gis/sql/roles/roles.sql) with freshly generated passwords, or runs it with
+    --apply; either way the two passwords are printed once, as the URLs to configure:
+    ONEMAP_DATABASE_URL (owner: migrations, loaders) and ONEMAP_API_DATABASE_URL (the server).
+    Then `onemap db migrate` as the owner grants onemap_api its tables (migration 0003)."""
+    import sqlalchemy as sa
+
+    from gis import dbroles, dbsecrets
+
+    settings = get_settings()
+    if not gisdb.uses_external(settings):
+        raise InputError("the embedded cluster manages its roles itself (`onemap db up`)",
+                         hint="set ONEMAP_DATABASE_URL to an external PostgreSQL to use `db roles`")
+    url = sa.engine.make_url(gisdb.libpq_url(settings))
+    database = url.database or settings.db.pg_database
+    owner_pw, api_pw = dbsecrets.new_password(), dbsecrets.new_password()
+    if apply:
+        dbroles.apply_roles(admin_url or gisdb.libpq_url(settings), database, owner_pw, api_pw)
+        typer.echo(f"roles applied in database {database}")
+    else:
+        typer.echo(dbroles.render_roles_sql(database, owner_pw, api_pw))
+        typer.echo(f"-- run the SQL above as a superuser in database {database}, then:", err=True)
+    for var, user, pw in (("ONEMAP_DATABASE_URL", dbroles.OWNER, owner_pw),
+                          ("ONEMAP_API_DATABASE_URL", dbroles.API, api_pw)):
+        shown = url.set(drivername="postgresql", username=user, password=pw).render_as_string(hide_password=False)
+        typer.echo(f"{var}={shown}", err=not apply)
+    typer.echo("(passwords shown once; then run `onemap db migrate` with the owner URL)", err=not apply)
+
+
+@app.command("psql", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def psql(ctx: typer.Context) -> None:
+    """Open psql on the onemap database as its owner (onemap_owner); extra arguments go to psql."""
+    from core.errors import ConfigError
+    from gis import dbpsql
+
+    try:
+        dbpsql.exec_psql(get_settings(), list(ctx.args))
+    except FileNotFoundError as exc:
+        raise ConfigError("psql not found", hint="apt-get install postgresql-client-15") from exc
