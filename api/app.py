@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, *, tiles_dir: Path | None = Non
         description="3D one-map server for Jiefang Street, Bengbu: OGC API – Features, 3D Tiles, "
                     "analytics, live stream. Contract: docs/api.md.",
         openapi_url="/api",
-        docs_url="/docs",
+        docs_url=None,  # /docs is served by api/routes/viewer.py from local Swagger UI files (no CDN)
         redoc_url=None,
         lifespan=lifespan,
     )

@@ -69,14 +69,14 @@ class BodyLimitMiddleware:
 
 
 class TileFastPath:
-    """Serve cached tiles (``/tiles/…``, ``/terrain/…``) before the FastAPI stack.
+    """Serve cached tiles (``/tiles/…``, ``/terrain/…``, ``/imagery/…``) before the FastAPI stack.
 
     Only GET/HEAD requests whose file is already in the tile cache are answered here (one stat,
     no routing, no dependency solving); everything else — misses, errors, preflights — goes to
     the app, which loads the file into the cache. CORS headers are added like CORSMiddleware.
     """
 
-    PREFIXES = ("/tiles/", "/terrain/")
+    PREFIXES = ("/tiles/", "/terrain/", "/imagery/")
 
     def __init__(self, app: ASGIApp, store: TileStore, cors_origins: list[str],
                  expose_headers: str) -> None:
@@ -98,6 +98,8 @@ class TileFastPath:
                 return
         elif path.startswith("/terrain/"):
             rel = "terrain/" + path[9:]
+        elif path.startswith("/imagery/"):
+            rel = "imagery/" + path[9:]
         else:
             await self.app(scope, receive, send)
             return

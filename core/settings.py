@@ -8,6 +8,7 @@ Shape::
     settings.tiles.tiles_dir           # TileSettings: built tilesets and how they are served
     settings.stream.sse_ring_size      # StreamSettings: the live stream (/stream)
     settings.paths.media_dir           # PathSettings: runtime state, sample delivery, static files
+    settings.basemap.basemap_url       # BasemapSettings: optional online base map (off by default)
 
 One rule for names: a field's environment variable is ``ONEMAP_<FIELD NAME>`` (so
 ``settings.api.api_pool_size`` is ``ONEMAP_API_POOL_SIZE``, ``settings.db.pg_port`` is
@@ -192,6 +193,8 @@ class PathSettings(_VarDir):
     sample_dir: Path | None = None
     media_dir: Path | None = None
     cesium_dir: Path = Field(default=REPO_ROOT / "node_modules" / "cesium" / "Build" / "Cesium")
+    # Swagger UI files (npm swagger-ui-dist) served at /swagger for the offline /docs page.
+    swagger_ui_dir: Path = Field(default=REPO_ROOT / "node_modules" / "swagger-ui-dist")
 
     @model_validator(mode="after")
     def _resolve(self) -> Self:
@@ -202,18 +205,69 @@ class PathSettings(_VarDir):
         return self
 
 
+class BasemapSettings(_Group):
+    """An optional online base map for deployments with internet (off by default: no request
+    leaves the host). ``basemap_url`` is a tile URL template: XYZ (``{z}/{x}/{y}``, Cesium
+    UrlTemplateImageryProvider; ``{s}`` subdomains from ``basemap_subdomains``) or WMTS REST
+    (``{TileMatrix}/{TileRow}/{TileCol}``, with ``basemap_layer``/``basemap_style``/
+    ``basemap_tile_matrix_set``). ``{key}`` in the template is replaced by ``basemap_key`` (a
+    browser key, e.g. a national map service's ``tk``: it is sent to the browser)."""
+
+    basemap_url: str | None = None
+    basemap_key: str | None = None
+    basemap_scheme: str = "WebMercatorQuad"  # or WorldCRS84Quad (geographic)
+    basemap_max_level: int = Field(default=18, ge=0, le=24)
+    basemap_subdomains: str = ""  # e.g. "01234567"
+    basemap_layer: str = ""
+    basemap_style: str = "default"
+    basemap_tile_matrix_set: str = ""
+    basemap_credit: str = ""
+
+    @field_validator("basemap_url")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL template")
+        if not ("{z}" in value or "{TileMatrix}" in value):
+            raise ValueError("needs {z}/{x}/{y} (XYZ) or {TileMatrix}/{TileRow}/{TileCol} (WMTS)")
+        return value
+
+    @field_validator("basemap_scheme")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if value not in ("WebMercatorQuad", "WorldCRS84Quad"):
+            raise ValueError("must be WebMercatorQuad or WorldCRS84Quad")
+        return value
+
+    def client_config(self) -> dict[str, Any] | None:
+        """What the viewer needs (None when no online base map is configured)."""
+        if not self.basemap_url:
+            return None
+        url = self.basemap_url.replace("{key}", self.basemap_key or "")
+        return {
+            "kind": "wmts" if "{TileMatrix}" in url else "xyz", "url": url, "scheme": self.basemap_scheme,
+            "maximumLevel": self.basemap_max_level, "subdomains": self.basemap_subdomains,
+            "layer": self.basemap_layer, "style": self.basemap_style,
+            "tileMatrixSetID": self.basemap_tile_matrix_set, "credit": self.basemap_credit,
+        }
+
+
 class Settings:
     """Every settings group, read from the environment; ``Settings(**flat_overrides)`` for tests/tools."""
 
     GROUPS: ClassVar[dict[str, type[_Group]]] = {
         "db": DatabaseSettings, "api": ApiSettings, "tiles": TileSettings,
-        "stream": StreamSettings, "paths": PathSettings,
+        "stream": StreamSettings, "paths": PathSettings, "basemap": BasemapSettings,
     }
     db: DatabaseSettings
     api: ApiSettings
     tiles: TileSettings
     stream: StreamSettings
     paths: PathSettings
+    basemap: BasemapSettings
 
     def __init__(self, **overrides: Any) -> None:
         per_group: dict[str, dict[str, Any]] = {name: {} for name in self.GROUPS}

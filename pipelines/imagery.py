@@ -161,7 +161,7 @@ def _read_block(ds, tms, bbox, width: int, height: int, resampling: str) -> tupl
     out_w = max(1, int(round(win.width / factor)))
     src = ds.read((1, 2, 3), window=win, out_shape=(3, out_h, out_w),
                   resampling=Resampling.average if factor > 1 else Resampling.nearest)
-    src_tr = ds.window_transform(win) * Affine.scale(win.width / out_w, win.height / out_h)
+    src_tr = ds.window_transform(win) @ Affine.scale(win.width / out_w, win.height / out_h)
     fit = _affine_fit(ds.crs, tms.rasterio_crs, src_tr, dst_tr, width, height)
     if fit is not None:  # a block is affine to far below a pixel: PIL's C affine resampler
         img = Image.fromarray(np.ascontiguousarray(np.moveaxis(src, 0, -1)), "RGB").convert("RGBA")
@@ -184,10 +184,10 @@ def _affine_fit(src_crs, dst_crs, src_tr, dst_tr, width: int, height: int, tol_p
     least-squares over a 9 x 9 grid of the block; None when the residual exceeds ``tol_px``."""
     gx, gy = np.meshgrid(np.linspace(0, width, 9), np.linspace(0, height, 9))
     px, py = gx.ravel(), gy.ravel()
-    wx, wy = dst_tr * (px, py)
+    wx, wy = dst_tr @ (px, py)
     sx, sy = _transformer(str(dst_crs), str(src_crs)).transform(wx, wy)
     inv = ~src_tr
-    cx, cy = inv * (np.asarray(sx), np.asarray(sy))
+    cx, cy = inv @ (np.asarray(sx), np.asarray(sy))
     A = np.column_stack([px, py, np.ones_like(px)])
     coef_x, *_ = np.linalg.lstsq(A, cx, rcond=None)
     coef_y, *_ = np.linalg.lstsq(A, cy, rcond=None)

@@ -67,7 +67,28 @@ class OptionalStaticFiles(StaticFiles):
             raise StarletteHTTPException(404, f"{self.directory} is not installed")
 
 
+@router.get("/docs", include_in_schema=False)
+def swagger_docs() -> HTMLResponse:
+    """Swagger UI for /api from the local npm swagger-ui-dist files (/swagger), never a CDN."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    return get_swagger_ui_html(openapi_url="/api", title="onemap API",
+                               swagger_js_url="/swagger/swagger-ui-bundle.js",
+                               swagger_css_url="/swagger/swagger-ui.css",
+                               swagger_favicon_url="/swagger/favicon-32x32.png")
+
+
+@router.get("/viewer-config", summary="Viewer configuration (online base map, if any)")
+def viewer_config(request: Request) -> dict[str, object]:
+    """``{"basemap": null}`` unless an online base map is configured (``ONEMAP_BASEMAP_URL``):
+    the viewer then offers it in its imagery switcher. Off by default."""
+    settings: Settings = request.app.state.onemap.settings
+    return {"basemap": settings.basemap.client_config()}
+
+
 def mount_static(app: FastAPI, settings: Settings) -> None:
+    app.mount("/swagger", OptionalStaticFiles(directory=settings.paths.swagger_ui_dir, check_dir=False),
+              name="swagger")
     app.mount("/viewer", OptionalStaticFiles(directory=VIEWER_DIR, check_dir=False), name="viewer")
     app.mount("/cesium", OptionalStaticFiles(directory=settings.paths.cesium_dir, check_dir=False), name="cesium")
     media = OptionalStaticFiles(directory=settings.paths.media_dir, check_dir=False)

@@ -7,6 +7,7 @@ import { initCameras, openCameraById } from "./cameras.js";
 import { initEvents, toggleHeatmap } from "./events.js";
 import { initFeatures } from "./features.js";
 import { initGrid } from "./grid.js";
+import { setupImagery } from "./imagery.js";
 import { applyI18n, getLang, setLang, t } from "./i18n.js";
 import * as layers from "./layers.js";
 import * as live from "./live.js";
@@ -190,6 +191,7 @@ async function main() {
   if (catalog.error) errors.push(`catalog: ${catalog.error}`);
   onemap.catalog = catalog;
   const terrain = layers.setupTerrain(viewer, layers.terrainUrl(catalog), errors);
+  onemap.imagery = await setupImagery(viewer, catalog, errors);
   const tilesets = await layers.addTilesets(viewer, catalog, errors);
   onemap.tilesets = tilesets;
   layers.initBuildingStyleSwitch(() => tilesets.buildings);

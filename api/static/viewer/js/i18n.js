@@ -25,6 +25,7 @@ const zh = {
   },
   layers: {
     title: "图层", buildingStyle: "建筑着色", byUse: "按用途", byHeight: "按高度",
+    imagery: "正射影像", mesh: "实景三维", basemap: "底图", naturalEarth: "全球概览（离线）", online: "在线底图",
     groups: { city: "三维城市", ops: "业务图层" },
     buildings: "建筑", roads: "道路", vegetation: "植被", furniture: "城市部件", pointcloud: "点云",
     terrain: "地形", water: "水面", events: "事件", cameras: "摄像头", patrol: "巡查轨迹",
@@ -137,6 +138,8 @@ const en = {
   },
   layers: {
     title: "Layers", buildingStyle: "Building colours", byUse: "By use", byHeight: "By height",
+    imagery: "Orthophoto", mesh: "Reality mesh", basemap: "Base map", naturalEarth: "Natural Earth (offline)",
+    online: "Online base map",
     groups: { city: "3D city", ops: "Operations" },
     buildings: "Buildings", roads: "Roads", vegetation: "Vegetation", furniture: "Street furniture",
     pointcloud: "Point cloud", terrain: "Terrain", water: "Water", events: "Events", cameras: "Cameras",
