@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages onemap needs, only when missing:
 #   postgresql-15-postgis-3  the embedded PostGIS (PostgreSQL 15 + PostGIS 3)
+#   postgresql-15-pgrouting  pgRouting (road-network dispatch: shortest paths on the roads layer)
 #   proj-data                EGM96 geoid grid (egm96_15.gtx) for orthometric -> ellipsoidal heights
 #   chromium                 headless browser for the viewer's end-to-end tests (tests only)
 set -euo pipefail
-want=(postgresql-15-postgis-3 proj-data)
+want=(postgresql-15-postgis-3 postgresql-15-pgrouting proj-data)
 if [[ "${1:-}" == "--with-browser" ]]; then want+=(chromium); fi
 missing=()
 for p in "${want[@]}"; do

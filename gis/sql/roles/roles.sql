@@ -47,6 +47,8 @@ GRANT CONNECT ON DATABASE :"database" TO onemap_api, onemap_reader;
 
 -- PostGIS is not a trusted extension: created here, by the superuser.
 CREATE EXTENSION IF NOT EXISTS postgis;
+-- Neither is pgRouting (road-network dispatch, migration 0004_dispatch; Debian postgresql-15-pgrouting).
+CREATE EXTENSION IF NOT EXISTS pgrouting;
 CREATE SCHEMA IF NOT EXISTS restricted AUTHORIZATION onemap_owner;
 REVOKE ALL ON SCHEMA restricted FROM PUBLIC;
 
