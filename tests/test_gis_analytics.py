@@ -352,10 +352,13 @@ def test_population_full_and_suppressed(sa_conn, level: str) -> None:  # noqa: A
 
 
 def test_population_roles(sa_conn) -> None:  # noqa: ANN001
+    assert A.population(sa_conn, "building", privileged=True)  # SET LOCAL ROLE onemap_privileged inside
     sa_conn.execute(text("SET LOCAL ROLE onemap_reader"))
     assert A.population(sa_conn, "building")
     with pytest.raises(Exception, match="permission denied"):
-        A.population(sa_conn, "building", privileged=True)
+        sa_conn.execute(text("SELECT count(*) FROM restricted.population_by_building_full"))
+    # onemap_api (the server) may read person-level rows only through SET LOCAL ROLE:
+    # tests/security/test_database_roles.py
 
 
 # --- KPIs ------------------------------------------------------------------------------------------
