@@ -128,6 +128,9 @@ def write_ellipsoidal_las(src: str | Path, dst: str | Path, crs: CRS) -> tuple[i
                 writer.write_points(chunk)
                 n_min, n_max = min(n_min, float(n.min())), max(n_max, float(n.max()))
                 total += len(x)
+    if total != header.point_count:  # laspy only logs a truncated file: never convert half of it
+        raise PointCloudError(f"{src}: the LAS header promises {header.point_count} points but the file "
+                              f"holds {total} (truncated?); deliver the complete file")
     return total, n_min, n_max
 
 

@@ -356,11 +356,10 @@ def _points(path: Path, rows: list[dict]) -> Path:
 
 
 def test_tiles_trees_absurd_height_and_wrong_geometry(tmp_path: Path) -> None:
-    rows = [{"id": "T1", "height": 8.0}, {"id": "T2", "height": 900.0}]
-    path = _points(tmp_path / "trees.gpkg", rows)
-    gdf = gpd.read_file(path)
-    gdf.loc[len(gdf)] = {"id": "T3", "height": 5.0, "geometry": box(2)}
-    gdf.to_file(path)
+    rows = [{"id": "T1", "height": 8.0, "geometry": shapely.Point(X0, Y0)},
+            {"id": "T2", "height": 900.0, "geometry": shapely.Point(X0 + 5, Y0)},
+            {"id": "T3", "height": 5.0, "geometry": box(2)}]
+    path = write(tmp_path / "trees.gpkg", rows)
     res = onemap("tiles", "trees", str(path), "--out", str(tmp_path / "out"))
     assert res.returncode == 0 and "Traceback" not in text_of(res), text_of(res)[-3000:]
     report = json.loads((tmp_path / "out" / "trees" / "report.json").read_text()) \

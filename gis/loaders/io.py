@@ -256,7 +256,7 @@ def check_timestamps(
     """Parse ISO-8601 columns to UTC (naive values are taken in ``naive_tz``)."""
     for col in cols:
         if col not in df.columns:
-            df[col] = pd.NaT
+            df[col] = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")
             continue
         raw = df[col]
         parsed = _parse_ts(raw, naive_tz)
