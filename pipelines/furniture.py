@@ -59,10 +59,12 @@ class FurnitureResult:
 
 
 def prepare_furniture(src_path: Path, dem: DemGrid, *, boundary: shapely.Geometry | None,
-                      mapping: FieldMapping | None = None, src_crs: str | None = None) -> tuple[InstanceSet,
+                      mapping: FieldMapping | None = None, src_crs: str | None = None,
+                  encoding: str | None = None, layer: str | None = None) -> tuple[InstanceSet,
                                                                                               RunReport]:
     """Read, check and place furniture points (no files written)."""
-    src = read_layer(src_path, SPECS, layer_name="furniture", mapping=mapping, src_crs=src_crs)
+    src = read_layer(src_path, SPECS, layer_name="furniture", mapping=mapping, src_crs=src_crs,
+                     encoding=encoding, layer=layer)
     report = src.report
     geoms = check_features(src, "point", compare=["type", "heading", "height", "name"], boundary=boundary)
     kind = np.array([(t or "").strip().lower() for t in text_column(src, "type")], dtype=object)
@@ -149,6 +151,8 @@ class FurnitureOptions:
     boundary: Path | None = None  # district polygon (default: boundary.gpkg beside SRC)
     mapping: FieldMapping | Path | None = None  # field mapping, or its YAML path
     src_crs: str | None = None
+    encoding: str | None = None  # of a Shapefile without .cpg / a CSV
+    layer: str | None = None  # of a multi-layer file
     geoid: str | None = None
     dry_run: bool = False  # read, check and report; publish nothing (the report goes to OUT)
     max_per_leaf: int = 2000
@@ -167,7 +171,8 @@ def build_furniture(src: Path, out: Path, options: FurnitureOptions | None = Non
         dem = DemGrid.read(o.dem) if o.dem else DemGrid.flat()
         boundary = load_boundary(find_boundary(src, o.boundary))
         mapping = load_mapping(o.mapping) if isinstance(o.mapping, (str, Path)) else o.mapping
-        inst, report = prepare_furniture(src, dem, boundary=boundary, mapping=mapping, src_crs=o.src_crs)
+        inst, report = prepare_furniture(src, dem, boundary=boundary, mapping=mapping, src_crs=o.src_crs,
+                                     encoding=o.encoding, layer=o.layer)
         say(progress, "read", 1, 1)
         if o.dem is None:
             report.note("no DEM given: every base at 0 m orthometric")

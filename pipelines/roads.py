@@ -195,10 +195,12 @@ def bridge_mesh(line: shapely.Geometry, width: float, deck_height: float, dem: D
 
 # ------------------------------------------------------------------------------------ pipeline
 def prepare_roads(src_path: Path, dem: DemGrid, *, boundary: shapely.Geometry | None,
-                  mapping: FieldMapping | None = None, src_crs: str | None = None) -> tuple[SurfaceSet | None,
+                  mapping: FieldMapping | None = None, src_crs: str | None = None,
+                  encoding: str | None = None, layer: str | None = None) -> tuple[SurfaceSet | None,
                                                                                           RunReport]:
     """Read, check and turn roads into disjoint surfaces + bridge meshes (no files written)."""
-    src = read_layer(src_path, SPECS, layer_name="roads", mapping=mapping, src_crs=src_crs)
+    src = read_layer(src_path, SPECS, layer_name="roads", mapping=mapping, src_crs=src_crs,
+                     encoding=encoding, layer=layer)
     report = src.report
     geoms = check_features(src, "line", compare=["name", "class", "width", "lanes", "bridge", "deck_height"],
                            boundary=boundary)
@@ -303,6 +305,8 @@ class RoadOptions:
     boundary: Path | None = None  # district polygon (default: boundary.gpkg beside SRC)
     mapping: FieldMapping | Path | None = None  # field mapping, or its YAML path
     src_crs: str | None = None
+    encoding: str | None = None  # of a Shapefile without .cpg / a CSV
+    layer: str | None = None  # of a multi-layer file
     geoid: str | None = None
     dry_run: bool = False  # read, check and report; publish nothing (the report goes to OUT)
     keep_leaf_geometry: bool = False
@@ -321,7 +325,8 @@ def build_roads(src: Path, out: Path, options: RoadOptions | None = None,
         dem = DemGrid.read(o.dem) if o.dem else DemGrid.flat()
         boundary = load_boundary(find_boundary(src, o.boundary))
         mapping = load_mapping(o.mapping) if isinstance(o.mapping, (str, Path)) else o.mapping
-        surfaces, report = prepare_roads(src, dem, boundary=boundary, mapping=mapping, src_crs=o.src_crs)
+        surfaces, report = prepare_roads(src, dem, boundary=boundary, mapping=mapping, src_crs=o.src_crs,
+                                     encoding=o.encoding, layer=o.layer)
         say(progress, "read", 1, 1)
         if o.dem is None:
             report.note("no DEM given: roads drawn at 0 m orthometric")

@@ -77,9 +77,12 @@ class VegetationResult:
 def prepare_trees(
     src_path: Path, dem: DemGrid, *, boundary: shapely.Geometry | None, mapping: FieldMapping | None = None,
     src_crs: str | None = None,
+    encoding: str | None = None,
+    layer: str | None = None,
 ) -> tuple[InstanceSet, RunReport]:
     """Read, check and place tree points (no files written)."""
-    src = read_layer(src_path, TREE_SPECS, layer_name="trees", mapping=mapping, src_crs=src_crs)
+    src = read_layer(src_path, TREE_SPECS, layer_name="trees", mapping=mapping, src_crs=src_crs,
+                     encoding=encoding, layer=layer)
     report = src.report
     geoms = check_features(src, "point", compare=["species", "height", "crown_diameter", "setting"],
                            boundary=boundary)
@@ -258,6 +261,8 @@ class VegetationOptions:
     boundary: Path | None = None  # district polygon (default: boundary.gpkg beside SRC)
     mapping: FieldMapping | Path | None = None  # field mapping of the tree layer, or its YAML path
     src_crs: str | None = None
+    encoding: str | None = None  # of a Shapefile without .cpg / a CSV
+    layer: str | None = None  # of a multi-layer file
     geoid: str | None = None
     dry_run: bool = False  # read, check and report; publish nothing (the report goes to OUT)
     max_per_leaf: int = 2000
@@ -277,7 +282,8 @@ def build_vegetation(src: Path, out: Path, options: VegetationOptions | None = N
         dem = DemGrid.read(o.dem) if o.dem else DemGrid.flat()
         boundary = load_boundary(find_boundary(src, o.boundary))
         mapping = load_mapping(o.mapping) if isinstance(o.mapping, (str, Path)) else o.mapping
-        inst, trees_report = prepare_trees(src, dem, boundary=boundary, mapping=mapping, src_crs=o.src_crs)
+        inst, trees_report = prepare_trees(src, dem, boundary=boundary, mapping=mapping, src_crs=o.src_crs,
+                                     encoding=o.encoding, layer=o.layer)
         if o.dem is None:
             trees_report.note("no DEM given: every base at 0 m orthometric")
         if boundary is None:

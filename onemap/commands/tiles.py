@@ -123,6 +123,8 @@ def roads(
     geoid: GeoidModel = None,
     mapping: MappingPath = None,
     src_crs: SrcCrs = None,
+    encoding: Encoding = None,
+    layer: LayerName = None,
     boundary: BoundaryPath = None,
     dry_run: DryRun = False,
 ) -> None:
@@ -130,8 +132,8 @@ def roads(
     from core.delivery.accounting import REPORT_TXT
     from pipelines.roads import RoadOptions, build_roads
 
-    options = RoadOptions(dem=dem, boundary=boundary, mapping=mapping, src_crs=src_crs, geoid=geoid,
-                          dry_run=dry_run)
+    options = RoadOptions(dem=dem, boundary=boundary, mapping=mapping, src_crs=src_crs, encoding=encoding,
+                          layer=layer, geoid=geoid, dry_run=dry_run)
     with progress_bar() as progress:
         result = build_roads(src, out, options, progress)
     print_summary("roads" + (" (dry run)" if dry_run else ""),
@@ -149,6 +151,8 @@ def trees(
     water: WaterPath = None,
     mapping: MappingPath = None,
     src_crs: SrcCrs = None,
+    encoding: Encoding = None,
+    layer: LayerName = None,
     boundary: BoundaryPath = None,
     dry_run: DryRun = False,
 ) -> None:
@@ -156,7 +160,8 @@ def trees(
     from pipelines.vegetation import VegetationOptions, build_vegetation
 
     options = VegetationOptions(dem=dem, green=green, water=water, boundary=boundary, mapping=mapping,
-                                src_crs=src_crs, geoid=geoid, dry_run=dry_run)
+                                src_crs=src_crs, encoding=encoding, layer=layer, geoid=geoid,
+                                dry_run=dry_run)
     with progress_bar() as progress:
         result = build_vegetation(src, out, options, progress)
     for rep in result.reports:
@@ -173,6 +178,8 @@ def furniture(
     geoid: GeoidModel = None,
     mapping: MappingPath = None,
     src_crs: SrcCrs = None,
+    encoding: Encoding = None,
+    layer: LayerName = None,
     boundary: BoundaryPath = None,
     dry_run: DryRun = False,
 ) -> None:
@@ -180,8 +187,8 @@ def furniture(
     from core.delivery.accounting import REPORT_TXT
     from pipelines.furniture import FurnitureOptions, build_furniture
 
-    options = FurnitureOptions(dem=dem, boundary=boundary, mapping=mapping, src_crs=src_crs, geoid=geoid,
-                               dry_run=dry_run)
+    options = FurnitureOptions(dem=dem, boundary=boundary, mapping=mapping, src_crs=src_crs, encoding=encoding,
+                               layer=layer, geoid=geoid, dry_run=dry_run)
     with progress_bar() as progress:
         result = build_furniture(src, out, options, progress)
     print_summary("furniture" + (" (dry run)" if dry_run else ""),
