@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tiles.gltf import read_glb
@@ -107,3 +108,62 @@ def test_british_national_grid_buildings(tmp_path: Path) -> None:
     assert rep["counts"]["written"] >= 150
     ts = json.loads((out / "tileset.json").read_text())
     assert ts["extras"]["heights"]["geoid"] == "egm96"
+
+
+# ------------------------------------------------------------------------------------ CityJSON
+def _tile_vertices_source_crs(out: Path, crs: str) -> np.ndarray:
+    """Every glb vertex of the tileset back in ``crs`` + orthometric height (EGM96)."""
+    from pyproj import Transformer
+
+    from core import frames
+
+    ts = json.loads((out / "tileset.json").read_text())
+    m = np.array(ts["root"]["transform"]).reshape(4, 4).T
+    to_src = Transformer.from_crs(4326, crs, always_xy=True)
+    pts = []
+    for glb_path in (out / "tiles").rglob("*.glb"):
+        glb = read_glb(glb_path.read_bytes())
+        enu = frames.gltf_to_enu(glb.attribute("POSITION").astype(np.float64))
+        llh = frames.ecef_to_lonlat_ellipsoidal(enu @ m[:3, :3].T + m[:3, 3])
+        x, y = to_src.transform(llh[:, 0], llh[:, 1])
+        pts.append(np.column_stack([x, y, llh[:, 2] - frames.geoid_undulation(llh[:, 0], llh[:, 1])]))
+    return np.concatenate(pts)
+
+
+def _nearest_distance(a: np.ndarray, b: np.ndarray, cell: float = 0.01) -> np.ndarray:
+    """Distance of each point of ``a`` to the nearest point of ``b`` when below ``cell`` (else inf),
+    with a hash of ``cell``-sized cubes (the 27 around each point)."""
+    grid: dict[tuple[int, int, int], list[int]] = {}
+    for i, k in enumerate(map(tuple, np.floor(b / cell).astype(np.int64))):
+        grid.setdefault(k, []).append(i)
+    out = np.full(len(a), np.inf)
+    offsets = [(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)]
+    for n, (x, y, z) in enumerate(map(tuple, np.floor(a / cell).astype(np.int64))):
+        cand = [i for dx, dy, dz in offsets for i in grid.get((x + dx, y + dy, z + dz), ())]
+        if cand:
+            out[n] = np.linalg.norm(b[cand] - a[n], axis=1).min()
+    return out
+
+
+@pytest.mark.parametrize(("folder", "name", "crs", "extra"), [
+    ("3dbag_nl", "tile_901_trimmed.city.jsonl", "EPSG:28992", ()),
+    ("vienna_at", "vienna_trimmed.city.jsonl", "EPSG:31256", ("--src-crs", "EPSG:31256")),
+])
+def test_cityjson_lod2_real_data(tmp_path: Path, folder: str, name: str, crs: str, extra: tuple[str, ...]) -> None:
+    from core.delivery.cityjson import read_cityjson
+
+    src = DATA / folder / name
+    out = tmp_path / folder
+    r = onemap("tiles", "buildings", src, "--out", out, *extra)
+    assert r.returncode == 0, r.stdout + r.stderr
+    model = read_cityjson(src, lod="2")
+    rep = _check(out, len(model.buildings) + len(model.problems))
+    assert rep["counts"]["written"] == len(model.buildings) > 40
+    # the tiles are the source surfaces: every vertex is a source vertex (1 cm), every roof vertex is there
+    tile_v = _tile_vertices_source_crs(out, crs)
+    src_v = np.concatenate([r for b in model.buildings for s in b.surfaces for r in s.rings])
+    assert _nearest_distance(tile_v, src_v).max() < 0.01
+    roof_v = np.unique(np.concatenate([s.exterior for b in model.buildings for s in b.of_kind("RoofSurface")]),
+                       axis=0)
+    if len(roof_v):
+        assert _nearest_distance(roof_v, tile_v).max() < 0.01
