@@ -20,7 +20,9 @@ from starlette.middleware.cors import CORSMiddleware
 
 from api.auth import TokenCache
 from api.deps import AppState
+from api.edge import InputGuard, SecurityHeaders
 from api.errors import install_error_handlers
+from api.limits import RateLimit, StreamLimit
 from api.live import Broker
 from api.middleware import BodyLimitMiddleware, TileFastPath
 from api.openapi import to_openapi30
@@ -80,6 +82,13 @@ def create_app(settings: Settings | None = None, *, tiles_dir: Path | None = Non
     # Outermost: cached tiles are answered before routing (see TileFastPath).
     app.add_middleware(TileFastPath, store=state.tiles, cors_origins=settings.api.cors_origins,
                        expose_headers=", ".join(expose))
+    # Abuse limits, then the edge checks, outermost the security headers (every response, tiles
+    # included): api/limits.py, api/edge.py, docs/security.md.
+    app.add_middleware(StreamLimit, per_token=settings.api.max_streams_per_token,
+                       retry_after_s=settings.api.db_retry_after_s)
+    app.add_middleware(RateLimit, rate=settings.api.rate_limit_per_s, burst=settings.api.rate_limit_burst)
+    app.add_middleware(InputGuard, settings=settings)
+    app.add_middleware(SecurityHeaders, settings=settings)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

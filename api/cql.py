@@ -8,6 +8,7 @@ bound parameters typed like the column they are compared with. Unsupported const
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
@@ -27,10 +28,29 @@ class CqlContext:
     """What a filter may reference: ``column(name)`` returns the SQL column or None."""
 
     def __init__(self, column: Callable[[str], ColumnElement[Any] | None], geometry: ColumnElement[Any],
-                 max_vertices: int) -> None:
+                 max_vertices: int, max_area_km2: float | None = None) -> None:
         self.column = column
         self.geometry = geometry
         self.max_vertices = max_vertices
+        #: a BBOX(...) / ENVELOPE obeys the same area cap as ``bbox=`` (ONEMAP_MAX_BBOX_AREA_KM2)
+        self.max_area_km2 = max_area_km2
+
+
+def bbox_area_km2(w: float, s: float, e: float, n: float) -> float:
+    """Approximate area of a lon/lat box (km²)."""
+    lat = math.radians((s + n) / 2)
+    return abs(e - w) * 111.32 * math.cos(lat) * abs(n - s) * 110.57
+
+
+def check_bbox_area(w: float, s: float, e: float, n: float, max_area_km2: float | None,
+                    what: str = "bbox") -> None:
+    if not all(isinstance(v, int | float) and math.isfinite(v) for v in (w, s, e, n)):
+        raise BadRequest(f"{what}: coordinates must be finite numbers")
+    if max_area_km2 is None:
+        return
+    area = bbox_area_km2(w, s, e, n)
+    if area > max_area_km2:
+        raise BadRequest(f"{what} covers {area:.0f} km², at most {max_area_km2:g} km² allowed")
 
 
 def parse_cql2_text(text: str) -> ast.Node:
@@ -194,6 +214,7 @@ def _cond(node: Any, ctx: CqlContext) -> ColumnElement[bool]:
         return _spatial(node, ctx)
     if isinstance(node, ast.BBox):
         _geometry_attr(node.lhs, ctx)
+        check_bbox_area(node.minx, node.miny, node.maxx, node.maxy, ctx.max_area_km2, "filter BBOX")
         env = sa.func.ST_MakeEnvelope(node.minx, node.miny, node.maxx, node.maxy, SRID)
         return sa.func.ST_Intersects(ctx.geometry, env)
     if isinstance(node, ast.DistanceWithin | ast.DistanceBeyond):
@@ -345,8 +366,9 @@ def count_vertices(coords: Any) -> int:
     return 0
 
 
-def geometry_literal(v: Any, max_vertices: int) -> ColumnElement[Any]:
+def geometry_literal(v: Any, max_vertices: int, max_area_km2: float | None = None) -> ColumnElement[Any]:
     if isinstance(v, values.Envelope):
+        check_bbox_area(v.x1, v.y1, v.x2, v.y2, max_area_km2, "filter ENVELOPE")
         return sa.func.ST_MakeEnvelope(v.x1, v.y1, v.x2, v.y2, SRID)
     if isinstance(v, ast.Function) and v.name.lower() in ("bbox", "envelope"):
         nums = v.arguments
@@ -357,6 +379,7 @@ def geometry_literal(v: Any, max_vertices: int) -> ColumnElement[Any]:
         if len(nums) == 6:
             nums = [nums[0], nums[1], nums[3], nums[4]]
         w, s, e, n = nums
+        check_bbox_area(w, s, e, n, max_area_km2, "filter BBOX")
         return sa.func.ST_MakeEnvelope(w, s, e, n, SRID)
     if not isinstance(v, values.Geometry):
         raise BadRequest("spatial predicates need a geometry literal (WKT) or BBOX")
@@ -384,10 +407,10 @@ def _spatial(node: ast.SpatialComparisonPredicate, ctx: CqlContext) -> ColumnEle
         raise BadRequest(f"unsupported spatial predicate {type(node).__name__}")
     if isinstance(node.lhs, ast.Attribute):
         _geometry_attr(node.lhs, ctx)
-        a, b = ctx.geometry, geometry_literal(node.rhs, ctx.max_vertices)
+        a, b = ctx.geometry, geometry_literal(node.rhs, ctx.max_vertices, ctx.max_area_km2)
     else:
         _geometry_attr(node.rhs, ctx)
-        a, b = geometry_literal(node.lhs, ctx.max_vertices), ctx.geometry
+        a, b = geometry_literal(node.lhs, ctx.max_vertices, ctx.max_area_km2), ctx.geometry
     return getattr(sa.func, fn)(a, b)
 
 
@@ -400,7 +423,7 @@ def _distance(node: ast.DistanceWithin | ast.DistanceBeyond, ctx: CqlContext) ->
     factor = _UNITS_M.get((node.units or "meters").lower())
     if factor is None:
         raise BadRequest(f"unsupported distance unit {node.units!r}")
-    other = geometry_literal(node.rhs, ctx.max_vertices)
+    other = geometry_literal(node.rhs, ctx.max_vertices, ctx.max_area_km2)
     within = sa.func.ST_DWithin(sa.cast(ctx.geometry, _Geography()), sa.cast(other, _Geography()),
                                 float(node.distance) * factor)
     return within if isinstance(node, ast.DistanceWithin) else sa.not_(within)

@@ -4,6 +4,8 @@
   the status in :data:`STATUS`, the one table; ``hint`` and ``extra`` become JSON fields.
 * Request validation (pydantic) → 422 with field-level ``errors``.
 * PostGIS unreachable (connection refused, lost, pool exhausted) → 503 with ``Retry-After``.
+* A statement cancelled by its timeout (``QueryCanceled``) → 503 with ``Retry-After``, logged
+  as one warning line (no traceback).
 * Anything else → 500 with a generic message; the traceback goes to the log only.
 
 The names routes used before the hierarchy (``BadRequest``, ``NotFound``, ...) remain as thin
@@ -133,6 +135,15 @@ def is_db_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, UnavailableError | ConnectionError)
 
 
+def is_query_cancelled(exc: BaseException) -> bool:
+    """True for a statement cancelled by the server (statement_timeout, pg_cancel_backend): the
+    database is fine, the request was too heavy right now → 503 with Retry-After, never 500."""
+    import psycopg
+
+    orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    return isinstance(orig, psycopg.errors.QueryCanceled)
+
+
 def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
     async def onemap_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, OnemapError)
@@ -159,6 +170,11 @@ def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
         return error_response(422, f"invalid request: {summary}", errors=errors)
 
     async def unhandled(request: Request, exc: Exception) -> Response:
+        if is_query_cancelled(exc):
+            log.warning("query cancelled (statement timeout) on %s %s", request.method, request.url.path)
+            return error_response(
+                503, "the query took too long and was cancelled; narrow the request or retry later",
+                {"Retry-After": str(retry_after_s)})
         if is_db_unavailable(exc):
             log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__)

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from api.collections import Collection, Prop
-from api.cql import CqlContext, parse_cql2_text, parse_instant, to_sql
+from api.cql import CqlContext, check_bbox_area, parse_cql2_text, parse_instant, to_sql
 from api.errors import BadRequest
 from gis.dbroles import privileged_role
 
@@ -81,6 +81,8 @@ class ItemQuery:
     filter: str | None = None
     equals: dict[str, str] | None = None
     fid: str | None = None
+    #: the area cap (km²) a CQL2 BBOX/ENVELOPE obeys, like ``bbox``
+    max_bbox_area_km2: float | None = None
 
 
 # -- parameter parsing ---------------------------------------------------------------------
@@ -104,10 +106,7 @@ def parse_bbox(text: str, bbox_crs: str | None, max_area_km2: float) -> tuple[fl
         raise BadRequest(f"bbox {text!r} outside lon/lat range")
     if w > e or s > n:
         raise BadRequest(f"bbox {text!r}: min must not exceed max (antimeridian crossing unsupported)")
-    lat = math.radians((s + n) / 2)
-    area_km2 = (e - w) * 111.32 * math.cos(lat) * (n - s) * 110.57
-    if area_km2 > max_area_km2:
-        raise BadRequest(f"bbox covers {area_km2:.0f} km², at most {max_area_km2:g} km² allowed")
+    check_bbox_area(w, s, e, n, max_area_km2)
     return w, s, e, n
 
 
@@ -194,7 +193,7 @@ def _where(src: Source, t: sa.TableClause, q: ItemQuery, max_vertices: int) -> l
             raise BadRequest(f"unknown property {name!r}")
         conds.append(col == sa.bindparam(None, convert(prop, raw), type_=col.type))
     if q.filter:
-        ctx = CqlContext(lambda n: src.column(t, n), geom, max_vertices)
+        ctx = CqlContext(lambda n: src.column(t, n), geom, max_vertices, q.max_bbox_area_km2)
         conds.append(to_sql(parse_cql2_text(q.filter), ctx))
     if q.fid is not None:
         conds.append(t.c[coll.id_column] == q.fid)

@@ -123,8 +123,76 @@ class ApiSettings(_Group):
     db_retry_after_s: int = Field(default=5, ge=0)
     # Bearer-token lookups are cached this long (s; 0 = no cache); a revoked token stops working within it.
     auth_cache_s: float = Field(default=10.0, ge=0)
+    # Token lifetimes (s; 0 = never expire): people's (login, `users add`) and devices' (`users token`).
+    token_ttl_s: float = Field(default=8 * 3600.0, ge=0)
+    device_token_ttl_s: float = Field(default=365 * 86400.0, ge=0)
+    # POST /auth/login: this many failures for one user or from one address within the window -> 429.
+    login_max_failures: int = Field(default=5, gt=0)
+    login_window_s: float = Field(default=300.0, gt=0)
+    # Events reported by devices: reported_at at most this far (s) from the server's clock, else 422.
+    event_clock_skew_s: float = Field(default=300.0, gt=0)
     # OGC API collection extents are recomputed at most this often (s).
     extent_cache_s: float = Field(default=300.0, ge=0)
+    # --- abuse limits (docs/security.md) ---
+    # Heavy analytics (/analytics/*): at most this many run at once per process, a request waits
+    # at most analytics_queue_s for a slot (then 503 + Retry-After); one token may run at most
+    # analytics_per_token at once (429 + Retry-After); a request estimated above
+    # analytics_max_cost (event x cell tests, see api/limits.py) is refused with 400.
+    analytics_concurrency: int = Field(default=4, gt=0)
+    analytics_per_token: int = Field(default=2, gt=0)
+    analytics_queue_s: float = Field(default=10.0, ge=0)
+    analytics_max_cost: float = Field(default=2e8, gt=0)
+    # Request rate per token (anonymous: per client address), token bucket: sustained rate (per s)
+    # and burst; 0 = off. Static files and tiles are not counted.
+    rate_limit_per_s: float = Field(default=30.0, ge=0)
+    rate_limit_burst: int = Field(default=300, ge=1)
+    # Open /stream connections per token (anonymous: per address).
+    max_streams_per_token: int = Field(default=4, gt=0)
+    # --- browser side ---
+    # Absolute links (OGC links, next pages) are built from public_url when set (the address
+    # users reach, e.g. https://onemap.example.cn behind the TLS proxy); otherwise from the
+    # request's Host, which must then be one of trusted_hosts (else 400; "*" trusts any).
+    public_url: str | None = None
+    trusted_hosts: list[str] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "[::1]", "testserver"])
+    # CSP frame-ancestors: who may frame the viewer ('none'; or e.g. "'self' https://portal.example.cn").
+    frame_ancestors: str = "'none'"
+    referrer_policy: str = "no-referrer"
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not re.match(r"^https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~\-/]*)?$", value):
+            raise ValueError(f"must be an absolute http(s) URL without query, got {value!r}")
+        return value
+
+    @field_validator("trusted_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        bad = [h for h in value if h != "*" and not re.match(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_*]+)$", h)]
+        if bad:
+            raise ValueError(f"host names only (no scheme, port or path): {bad}")
+        return [h.lower() for h in value]
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _frame_ancestors(cls, value: str) -> str:
+        tokens = value.split()
+        ok = re.compile(r"^('none'|'self'|https?://[A-Za-z0-9.\-*]+(:\d+)?|https?:)$")
+        if not tokens or any(not ok.match(t) for t in tokens) or ("'none'" in tokens and len(tokens) > 1):
+            raise ValueError("'none', or sources like 'self' https://portal.example.cn (space separated)")
+        return " ".join(tokens)
+
+    @field_validator("referrer_policy")
+    @classmethod
+    def _referrer(cls, value: str) -> str:
+        allowed = ("no-referrer", "same-origin", "strict-origin", "strict-origin-when-cross-origin")
+        if value not in allowed:
+            raise ValueError(f"one of {', '.join(allowed)}")
+        return value
 
     @model_validator(mode="after")
     def _page_sizes(self) -> Self:

@@ -9,6 +9,7 @@ written to ``audit_log`` before the answer is sent.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -19,13 +20,32 @@ from starlette.responses import Response
 
 from api import analytics_models as m
 from api.auth import User, write_audit
-from api.deps import DbConn, State, client_addr, require
+from api.deps import CurrentUser, DbConn, State, client_addr, require
 from api.errors import BadRequest
-from gis import analytics
+from api.limits import AnalyticsSlots, client_key
+from gis import analytics, cost
 from gis.dberrors import db_errors
 from gis.policy import Permission
 
-router = APIRouter(prefix="/analytics", tags=["analytics"])
+
+async def analytics_slot(request: Request, user: CurrentUser) -> AsyncIterator[None]:
+    """Resolved before the database connection: a request waits for a slot (per process and per
+    token, :class:`api.limits.AnalyticsSlots`) holding no connection and no thread."""
+    if user is None:  # the route answers 401
+        yield
+        return
+    state = request.app.state.onemap
+    slots = state.caches.get("analytics_slots")
+    if slots is None:
+        api = state.settings.api
+        slots = state.caches.setdefault("analytics_slots", AnalyticsSlots(
+            api.analytics_concurrency, api.analytics_per_token, api.analytics_queue_s, api.db_retry_after_s))
+    key = client_key(dict(request.headers), request.url.query, client_addr(request))
+    async with slots.slot(key):
+        yield
+
+
+router = APIRouter(prefix="/analytics", tags=["analytics"], dependencies=[Depends(analytics_slot)])
 
 Reader = Annotated[User, Depends(require(Permission.READ))]
 Patrols = Annotated[User, Depends(require(Permission.READ_PATROLS))]
@@ -97,14 +117,22 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         raise BadRequest(str(exc)) from exc
 
 
+def _budget(state: State, conn: DbConn, kind: str, cell: str, size: float, t0: datetime, t1: datetime,
+            category: str | None) -> None:
+    """400 naming the parameter to change when the estimated cost is over ``analytics_max_cost``."""
+    estimate = cost.estimate(conn, kind, cell, size, t0, t1, _categories(category))
+    cost.check_budget(estimate, state.settings.api.analytics_max_cost, cell)
+
+
 @router.get("/events/density", response_model=m.DensityCollection,
             summary="Event counts per grid cell, square or hexagon (GeoJSON)")
 def event_density(
-    conn: DbConn, _: Reader, start: Start = None, end: End = None, category: CategoryQ = None,
+    state: State, conn: DbConn, _: Reader, start: Start = None, end: End = None, category: CategoryQ = None,
     cell: Literal["grid", "hex", "square"] = "grid",
     size: Annotated[float, Query(ge=20, le=5000, description="cell size (m)")] = 250.0,
 ) -> Response:
     t0, t1 = _window(start, end)
+    _budget(state, conn, "density", cell, size, t0, t1, category)
     fc = _call(analytics.event_density, conn, t0, t1, _categories(category), cell, size)
     return _json(fc, "application/geo+json")
 
@@ -112,11 +140,12 @@ def event_density(
 @router.get("/events/hotspots", response_model=m.HotspotCollection,
             summary="Getis-Ord Gi* hot spots of events (GeoJSON: gi_z, p)")
 def event_hotspots(
-    conn: DbConn, _: Reader, start: Start = None, end: End = None, category: CategoryQ = None,
+    state: State, conn: DbConn, _: Reader, start: Start = None, end: End = None, category: CategoryQ = None,
     cell: Literal["square", "hex"] = "square",
     size: Annotated[float, Query(ge=20, le=5000, description="cell size (m)")] = 250.0,
 ) -> Response:
     t0, t1 = _window(start, end)
+    _budget(state, conn, "hotspots", cell, size, t0, t1, category)
     fc = _call(analytics.event_hotspots, conn, t0, t1, _categories(category), cell, size)
     return _json(fc, "application/geo+json")
 

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from api.auth import User, write_audit
 from api.collections import COLLECTIONS, Collection, may_read
 from api.deps import AppState, CurrentUser, DbConn, State, client_addr
+from api.edge import public_base
 from api.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from api.featuresql import (
     CRS84,
@@ -65,7 +66,8 @@ def _json(body: Any, media_type: str = "application/json", status: int = 200) ->
 
 
 def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+    """ONEMAP_PUBLIC_URL, or the request's (trusted, see api.edge.InputGuard) Host: never an unchecked one."""
+    return public_base(request)
 
 
 def _check_crs(crs: str | None) -> None:
@@ -251,7 +253,7 @@ def items(
         datetime=parse_datetime(datetime) if datetime else None,
         properties=[p.strip() for p in properties.split(",")] if properties is not None else None,
         sortby=parse_sortby(sortby) if sortby else None,
-        filter=filter, equals=equals,
+        filter=filter, equals=equals, max_bbox_area_km2=s.api.max_bbox_area_km2,
     )
     src = _source(coll, user)
     rows, matched = query_items(conn, src, q, s.api.max_geometry_vertices)
