@@ -17,16 +17,18 @@ from gis.accounts import (
     UserRow,
     add_user,
     hash_token,
+    issue_token,
     list_users,
     lookup_token,
     new_token,
+    revoke_token,
     revoke_user,
     write_audit,
 )
 
 __all__ = [
-    "ROLES", "TOKEN_PREFIX", "TokenCache", "User", "UserError", "UserRow",
-    "add_user", "hash_token", "list_users", "lookup_token", "new_token", "revoke_user", "write_audit",
+    "ROLES", "TOKEN_PREFIX", "TokenCache", "User", "UserError", "UserRow", "add_user", "hash_token",
+    "issue_token", "list_users", "lookup_token", "new_token", "revoke_token", "revoke_user", "write_audit",
 ]
 
 class TokenCache:
@@ -49,6 +51,10 @@ class TokenCache:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
             self._entries[token_hash] = (time.monotonic() + self.ttl_s, user)
+
+    def drop(self, token_hash: str) -> None:
+        with self._lock:
+            self._entries.pop(token_hash, None)
 
     def clear(self) -> None:
         with self._lock:

@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
@@ -136,17 +137,20 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-def resolve_user(state: AppState, token: str | None) -> User | None:
-    """None for anonymous; raises 401 for unknown/revoked tokens."""
+def resolve_user(state: AppState, token: str | None, *, fresh: bool = False) -> User | None:
+    """None for anonymous; raises 401 for unknown, revoked or expired tokens. ``fresh``: skip
+    the cache (the live stream re-checks its token this way)."""
     if token is None:
         return None
     key = hash_token(token)
-    hit, user = state.tokens.get(key)
+    hit, user = (False, None) if fresh else state.tokens.get(key)
     if not hit:
         user = lookup_token(state.engine, token)
         state.tokens.put(key, user)
     if user is None:
-        raise Unauthorized("invalid or revoked token")
+        raise Unauthorized("invalid, expired or revoked token")
+    if user.expires_at is not None and user.expires_at <= datetime.now(UTC):
+        raise Unauthorized("token expired; log in again")
     return user
 
 

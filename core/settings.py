@@ -131,6 +131,14 @@ class ApiSettings(_Group):
     login_window_s: float = Field(default=300.0, gt=0)
     # Events reported by devices: reported_at at most this far (s) from the server's clock, else 422.
     event_clock_skew_s: float = Field(default=300.0, gt=0)
+    # Token lifetimes (s; 0 = never expire): people's (login, `users add`) and devices' (`users token`).
+    token_ttl_s: float = Field(default=8 * 3600.0, ge=0)
+    device_token_ttl_s: float = Field(default=365 * 86400.0, ge=0)
+    # POST /auth/login: this many failures for one user or from one address within the window -> 429.
+    login_max_failures: int = Field(default=5, gt=0)
+    login_window_s: float = Field(default=300.0, gt=0)
+    # Events reported by devices: reported_at at most this far (s) from the server's clock, else 422.
+    event_clock_skew_s: float = Field(default=300.0, gt=0)
     # OGC API collection extents are recomputed at most this often (s).
     extent_cache_s: float = Field(default=300.0, ge=0)
     # --- abuse limits (docs/security.md) ---

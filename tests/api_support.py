@@ -27,6 +27,8 @@ CATEGORIES = ["city_appearance", "street_order", "sanitation", "municipal_facili
 USES = ["residential", "commercial", "school", "office", "hospital"]
 ROLE_USERS = {"admin": "t-admin", "operator": "t-operator", "planner": "t-planner", "viewer": "t-viewer",
               "device": "t-device"}
+#: device ids each role's test account is bound to (``onemap users add --device``)
+ROLE_DEVICES = {"device": ("D001", "D002", "D003", "D999")}
 
 
 def box_wkt(x1: float, y1: float, x2: float, y2: float) -> str:

@@ -127,7 +127,7 @@ def test_anonymous_collections_follow_settings(api_db_url, tiles_dir, tokens) ->
 
 def test_bad_tokens(client, tokens) -> None:
     r = client.get("/collections/events/items", headers={"Authorization": "Bearer om_nope"})
-    assert r.status_code == 401 and r.json()["detail"] == "invalid or revoked token"
+    assert r.status_code == 401 and r.json()["detail"] == "invalid, expired or revoked token"
     r = client.get("/collections/events/items", headers={"Authorization": "Basic dXNlcjpwYXNz"})
     assert r.status_code == 401
     r = client.get("/collections/buildings/items", headers={"Authorization": "Bearer om_nope"})
@@ -140,11 +140,11 @@ def test_tokens_hashed_and_revocation(client, api_db_url) -> None:
     engine = sa.create_engine(api_db_url)
     token = add_user(engine, "t-revoke", "viewer")
     with engine.connect() as conn:
-        stored = conn.execute(
-            sa.text("SELECT token_hash FROM api_users WHERE name = 't-revoke'")
-        ).scalar_one()
+        stored = conn.execute(sa.text(
+            "SELECT token_hash FROM api_tokens t JOIN api_users u ON u.id = t.user_id WHERE u.name = 't-revoke'"
+        )).scalar_one()
         leaked = conn.execute(
-            sa.text("SELECT count(*) FROM api_users WHERE token_hash = :t OR token_prefix = :t"), {"t": token}
+            sa.text("SELECT count(*) FROM api_tokens WHERE token_hash = :t OR token_prefix = :t"), {"t": token}
         ).scalar_one()
     assert stored == hash_token(token) and leaked == 0 and len(stored) == 64
     h = {"Authorization": f"Bearer {token}"}
@@ -167,10 +167,14 @@ def test_users_cli(api_db_url, monkeypatch) -> None:
         runner = CliRunner()
         r = runner.invoke(app, ["users", "add", "cli-op", "--role", "operator", "--privileged"])
         assert r.exit_code == 0, r.output
-        token = r.output.strip().splitlines()[-1]
+        password = r.output.strip().splitlines()[-1]  # people get a generated password, printed once
+        assert len(password) >= 16 and not password.startswith("om_")
+        r = runner.invoke(app, ["users", "add", "cli-dev", "--role", "device", "--device", "D001"])
+        assert r.exit_code == 0, r.output
+        token = r.output.strip().splitlines()[-1]  # devices get a token
         assert token.startswith("om_") and len(token) > 40
         r = runner.invoke(app, ["users", "list"])
-        assert "cli-op" in r.output and token not in r.output
+        assert "cli-op" in r.output and token not in r.output and password not in r.output
         assert runner.invoke(app, ["users", "add", "cli-op", "--role", "viewer"]).exit_code == 1
         assert runner.invoke(app, ["users", "add", "x", "--role", "king"]).exit_code == 1
         assert runner.invoke(app, ["users", "add", "pv", "--role", "viewer", "--privileged"]).exit_code == 1

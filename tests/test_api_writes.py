@@ -88,7 +88,9 @@ def test_lifecycle_and_history(client, tokens) -> None:
     assert r.status_code == 200 and r.json()["properties"]["worker_id"] == "W002"
     hist = client.get(f"/events/{eid}/history", headers=auth(tokens, "viewer")).json()
     assert [x["to_status"] for x in hist["history"]] == ["reported", "accepted", "dispatched", "handled"]
-    assert hist["history"][-1]["actor"] == "王五" and hist["history"][1]["note"] == "to accepted"
+    # the actor is the signed-in user; the body's actor is kept in the note
+    assert hist["history"][-1]["actor"] == "t-operator" and "王五" in hist["history"][-1]["note"]
+    assert hist["history"][1]["note"] == "to accepted"
     assert hist["allowed"] == ["verified"]
     r = client.patch(f"/events/{eid}", json={"status": "bogus"}, headers=h)
     assert r.status_code == 422

@@ -17,18 +17,20 @@ from typing import Annotated, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from api.auth import User
+from api.auth import User, write_audit
 from api.collections import COLLECTIONS
-from api.deps import DbConn, State, require
+from api.deps import DbConn, State, client_addr, require
 from api.featuresql import ItemQuery, Source, query_items
 from core.errors import NotFoundError
 from gis import events, lifecycle
+from gis.accounts import DEVICE_ROLE
 from gis.policy import Permission
 
 router = APIRouter(tags=["events"])
@@ -103,7 +105,8 @@ class EventIn(BaseModel):
 class StatusChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     status: Literal[lifecycle.STATUSES]  # type: ignore[valid-type]
-    actor: str | None = Field(None, max_length=100, description="default: the API user's name")
+    actor: str | None = Field(None, max_length=100,
+                              description="ignored as actor (the signed-in user is); kept in the note")
     note: str | None = Field(None, max_length=4000)
     worker_id: str | None = Field(None, max_length=40, description="assign a worker (on dispatch)")
 
@@ -120,6 +123,25 @@ def _new_id() -> str:
     return "E" + datetime.now(UTC).strftime("%Y%m%d%H%M%S") + secrets.token_hex(3).upper()
 
 
+def _device_rules(body: EventIn, user: User, skew_s: float) -> str:
+    """Events from device accounts: the server chooses the id, the account the ``source``, and
+    ``reported_at`` must be within ``skew_s`` of the server's clock (422 otherwise). Returns the source."""
+    problems = []
+    if body.id is not None:
+        problems.append({"type": "value_error", "loc": ("body", "id"), "input": body.id,
+                         "msg": "device accounts may not choose event ids (the server assigns one)"})
+    if body.reported_at is not None:
+        skew = abs((body.reported_at - datetime.now(UTC)).total_seconds())
+        if skew > skew_s:
+            problems.append({"type": "value_error", "loc": ("body", "reported_at"),
+                             "input": body.reported_at.isoformat(),
+                             "msg": f"reported_at is {skew:.0f} s from the server's clock; "
+                                    f"devices may differ by at most {skew_s:.0f} s"})
+    if problems:
+        raise RequestValidationError(problems)
+    return user.source or "grid_worker"
+
+
 @router.post("/events", status_code=201, summary="Report an event",
              dependencies=[Depends(_known_categories)],
              response_class=Response, responses={201: {"content": {GEOJSON: {}}}})
@@ -127,14 +149,22 @@ def create_event(
     body: EventIn, request: Request, state: State,
     user: Annotated[User, Depends(require(Permission.REPORT_EVENTS))],
 ) -> Response:
+    """Devices: the id is the server's, ``source`` the account's, ``reported_at`` near now."""
     assert body.lon is not None and body.lat is not None  # EventIn._position
+    source = body.source
+    if user.role == DEVICE_ROLE:
+        source = _device_rules(body, user, state.settings.api.event_clock_skew_s)
     new = events.NewEvent(
         id=body.id or _new_id(), category=body.category, lon=body.lon, lat=body.lat,
-        priority=body.priority, source=body.source, description=body.description,
+        priority=body.priority, source=source, description=body.description,
         reported_at=body.reported_at, worker_id=body.worker_id,
     )
     with state.engine.begin() as conn:
         event_id = events.create_event(conn, new, actor=user.name)
+        details = {"category": new.category, "source": source, "reported_at": new.reported_at}
+        if source != body.source and "source" in body.model_fields_set:
+            details["client_source"] = body.source
+        write_audit(conn, user, "event.create", event_id, details, client_addr(request), ids=[event_id])
         feature = _event_feature(conn, event_id, user)
     # committed: only now acknowledge
     return Response(feature, status_code=201, media_type=GEOJSON,
@@ -146,12 +176,18 @@ def create_event(
                   200: {"content": {GEOJSON: {}}},
                   409: {"description": "Illegal transition; `allowed` lists the legal targets."}})
 def change_status(
-    event_id: str, body: StatusChange, state: State,
+    event_id: str, body: StatusChange, request: Request, state: State,
     user: Annotated[User, Depends(require(Permission.CHANGE_EVENT_STATUS))],
 ) -> Response:
+    """The history's ``actor`` is always the signed-in user; an ``actor`` in the body is kept in the note."""
+    note = body.note
+    if body.actor and body.actor != user.name:
+        note = f"[actor given: {body.actor}]" + (f" {note}" if note else "")
     with state.engine.begin() as conn:
-        events.change_status(conn, event_id, body.status, actor=body.actor or user.name,
-                             note=body.note, worker_id=body.worker_id)
+        events.change_status(conn, event_id, body.status, actor=user.name, note=note, worker_id=body.worker_id)
+        write_audit(conn, user, "event.status", event_id,
+                    {"status": body.status, "worker_id": body.worker_id, "client_actor": body.actor},
+                    client_addr(request), ids=[event_id])
         feature = _event_feature(conn, event_id, user)
     return Response(feature, media_type=GEOJSON)
 

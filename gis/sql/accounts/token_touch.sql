@@ -1,2 +1,2 @@
 -- Remember when a token was last used.
-UPDATE api_users SET last_used_at = now() WHERE token_hash = :h
+UPDATE api_tokens SET last_used_at = now() WHERE token_hash = :h

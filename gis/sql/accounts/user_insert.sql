@@ -1,3 +1,4 @@
--- A new user; the token itself is never stored, only its SHA-256 and its first 7 characters.
-INSERT INTO api_users (name, role, privileged, token_hash, token_prefix)
-VALUES (:n, :r, :p, :h, :pre)
+-- A new user (its tokens go to api_tokens; the password only as an argon2id hash).
+INSERT INTO api_users (name, role, privileged, password_hash, event_source)
+VALUES (:n, :r, :p, :pw, :src)
+RETURNING id
