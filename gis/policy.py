@@ -32,6 +32,9 @@ class Permission(StrEnum):
     READ_COVERAGE = "read_coverage"
     #: patrol details: tracks, mileage, check-ins, grid staff phone numbers
     READ_PATROLS = "read_patrols"
+    #: who staffs the district: grid cells' ``staff_id``/``staff_name``, cameras' ``stream_url``
+    #: (stripped for everyone else, anonymous included; docs/security.md)
+    READ_STAFF = "read_staff"
     #: ``POST /events``
     REPORT_EVENTS = "report_events"
     #: ``PATCH /events/{id}`` (lifecycle transitions, dispatch)
@@ -51,6 +54,7 @@ POLICY: Final[dict[Permission, frozenset[str]]] = {
     Permission.READ_POSITIONS: frozenset({"admin", "operator", "viewer"}),
     Permission.READ_COVERAGE: frozenset({"admin", "operator", "planner"}),
     Permission.READ_PATROLS: frozenset({"admin", "operator"}),
+    Permission.READ_STAFF: frozenset({"admin", "operator"}),
     Permission.REPORT_EVENTS: frozenset({"admin", "operator", "device"}),
     Permission.CHANGE_EVENT_STATUS: frozenset({"admin", "operator"}),
     Permission.POST_FIXES: frozenset({"admin", "device"}),

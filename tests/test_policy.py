@@ -123,6 +123,8 @@ def test_collections_read_the_documented_permission() -> None:
                 else:
                     assert COLLECTIONS[cid].read_permission == Permission(perm), cid
     assert COLLECTIONS["grid_cells"].prop("staff_phone").permission == Permission.READ_PATROLS  # type: ignore[union-attr]
+    for cid, prop in (("grid_cells", "staff_id"), ("grid_cells", "staff_name"), ("cameras", "stream_url")):
+        assert COLLECTIONS[cid].prop(prop).permission == Permission.READ_STAFF, (cid, prop)  # type: ignore[union-attr]
 
 
 def test_stream_types() -> None:

@@ -117,6 +117,13 @@ def server(district: dict, viewer_db: str, browser) -> Iterator[str]:  # noqa: A
         yield base
 
 
+CSP_LISTENER = """
+window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', (e) => window.__cspViolations.push(
+    `${e.effectiveDirective} blocked ${e.blockedURI} (${e.sourceFile}:${e.lineNumber})`));
+"""
+
+
 class Page:
     """A page that records every request and console error."""
 
@@ -125,6 +132,8 @@ class Page:
         self.context = browser.new_context(viewport={"width": size[0], "height": size[1]})
         if token:
             self.context.add_init_script(f"localStorage.setItem('onemap.token', {json.dumps(token)})")
+        # every Content-Security-Policy violation is recorded; close() asserts there were none
+        self.context.add_init_script(CSP_LISTENER)
         self.page = self.context.new_page()
         self.page.set_default_timeout(STEP_TIMEOUT_MS)
         self.requests: list[str] = []
@@ -159,8 +168,17 @@ class Page:
         return [u for u in self.requests
                 if not u.startswith(("data:", "blob:")) and urlparse(u).netloc != host]
 
+    def csp_violations(self) -> list[str]:
+        try:
+            return list(self.eval("window.__cspViolations || []"))  # type: ignore[call-overload]
+        except Exception:  # noqa: BLE001 - page gone: nothing to read
+            return []
+
     def close(self) -> None:
+        """Closes the page; fails when the page broke the CSP (the server sends it on every response)."""
+        violations = self.csp_violations()
         self.context.close()
+        assert violations == [], violations[:10]
 
 
 def diagnostics(p: Page) -> str:
@@ -223,16 +241,16 @@ def test_planner_view(server: str, browser, tokens: dict[str, str], viewer_db: s
         assert res["picked"], "the building could not be picked on screen (panel opened from metadata)"
         p.screenshot("viewer-building-panel.png")
 
-        # a camera: FOV frustum and its stream (the local test clip)
+        # a camera: FOV frustum; its stream URL is for operations roles only (a planner sees the
+        # offline box; the operator's video plays in test_bigscreen_reacts_to_new_event)
         cam = p.eval("""async () => {
             await onemap.cameras.layer.ready();
             const id = [...onemap.cameras.cameras.keys()][0];
             await onemap.openCamera(id);
             return id; }""")
         p.page.wait_for_selector(f'#panel[data-kind="camera"][data-id="{cam}"]')
-        p.page.wait_for_function(
-            "['playing', 'loaded'].includes(document.querySelector('#panel .video-wrap')?.dataset.state)",
-            timeout=STEP_TIMEOUT_MS, polling=1000)
+        p.page.wait_for_selector('#panel .video-offline')
+        assert "/media/" not in p.page.locator("#panel").inner_text()
         assert p.eval("onemap.viewer.dataSources.getByName('camera-fov')[0].entities.values.length") >= 5
         p.screenshot("viewer-camera.png")
 
@@ -282,5 +300,16 @@ def test_bigscreen_reacts_to_new_event(server: str, browser, tokens: dict[str, s
         time.sleep(1)
         p.screenshot("viewer-bigscreen.png")
         assert p.foreign_requests() == [], p.foreign_requests()[:10]
+
+        # an operator sees a camera's stream (the local test clip), under the CSP
+        cam = p.eval("""async () => {
+            await onemap.cameras.layer.ready();
+            const id = [...onemap.cameras.cameras.keys()][0];
+            await onemap.openCamera(id);
+            return id; }""")
+        p.page.wait_for_selector(f'#panel[data-kind="camera"][data-id="{cam}"]', state="attached")
+        p.page.wait_for_function(
+            "['playing', 'loaded'].includes(document.querySelector('#panel .video-wrap')?.dataset.state)",
+            timeout=STEP_TIMEOUT_MS, polling=1000)
     finally:
         p.close()
