@@ -8,10 +8,10 @@ SEED ?= 7
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test setup setup-test system system-test venv npm db sample tiles load serve bench lint clean
+.PHONY: run test setup setup-test system system-test venv npm db sample tiles load admin serve bench lint clean
 
 ## run: install everything, start PostGIS, build + load the sample district, serve the viewer
-run: setup db sample tiles load serve
+run: setup db sample tiles load admin serve
 
 ## test: install what tests need and run the whole suite
 test: setup-test
@@ -51,6 +51,10 @@ tiles:
 
 load:
 	$(ONEMAP) load sample $(SAMPLE)
+
+## admin: a first admin account if there is none; its password goes to var/initial-admin.txt (0600)
+admin:
+	$(ONEMAP) users init-admin
 
 serve:
 	$(ONEMAP) serve --host $(HOST) --port $(PORT) --tiles $(TILES)
