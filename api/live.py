@@ -3,14 +3,20 @@
 * One asyncio task holds a psycopg 3 ``AsyncConnection`` listening on ``settings.stream.sse_channel``
   (the PostGIS layer NOTIFYs JSON with a ``type``: ``event``, ``event_status``, ``alarm``,
   ``position``). It reconnects with exponential back-off when the database goes away; after a
-  reconnect every client gets a ``resync`` message (notifications sent meanwhile are lost, so
-  clients should re-read what they show).
-* Every message gets an id from a process-wide counter that starts at the current time in
-  microseconds, so ids only ever increase, even across restarts.
-* A ring buffer keeps the last ``sse_ring_size`` messages; a client reconnecting with
-  ``Last-Event-ID`` gets every newer message replayed (or ``resync`` if it fell out of the ring).
+  reconnect every client gets a ``resync`` message (clients should re-read what they show).
+* Every message is stored by ``onemap_notify()`` in the table ``stream_messages`` before it is
+  sent; the NOTIFY carries its id (``stream_id``), which is the SSE ``id``. So ids are the same in
+  every server process, and a client reconnecting with ``Last-Event-ID`` — to any process of
+  ``onemap serve --workers N`` — gets the newer messages replayed from the database
+  (:meth:`Broker.replay`, rows read by :func:`gis.live.messages_since`), or ``resync`` when they
+  were pruned (older than ``retention_s``) or more than ``ring_size`` are missing.
 * Each client has a bounded queue; a client that falls ``sse_client_queue`` messages behind is
-  disconnected (its EventSource reconnects and resumes from the ring).
+  disconnected (its EventSource reconnects and resumes from the database).
+
+Limitation: ids are allocated when a transaction stores its message, and transactions commit in
+their own order; a message of a transaction that allocated a smaller id but committed after a
+client's ``Last-Event-ID`` was sent is not replayed to that client (it was delivered live to
+every connected one). Writes commit within milliseconds of their insert, so the window is small.
 """
 
 from __future__ import annotations
@@ -74,16 +80,22 @@ class Broker:
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 10.0,
         poll_s: float = 15.0,
+        retention_s: float = 86400.0,
+        prune_every_s: float = 300.0,
     ) -> None:
         self._conninfo = conninfo
         self.channel = channel
-        self.ring: deque[Message] = deque(maxlen=ring_size)
+        self.ring: deque[Message] = deque(maxlen=min(ring_size, 100))  # the latest, for diagnostics
+        self.replay_limit = ring_size
+        self.retention_s = retention_s
+        self.prune_every_s = prune_every_s
+        self._pruned_at = 0.0
         self.client_queue = client_queue
         self.reconnect_min_s = reconnect_min_s
         self.reconnect_max_s = reconnect_max_s
         self.poll_s = poll_s
         self.clients: set[Client] = set()
-        self._next_id = time.time_ns() // 1000
+        self.last_id = 0  # the newest database id seen
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
         self.connects = 0
@@ -129,6 +141,7 @@ class Broker:
                         async for note in conn.notifies(timeout=self.poll_s):
                             self._on_notify(note.payload)
                         await conn.execute("SELECT 1")  # idle: prove the connection is alive
+                        await self._prune(conn)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure: reconnect
@@ -138,47 +151,70 @@ class Broker:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.reconnect_max_s)
 
+    async def _prune(self, conn: object) -> None:
+        """Delete stream messages older than the retention window (every ``prune_every_s``)."""
+        now = time.monotonic()
+        if now - self._pruned_at < self.prune_every_s:
+            return
+        self._pruned_at = now
+        try:
+            await conn.execute("SELECT prune_stream_messages(make_interval(secs => %s))",  # type: ignore[attr-defined]
+                               (self.retention_s,))
+        except Exception as exc:  # noqa: BLE001 - pruning is housekeeping; the stream goes on
+            log.warning("could not prune stream_messages: %s", exc)
+
     def _on_notify(self, payload: str) -> None:
         self.received += 1
         try:
             data = orjson.loads(payload)
-            kind = str(data.get("type", "message")) if isinstance(data, dict) else "message"
         except orjson.JSONDecodeError:
             log.warning("ignoring non-JSON notification: %.80s", payload)
             return
-        self._publish_raw(kind, payload)
+        kind = str(data.get("type", "message")) if isinstance(data, dict) else "message"
+        sid = data.get("stream_id") if isinstance(data, dict) else None
+        self._publish_raw(kind, payload, sid if isinstance(sid, int) else None)
 
     # -- fan-out ----------------------------------------------------------------------------------
     def publish(self, kind: str, data: dict[str, object]) -> Message:
-        return self._publish_raw(kind, orjson.dumps({"type": kind, **data}).decode())
+        """A process-local message (``resync``): no id, never replayed."""
+        return self._publish_raw(kind, orjson.dumps({"type": kind, **data}).decode(), None)
 
-    def _publish_raw(self, kind: str, payload: str) -> Message:
-        self._next_id += 1
-        msg = Message(self._next_id, kind, sse_frame(kind, payload, self._next_id))
-        self.ring.append(msg)
+    def _publish_raw(self, kind: str, payload: str, msg_id: int | None) -> Message:
+        msg = Message(msg_id if msg_id is not None else self.last_id, kind, sse_frame(kind, payload, msg_id))
+        if msg_id is not None:
+            self.last_id = max(self.last_id, msg_id)
+            self.ring.append(msg)
         for client in list(self.clients):
             client.offer(msg)
         return msg
 
-    def subscribe(self, types: Iterable[str], last_event_id: int | None = None) -> Client:
+    def subscribe(self, types: Iterable[str]) -> Client:
+        """A new client receiving live messages from now on (see :meth:`replay` for the past)."""
         client = Client(frozenset(types), asyncio.Queue(maxsize=self.client_queue))
-        if last_event_id is not None:
-            self._replay(client, last_event_id)
         self.clients.add(client)
         return client
 
     def unsubscribe(self, client: Client) -> None:
         self.clients.discard(client)
 
-    def _replay(self, client: Client, last_event_id: int) -> None:
-        if self.ring and last_event_id < self.ring[0].id - 1:
-            # Some messages after last_event_id are no longer in the ring.
-            client.offer(Message(self.ring[0].id - 1, "resync", sse_frame(
+    def replay(self, client: Client, last_event_id: int, rows: list[tuple[int, str, str]] | None,
+               oldest_id: int | None) -> None:
+        """Put the stored messages after ``last_event_id`` (``rows``: (id, type, payload JSON) in id
+        order, read from the database after the client subscribed) before the live ones already
+        queued, without duplicates. ``resync`` first when some of them are gone: pruned (older
+        than ``oldest_id``) or beyond the replay limit (``rows`` is None)."""
+        queued: list[Message] = []
+        while not client.queue.empty():
+            queued.append(client.queue.get_nowait())
+        if rows is None or (oldest_id is not None and last_event_id < oldest_id - 1):
+            client.offer(Message(last_event_id, "resync", sse_frame(
                 "resync", '{"type": "resync", "reason": "messages missed; reload current state"}')))
-        elif last_event_id > self._next_id:
-            return  # an id from the future (another process): nothing to replay
-        for msg in self.ring:
-            if msg.id > last_event_id:
+        replayed: set[int] = set()
+        for msg_id, kind, payload in rows or ():
+            replayed.add(msg_id)
+            client.offer(Message(msg_id, kind, sse_frame(kind, payload, msg_id)))
+        for msg in queued:
+            if msg.type == "resync" or msg.id not in replayed:
                 client.offer(msg)
 
 

@@ -197,25 +197,32 @@ def test_unreachable_database_is_503_not_500(tiles_dir) -> None:
         assert c.get("/conformance").status_code == 200
 
 
-def test_broker_ring_and_overflow() -> None:
+def test_broker_replay_and_overflow() -> None:
     import asyncio
 
     from api.live import Broker
 
     async def main() -> None:
         b = Broker(lambda: "postgresql://unused", ring_size=5, client_queue=3)
-        ids = [b.publish("event", {"n": i}).id for i in range(8)]
-        assert ids == sorted(ids) and len(b.ring) == 5
-        c = b.subscribe({"event"}, last_event_id=ids[5])
-        assert [c.queue.get_nowait().id for _ in range(2)] == ids[6:]
-        old = b.subscribe({"event"}, last_event_id=ids[0])  # fell out of the ring
-        assert old.queue.get_nowait().type == "resync"
+        live = [b._publish_raw("event", f'{{"type": "event", "stream_id": {i}}}', i) for i in (10, 11)]
+        assert [m.id for m in live] == [10, 11] and b.last_id == 11
+        c = b.subscribe({"event"})
+        b._publish_raw("event", '{"type": "event", "stream_id": 13}', 13)  # arrives while replaying
+        # stored rows after 10, read from the database after subscribing: 11, 12, 13
+        b.replay(c, 10, [(i, "event", f'{{"stream_id": {i}}}') for i in (11, 12, 13)], oldest_id=1)
+        assert [c.queue.get_nowait().id for _ in range(3)] == [11, 12, 13] and c.queue.empty()
+        old = b.subscribe({"event"})
+        b.replay(old, 0, [(5, "event", "{}")], oldest_id=5)  # 1..4 were pruned
+        assert old.queue.get_nowait().type == "resync" and old.queue.get_nowait().id == 5
+        many = b.subscribe({"event"})
+        b.replay(many, 0, None, oldest_id=1)  # more than the replay limit waiting
+        assert many.queue.get_nowait().type == "resync"
         slow = b.subscribe({"event"})
         for i in range(5):
-            b.publish("event", {"n": i})
-        assert slow.overflowed  # will be disconnected and resume from the ring
+            b._publish_raw("event", "{}", 20 + i)
+        assert slow.overflowed  # will be disconnected and resume from the database
         pos_only = b.subscribe({"position"})
-        b.publish("event", {})
+        b._publish_raw("event", "{}", 30)
         assert pos_only.queue.empty()
 
     asyncio.run(main())

@@ -16,7 +16,7 @@ from api.auth import User
 from api.deps import AppState, check, resolve_user
 from api.errors import BadRequest, Unauthorized
 from api.live import Broker, Client, heartbeat_frame
-from gis import policy
+from gis import live, policy
 from gis.policy import Permission
 
 router = APIRouter(tags=["live"])
@@ -58,7 +58,15 @@ async def stream(
             raise BadRequest(f"Last-Event-ID must be an integer, got {resume!r}") from None
     broker: Broker = state.broker
     broker.start()
-    client = broker.subscribe(policy.stream_types(user.role), resume_id)
+    client = broker.subscribe(policy.stream_types(user.role))
+    if resume_id is not None:
+        # from the database, after subscribing (nothing falls between); any process can answer
+        try:
+            rows, oldest = await run_in_threadpool(_stored_since, state, resume_id, broker.replay_limit)
+        except BaseException:
+            broker.unsubscribe(client)
+            raise
+        broker.replay(client, resume_id, rows, oldest)
     heartbeat_s = state.settings.stream.sse_heartbeat_s
     recheck = TokenRecheck(state, token, max(state.settings.api.auth_cache_s, MIN_RECHECK_S))
     return StreamingResponse(
@@ -93,6 +101,11 @@ class TokenRecheck:
         return True
 
 
+def _stored_since(state, last_id: int, limit: int):  # noqa: ANN001, ANN202 - AppState
+    with state.engine.connect() as conn:
+        return live.messages_since(conn, last_id, limit)
+
+
 async def _events(broker: Broker, client: Client, heartbeat_s: float, recheck: TokenRecheck) -> AsyncIterator[bytes]:
     try:
         yield b"retry: 3000\n: connected\n\n"
@@ -111,6 +124,6 @@ async def _events(broker: Broker, client: Client, heartbeat_s: float, recheck: T
                     next_beat = time.monotonic() + heartbeat_s
                 continue
             yield msg.frame
-        # Too slow: close; the EventSource reconnects with Last-Event-ID and replays from the ring.
+        # Too slow: close; the EventSource reconnects with Last-Event-ID and replays from the database.
     finally:
         broker.unsubscribe(client)
