@@ -3,6 +3,8 @@
     reported -> accepted -> dispatched -> handled -> verified -> closed
     reported | accepted -> rejected
     verified | closed -> dispatched            (reopen)
+    dispatched -> en_route -> on_scene -> handled
+                 (the dispatched worker's steps: accept, arrive, resolve; migration 0005_dispatch)
 
 The database enforces the same table (``event_transition`` rows + the ``events_check_transition``
 trigger, SQLSTATE :data:`ILLEGAL_TRANSITION_SQLSTATE`); a test asserts both agree. The API uses
@@ -20,6 +22,8 @@ STATUSES: Final[tuple[str, ...]] = (
     "reported",
     "accepted",
     "dispatched",
+    "en_route",
+    "on_scene",
     "handled",
     "verified",
     "closed",
@@ -27,7 +31,13 @@ STATUSES: Final[tuple[str, ...]] = (
 )
 TERMINAL: Final[frozenset[str]] = frozenset({"rejected"})
 #: Statuses that count as "open" for SLA purposes (not closed, not rejected).
-OPEN_STATUSES: Final[tuple[str, ...]] = ("reported", "accepted", "dispatched", "handled", "verified")
+OPEN_STATUSES: Final[tuple[str, ...]] = (
+    "reported", "accepted", "dispatched", "en_route", "on_scene", "handled", "verified",
+)
+#: Statuses of an event whose dispatched worker is busy with it.
+WORKING_STATUSES: Final[tuple[str, ...]] = ("dispatched", "en_route", "on_scene")
+#: Statuses counting as "not handled yet" for deadlines (queue, escalation).
+UNHANDLED_STATUSES: Final[tuple[str, ...]] = ("reported", "accepted", *WORKING_STATUSES)
 #: The column of ``events`` that records when a status was (last) reached.
 TIMESTAMP_COLUMN: Final[dict[str, str]] = {s: f"{s}_at" for s in STATUSES}
 
@@ -35,7 +45,9 @@ TIMESTAMP_COLUMN: Final[dict[str, str]] = {s: f"{s}_at" for s in STATUSES}
 TRANSITIONS: Final[dict[str, dict[str, str]]] = {
     "reported": {"accepted": "accept", "rejected": "reject"},
     "accepted": {"dispatched": "dispatch", "rejected": "reject"},
-    "dispatched": {"handled": "handle"},
+    "dispatched": {"en_route": "accept", "handled": "handle"},
+    "en_route": {"on_scene": "arrive"},
+    "on_scene": {"handled": "resolve"},
     "handled": {"verified": "verify"},
     "verified": {"closed": "close", "dispatched": "reopen"},
     "closed": {"dispatched": "reopen"},

@@ -48,7 +48,7 @@ def test_status_changes_and_errors(sa_conn) -> None:  # noqa: ANN001
         events.change_status(sa_conn, "ETEST1", "dispatched", actor="op", worker_id="W999")
     events.change_status(sa_conn, "ETEST1", "dispatched", actor="op", worker_id="W002")
     h = events.history(sa_conn, "ETEST1")
-    assert h["status"] == "dispatched" and h["allowed"] == ["handled"]
+    assert h["status"] == "dispatched" and h["allowed"] == ["en_route", "handled"]
     assert [(r["from_status"], r["to_status"]) for r in h["history"]][-2:] == [
         ("reported", "accepted"), ("accepted", "dispatched")]
     with pytest.raises(NotFoundError):

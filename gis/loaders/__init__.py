@@ -58,9 +58,9 @@ LAYER_TABLES = {"population": "restricted.persons", "gps": "gps_fixes"}
 
 #: everything `load sample` replaces (event_category / event_transition are reference data)
 SAMPLE_TABLES = (
-    "alarms", "alarm_watermark", "checkins", "shift_tracks", "worker_positions", "gps_fixes",
+    "alarms", "alarm_watermark", "alarm_live_state", "checkins", "shift_tracks", "worker_positions", "gps_fixes",
     "event_status_history", "events", "restricted.persons", "geofences", "checkpoints", "cameras",
-    "devices", "workers", "roads", "buildings", "grid_cells", "communities",
+    "devices", "workers", "road_edges", "road_vertices", "roads", "buildings", "grid_cells", "communities",
 )  # fmt: skip
 
 

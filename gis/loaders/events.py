@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 #: lifecycle order of the timestamp columns along the main path
 MAIN_PATH = ("reported", "accepted", "dispatched", "handled", "verified", "closed")
+#: optional steps between dispatched and handled (the worker's accept and arrive)
+DISPATCH_STEPS = ("en_route", "on_scene")
 TS_COLS = [lifecycle.TIMESTAMP_COLUMN[s] for s in lifecycle.STATUSES]
 
 
@@ -46,6 +48,10 @@ def validate_lifecycle(df: pd.DataFrame, report: LayerReport) -> pd.DataFrame:
             last = 1  # reported, maybe accepted
             need = ["reported"]
             forbid = list(MAIN_PATH[2:])
+        elif st in DISPATCH_STEPS:  # the dispatched worker's steps: dispatched, then these in order
+            last = reached_idx["dispatched"]
+            need = list(MAIN_PATH[: last + 1]) + list(DISPATCH_STEPS[: DISPATCH_STEPS.index(st) + 1])
+            forbid = list(MAIN_PATH[last + 1 :]) + ["rejected"]
         else:
             last = reached_idx[st]
             need = list(MAIN_PATH[: last + 1])

@@ -291,6 +291,9 @@ def load_roads(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping(
     stage(conn, "stg_roads", cols, df)
     target = ["id", "name", "class", "width", "lanes", "deck_height", "bridge", "attrs"]
     result = _replace_layer(conn, report, "roads", target, df)
+    # the road graph (pgRouting, migration 0005_dispatch) follows the layer in the same transaction
+    edges = conn.execute("SELECT road_graph_rebuild()").fetchone()
+    report.note(f"road graph: {edges[0] if edges else 0} edges")
     return _finish(conn, report, t0, result)
 
 
