@@ -1,22 +1,34 @@
-// Sign-in with a bearer token kept in localStorage["onemap.token"]; role-dependent UI.
-// The role comes from GET /auth/me ({name, role, privileged}). Elements with
-// data-roles="planner operator ..." are shown only to those roles ("anonymous" for nobody signed in).
-// Other modules listen to the "onemap:auth" event to reload role-dependent data.
+// Sign-in: user name + password (POST /auth/login → a token kept in sessionStorage, ended by
+// POST /auth/logout), or a pasted access token for devices and kiosks (kept in localStorage so a
+// kiosk survives restarts). Role-dependent UI: the role comes from GET /auth/me ({name, role,
+// privileged}). Elements with data-roles="planner operator ..." are shown only to those roles
+// ("anonymous" for nobody signed in). Other modules listen to the "onemap:auth" event.
 
 import { t } from "./i18n.js";
 
-const STORAGE_KEY = "onemap.token";
+const SESSION_KEY = "onemap.session";  // sessionStorage: a login token (this tab only)
+const STORAGE_KEY = "onemap.token";    // localStorage: a pasted device/kiosk token
 const ANONYMOUS = Object.freeze({ name: null, role: "anonymous", privileged: false });
 let user = ANONYMOUS;
 
 export function getToken() {
-  try { return localStorage.getItem(STORAGE_KEY) || null; } catch { return null; }
+  try {
+    return sessionStorage.getItem(SESSION_KEY) || localStorage.getItem(STORAGE_KEY) || null;
+  } catch { return null; }
 }
 
-function storeToken(token) {
+/** Whether the current token came from a password login (then sign-out revokes it). */
+function isSessionToken() {
+  try { return Boolean(sessionStorage.getItem(SESSION_KEY)); } catch { return false; }
+}
+
+/** Keep `token` (kind "session": a login; "pasted": a device/kiosk token); null forgets both. */
+function storeToken(token, kind = "pasted") {
   try {
-    if (token) localStorage.setItem(STORAGE_KEY, token);
-    else localStorage.removeItem(STORAGE_KEY);
+    sessionStorage.removeItem(SESSION_KEY);
+    localStorage.removeItem(STORAGE_KEY);
+    if (token && kind === "session") sessionStorage.setItem(SESSION_KEY, token);
+    else if (token) localStorage.setItem(STORAGE_KEY, token);
   } catch { /* storage disabled: token lives for this page only */ }
 }
 
@@ -95,16 +107,41 @@ export function onUnauthorized() {
   setUser(ANONYMOUS);
 }
 
-/** Sign in with `token`; resolves to the user or throws with a translated message. */
+/** Sign in with a pasted `token`; resolves to the user or throws with a translated message. */
 export async function signIn(token) {
   const me = await fetchMe(token.trim());
   if (!me) throw new Error(t("auth.badToken"));
-  storeToken(token.trim());
+  storeToken(token.trim(), "pasted");
   setUser(me);
   return me;
 }
 
-export function signOut() {
+/** Log in with user name and password (POST /auth/login); resolves to the user. */
+export async function logIn(username, password) {
+  const res = await fetch("/auth/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify({ username, password }),
+  });
+  if (res.status === 401) throw new Error(t("auth.badLogin"));
+  if (res.status === 429) throw new Error(t("auth.throttled", { s: res.headers.get("Retry-After") || "60" }));
+  if (!res.ok) throw new Error(`/auth/login → HTTP ${res.status}`);
+  const { access_token: token } = await res.json();
+  const me = await fetchMe(token);
+  if (!me) throw new Error(t("auth.badToken"));
+  storeToken(token, "session");
+  setUser(me);
+  return me;
+}
+
+export async function signOut() {
+  const token = getToken();
+  if (token && isSessionToken()) {
+    // revoke the login token on the server; a pasted device/kiosk token is only forgotten here
+    try {
+      await fetch("/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${token}` } });
+    } catch (err) { console.warn("logout request failed", err); }
+  }
   storeToken(null);
   setUser(ANONYMOUS);
 }
@@ -113,21 +150,27 @@ export function signOut() {
 export async function initAuth() {
   const dialog = document.getElementById("signin");
   const form = document.getElementById("signin-form");
+  const username = document.getElementById("signin-username");
+  const password = document.getElementById("signin-password");
   const input = document.getElementById("signin-token");
   const error = document.getElementById("signin-error");
-  document.getElementById("signin-open")?.addEventListener("click", () => {
+  const open = () => {
     error.textContent = "";
-    input.value = "";
+    for (const el of [username, password, input]) if (el) el.value = "";
     dialog.showModal();
-    input.focus();
-  });
+    username?.focus();
+  };
+  document.getElementById("signin-open")?.addEventListener("click", open);
   document.getElementById("signin-cancel")?.addEventListener("click", () => dialog.close());
-  document.getElementById("signout")?.addEventListener("click", signOut);
+  document.getElementById("signout")?.addEventListener("click", () => { signOut(); });
   form?.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     error.textContent = "";
     try {
-      await signIn(input.value);
+      if (input?.value.trim()) await signIn(input.value);
+      else if (username?.value.trim() && password?.value) await logIn(username.value.trim(), password.value);
+      else throw new Error(t("auth.needCredentials"));
+      if (password) password.value = "";
       dialog.close();
     } catch (err) {
       error.textContent = err.message;
@@ -146,5 +189,7 @@ export async function initAuth() {
     }
   }
   setUser(ANONYMOUS);
+  // The big screen has no top bar: ask for an account at once (Cancel stays anonymous).
+  if (document.body.classList.contains("bigscreen-mode") && dialog && !dialog.open) open();
   return user;
 }

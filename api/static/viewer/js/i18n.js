@@ -19,8 +19,10 @@ const zh = {
     heatmap: "热力图", patrol: "巡查回放", screenshot: "截图", bigscreen: "大屏模式",
   },
   auth: {
-    title: "使用令牌登录", token: "访问令牌", signIn: "登录", signOut: "退出",
-    anonymous: "未登录", badToken: "令牌无效或已吊销", signedInAs: "{name}（{role}）",
+    title: "登录", token: "访问令牌", signIn: "登录", signOut: "退出",
+    username: "用户名", password: "密码", useToken: "使用访问令牌（设备、大屏）",
+    badLogin: "用户名或密码错误", throttled: "失败次数过多，请 {s} 秒后再试", needCredentials: "请输入用户名和密码，或访问令牌",
+    anonymous: "未登录", badToken: "令牌无效、已过期或已吊销", signedInAs: "{name}（{role}）",
     roles: { admin: "管理员", operator: "值班员", planner: "规划人员", viewer: "访客", device: "设备", anonymous: "匿名" },
   },
   layers: {
@@ -132,8 +134,11 @@ const en = {
     heatmap: "Heatmap", patrol: "Patrol playback", screenshot: "Screenshot", bigscreen: "Big screen",
   },
   auth: {
-    title: "Sign in with a token", token: "Access token", signIn: "Sign in", signOut: "Sign out",
-    anonymous: "Not signed in", badToken: "Invalid or revoked token", signedInAs: "{name} ({role})",
+    title: "Sign in", token: "Access token", signIn: "Sign in", signOut: "Sign out",
+    username: "User name", password: "Password", useToken: "Use an access token (devices, kiosks)",
+    badLogin: "Wrong user name or password", throttled: "Too many failed attempts; try again in {s} s",
+    needCredentials: "Enter user name and password, or an access token",
+    anonymous: "Not signed in", badToken: "Invalid, expired or revoked token", signedInAs: "{name} ({role})",
     roles: { admin: "Administrator", operator: "Operator", planner: "Planner", viewer: "Viewer", device: "Device", anonymous: "Anonymous" },
   },
   layers: {

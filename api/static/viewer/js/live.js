@@ -3,7 +3,7 @@
 // (EventSource cannot send headers, and a token in the URL would end up in logs); reconnects
 // with exponential back-off and resumes with Last-Event-ID. One connection per page, shared.
 
-import { getToken } from "./auth.js";
+import { getToken, onUnauthorized } from "./auth.js";
 
 const listeners = new Map(); // type → Set(fn)
 const stateListeners = new Set();
@@ -83,6 +83,8 @@ async function run(gen) {
       const res = await fetch("/stream", { headers, cache: "no-store", signal: controller.signal });
       if (res.status === 401 || res.status === 403) {
         setState("denied");
+        // revoked or expired (the server ended the stream, the reconnect is refused): signed out
+        if (res.status === 401) onUnauthorized();
         return; // restarted by the next sign-in
       }
       if (!res.ok || !res.body) throw new Error(`/stream → HTTP ${res.status}`);
