@@ -2,6 +2,7 @@
 
     OUT/buildings/tileset.json   OUT/roads/tileset.json   OUT/vegetation/tileset.json
     OUT/furniture/tileset.json   OUT/pointcloud/tileset.json   OUT/terrain/layer.json
+    OUT/imagery/ (TMS, imagery.json)   OUT/mesh/tileset.json (reality mesh)
     OUT/index.json               the catalog served at /tilesets
 
 Each layer pipeline publishes its own folder atomically, so a failed layer leaves the previous
@@ -28,7 +29,7 @@ from pipelines.progress import Progress
 
 log = logging.getLogger(__name__)
 
-LAYERS = ("buildings", "roads", "vegetation", "furniture", "pointcloud", "terrain", "imagery")
+LAYERS = ("buildings", "roads", "vegetation", "furniture", "pointcloud", "terrain", "imagery", "mesh")
 KINDS = {"terrain": "terrain", "imagery": "imagery"}  # catalog kind; every other layer is "3dtiles"
 
 
@@ -193,9 +194,20 @@ def build_district(sample_dir: Path, out: Path, *, layers: tuple[str, ...] = LAY
                             details={"minzoom": res.info.minzoom, "maxzoom": res.info.maxzoom,
                                      "scheme": res.info.scheme, "format": res.info.fmt})
 
+    def mesh() -> LayerOutcome:
+        from pipelines.mesh import build_mesh
+
+        folder = src / "mesh"
+        if not (folder / "metadata.xml").exists():
+            return LayerOutcome("mesh", False, 0, error=f"{folder / 'metadata.xml'} not found")
+        res = build_mesh(folder, out / "mesh", None, progress)
+        return LayerOutcome("mesh", True, 0, res.triangles_in,
+                            details={"tiles": res.tiles, "tiles_reused": res.tiles_reused,
+                                     "triangles_per_level": {str(k): v for k, v in res.triangles_out.items()}})
+
     for name, fn in (("terrain", terrain), ("buildings", buildings), ("roads", roads),
                      ("vegetation", vegetation), ("furniture", furniture), ("pointcloud", pointcloud),
-                     ("imagery", imagery)):
+                     ("imagery", imagery), ("mesh", mesh)):
         step(name, fn)
     if progress:
         progress("layers", len(outcomes), len(layers))

@@ -201,12 +201,12 @@ def build(
     sample: Path = typer.Option(..., "--sample", help="Delivery folder (holds clean/), e.g. var/sample."),
     out: Path = typer.Option(..., "--out", help="Tiles folder: <layer>/tileset.json, terrain/, index.json."),
     layers: str = typer.Option(",".join(("buildings", "roads", "vegetation", "furniture", "pointcloud",
-                                         "terrain", "imagery")), "--layers",
+                                         "terrain", "imagery", "mesh")), "--layers",
                                help="Comma-separated subset of layers."),
     geoid: GeoidModel = None,
 ) -> None:
     """Build every layer of the district (buildings, roads, vegetation, furniture, point cloud, terrain,
-    imagery)."""
+    imagery, reality mesh)."""
     from pipelines.district import LAYERS, build_district
 
     wanted = tuple(x.strip() for x in layers.split(",") if x.strip())
@@ -257,6 +257,36 @@ def imagery(
         "seconds": round(result.seconds, 1), "reused": result.reused,
         "tilemapresource.xml": out / "tilemapresource.xml",
     }, None)
+
+
+# ============================================================================ mesh
+@app.command("mesh")
+def mesh(
+    src: Annotated[Path, typer.Argument(help="OBJ export folder (metadata.xml + Data/Tile_*/) or one "
+                                             "OBJ/PLY/glTF file.")],
+    out: OutDir,
+    src_crs: str = typer.Option(None, "--src-crs", help="CRS of a single mesh file (e.g. EPSG:4548)."),
+    origin: str = typer.Option(None, "--origin", help="X,Y,Z added to a single file's vertices (source CRS, "
+                                                       "orthometric z)."),
+    leaf_size: float = typer.Option(100.0, "--leaf-size", min=1.0, help="Leaf cell size of a single file, m."),
+    ratio: float = typer.Option(0.25, "--ratio", min=0.01, max=0.9, help="Triangles kept per level up."),
+    geoid: GeoidModel = None,
+) -> None:
+    """Reality mesh (oblique photogrammetry) → 3D Tiles 1.1: textured glb, simplified LOD
+    hierarchy with measured geometric errors, geoid-correct placement."""
+    from pipelines.mesh import MeshOptions, build_mesh
+
+    with progress_bar() as progress:
+        result = build_mesh(src, out, MeshOptions(src_crs=src_crs, origin=origin, leaf_size=leaf_size,
+                                                  ratio=ratio, geoid=geoid), progress)
+    print_summary("mesh", {
+        "leaves": result.leaves, "tiles": result.tiles, "reused": result.tiles_reused,
+        "triangles in": result.triangles_in,
+        "triangles per level": ", ".join(f"{k}: {v:,}" for k, v in sorted(result.triangles_out.items())),
+        "error per level (m)": ", ".join(f"{k}: {v:.2f}" for k, v in sorted(result.errors_m.items())),
+        "bytes": result.bytes, "gzip bytes": result.gzip_bytes, "seconds": round(result.seconds, 1),
+        "tileset": out / "tileset.json",
+    }, out / "report.json")
 
 
 # ============================================================================ terrain / pointcloud / validate

@@ -1,0 +1,169 @@
+"""Levels of detail of textured meshes: quadric simplification (fast-simplification), texture
+coordinates re-projected from the original surface, texture downsampling, and the MEASURED
+geometric error (max distance between the original vertices and the simplified surface, both
+ways) that becomes a tile's ``geometricError``.
+
+Meshes here are plain arrays in one metric frame (local ENU metres): ``positions`` (n, 3),
+``faces`` (m, 3), optional per-vertex ``uv`` (n, 2) / ``colors`` (n, 4 uint8), an ``image``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+MIN_TEXTURE_PX = 16
+WELD_M = 0.001  # vertices closer than this are one before simplification
+
+
+@dataclass
+class LodMesh:
+    positions: np.ndarray
+    faces: np.ndarray
+    uv: np.ndarray | None = None
+    image: np.ndarray | None = None
+    colors: np.ndarray | None = None
+    color: tuple[float, float, float, float] = (0.8, 0.8, 0.8, 1.0)
+    name: str = ""
+
+    @property
+    def n_triangles(self) -> int:
+        return int(len(self.faces))
+
+
+def _trimesh(positions: np.ndarray, faces: np.ndarray) -> Any:
+    import trimesh
+
+    return trimesh.Trimesh(vertices=positions, faces=faces, process=False, validate=False)
+
+
+def closest_on(positions: np.ndarray, faces: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                                         np.ndarray]:
+    """(closest points, distances, triangle ids) of ``points`` on the mesh (trimesh + rtree)."""
+    import trimesh
+
+    mesh = _trimesh(positions, faces)
+    closest, dist, tri = trimesh.proximity.closest_point(mesh, np.asarray(points, float))
+    return closest, dist, tri
+
+
+def _barycentric(positions, faces, tri, points) -> np.ndarray:
+    import trimesh
+
+    return trimesh.triangles.points_to_barycentric(positions[faces[tri]], points)
+
+
+def simplify(mesh: LodMesh, ratio: float, *, min_triangles: int = 8) -> LodMesh:
+    """Quadric edge-collapse simplification to ``ratio`` of the triangles; per-vertex UVs and
+    colours are re-interpolated at each new vertex's closest point on the original surface."""
+    import fast_simplification
+
+    n = mesh.n_triangles
+    target = max(min_triangles, int(round(n * ratio)))
+    if n <= target or n < 2 * min_triangles:
+        return mesh
+    pts, faces = fast_simplification.simplify(np.asarray(mesh.positions, np.float64),
+                                              np.asarray(mesh.faces, np.int64), target_count=target)
+    pts = np.asarray(pts, float)
+    faces = np.asarray(faces, np.int64)
+    if len(faces) == 0:
+        return mesh
+    out = replace(mesh, positions=pts, faces=faces)
+    if mesh.uv is not None or mesh.colors is not None:
+        closest, _d, tri = closest_on(mesh.positions, mesh.faces, pts)
+        bary = _barycentric(mesh.positions, mesh.faces, tri, closest)
+        corner = mesh.faces[tri]
+        if mesh.uv is not None:
+            out.uv = np.einsum("nk,nkd->nd", bary, mesh.uv[corner])
+        if mesh.colors is not None:
+            col = np.einsum("nk,nkd->nd", bary, mesh.colors[corner].astype(float))
+            out.colors = np.clip(np.round(col), 0, 255).astype(np.uint8)
+    return out
+
+
+def simplify_together(meshes: list[LodMesh], ratio: float, *, min_triangles: int = 8) -> list[LodMesh]:
+    """Simplify several parts as ONE mesh (so the quadric cost decides where triangles go: flat,
+    over-tessellated ground goes first, walls and roof edges last), then split the result back
+    into its parts (each new face goes to the part of the nearest original face); attributes
+    re-interpolated per part on its original surface."""
+    import fast_simplification
+
+    meshes = [m for m in meshes if m.n_triangles]
+    if not meshes:
+        return []
+    pos, fac = merge(meshes)
+    part_of = np.repeat(np.arange(len(meshes)), [m.n_triangles for m in meshes])
+    target = max(min_triangles, int(round(len(fac) * ratio)))
+    if len(fac) <= target:
+        return meshes
+    # weld coincident vertices (parts and UV seams split them) so walls, roofs and ground form
+    # one surface whose quadrics see each other: an open wall alone collapses at zero cost
+    key = np.round(pos / WELD_M).astype(np.int64)
+    _u, first, weld = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    wfac = weld.ravel()[fac]
+    keep = (wfac[:, 0] != wfac[:, 1]) & (wfac[:, 1] != wfac[:, 2]) & (wfac[:, 0] != wfac[:, 2])
+    pts, faces_all = fast_simplification.simplify(pos[first].astype(np.float64), wfac[keep].astype(np.int64),
+                                                  target_count=target)
+    pts = np.asarray(pts, float)
+    faces_all = np.asarray(faces_all, np.int64)
+    # each new face belongs to the part of the original face nearest its centroid (parts are
+    # separate components, so an edge collapse never mixes them)
+    _c, _d, tri = closest_on(pos, fac, pts[faces_all].mean(axis=1))
+    face_part = part_of[tri]
+    out = []
+    for k, m in enumerate(meshes):
+        faces = faces_all[face_part == k]
+        if len(faces) == 0:
+            continue
+        used, remap = np.unique(faces, return_inverse=True)
+        s = replace(m, positions=pts[used], faces=remap.reshape(-1, 3))
+        if m.uv is not None or m.colors is not None:
+            closest, _d, tri = closest_on(m.positions, m.faces, s.positions)
+            bary = _barycentric(m.positions, m.faces, tri, closest)
+            corner = m.faces[tri]
+            if m.uv is not None:
+                s.uv = np.einsum("nk,nkd->nd", bary, m.uv[corner])
+            if m.colors is not None:
+                col = np.einsum("nk,nkd->nd", bary, m.colors[corner].astype(float))
+                s.colors = np.clip(np.round(col), 0, 255).astype(np.uint8)
+        out.append(s)
+    return out
+
+
+def downsample_image(image: np.ndarray | None, factor: int) -> np.ndarray | None:
+    """Texture shrunk by ``factor`` (box filter), never below MIN_TEXTURE_PX."""
+    if image is None or factor <= 1:
+        return image
+    h, w = image.shape[:2]
+    nh, nw = max(MIN_TEXTURE_PX, h // factor), max(MIN_TEXTURE_PX, w // factor)
+    if (nh, nw) == (h, w):
+        return image
+    return np.asarray(Image.fromarray(image).resize((nw, nh), Image.Resampling.BOX))
+
+
+def merge(meshes: list[LodMesh]) -> tuple[np.ndarray, np.ndarray]:
+    """All meshes' geometry as one (positions, faces) pair."""
+    pos, fac, off = [], [], 0
+    for m in meshes:
+        pos.append(m.positions)
+        fac.append(m.faces + off)
+        off += len(m.positions)
+    return np.vstack(pos), np.vstack(fac)
+
+
+def measured_error(original_points: np.ndarray, simplified: list[LodMesh],
+                   original: list[LodMesh] | None = None) -> float:
+    """Max distance (m) from the original vertices to the simplified surface and, when
+    ``original`` is given, from the simplified vertices to the original surface."""
+    pos, fac = merge(simplified)
+    _c, d, _t = closest_on(pos, fac, original_points)
+    err = float(np.max(d)) if len(d) else 0.0
+    if original:
+        opos, ofac = merge(original)
+        _c, d2, _t = closest_on(opos, ofac, pos)
+        if len(d2):
+            err = max(err, float(np.max(d2)))
+    return err
