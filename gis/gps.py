@@ -1,7 +1,8 @@
 """GPS fixes posted by devices: store a validated batch, report the fixes not stored.
 
-SQL lives in ``gis/sql/gps/``. The insert fires the trigger that updates ``worker_positions``
-and NOTIFYs ``position`` messages to the live stream.
+SQL lives in ``gis/sql/gps/``. The insert fires the triggers that update ``worker_positions``,
+NOTIFY ``position`` messages to the live stream and evaluate the live alarms (geofence exit,
+no-parking dwell, speeding, stationary, SOS) in the same transaction.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class GpsFix:
     lat: float
     speed: float | None = None  # m/s
     accuracy: float | None = None  # m
+    sos: bool = False  # the device's SOS button
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ def store_fixes(conn: Connection, fixes: list[tuple[int, GpsFix]]) -> tuple[int,
     inserted = conn.execute(sql("gps/insert_fixes"), {
         "d": [f.device_id for _, f, _ in rows], "w": [w for _, _, w in rows], "t": [f.t for _, f, _ in rows],
         "s": [f.speed for _, f, _ in rows], "a": [f.accuracy for _, f, _ in rows],
-        "x": [f.lon for _, f, _ in rows], "y": [f.lat for _, f, _ in rows],
+        "x": [f.lon for _, f, _ in rows], "y": [f.lat for _, f, _ in rows], "sos": [f.sos for _, f, _ in rows],
     }).all()
     stored = {(d, t) for d, t in inserted}
     refused += [Refused(i, "t", "duplicate fix (device_id, t) already stored")

@@ -37,6 +37,7 @@ class Fix(BaseModel):
     lat: float = Field(ge=-90, le=90)
     speed: float | None = Field(None, ge=0, le=100, description="m/s")
     accuracy: float | None = Field(None, ge=0, le=10_000, description="m")
+    sos: bool = Field(False, description="the device's SOS button is pressed (raises an sos alarm)")
 
     @field_validator("t")
     @classmethod
@@ -61,7 +62,7 @@ def post_fixes(
     request: Request,
     state: State,
     user: Annotated[User, Depends(require(Permission.POST_FIXES))],
-    fixes: Annotated[list[Any], Body(description="[{device_id, t, lon, lat, speed, accuracy}]")],
+    fixes: Annotated[list[Any], Body(description="[{device_id, t, lon, lat, speed, accuracy, sos}]")],
 ) -> Response:
     limit = state.settings.api.max_gps_batch
     if len(fixes) > limit:
@@ -90,7 +91,7 @@ def post_fixes(
     with state.engine.begin() as conn:
         if good:
             accepted, refused = gps.store_fixes(conn, [
-                (i, gps.GpsFix(f.device_id, f.t, f.lon, f.lat, f.speed, f.accuracy)) for i, f in good])
+                (i, gps.GpsFix(f.device_id, f.t, f.lon, f.lat, f.speed, f.accuracy, f.sos)) for i, f in good])
             rejected += [_reject(r.index, by_index[r.index], r.field, r.msg) for r in refused]
         write_audit(conn, user, "gps.fixes", None, {"accepted": accepted, "rejected": len(rejected)},
                     client_addr(request), ids=sorted({f.device_id for _, f in good}))
