@@ -114,6 +114,7 @@ const zh = {
     liveOk: "实时数据已连接", liveLost: "实时数据连接中断，正在重连…", tour: "自动巡游",
     alarm: {
       left_patrol_area: "{worker} 离开巡查区域", no_parking_dwell: "{worker} 在禁停区停留超时",
+      speeding: "{worker} 超速", stationary: "{worker} 长时间静止（疑似倒地）", sos: "{worker} 发出 SOS 求救",
       event: "新事件 {id}：{cat}（{prio} 级）",
     },
   },
@@ -235,6 +236,7 @@ const en = {
     liveOk: "Live data connected", liveLost: "Live data lost, reconnecting…", tour: "Camera tour",
     alarm: {
       left_patrol_area: "{worker} left the patrol area", no_parking_dwell: "{worker} stayed too long in a no-parking zone",
+      speeding: "{worker} speeding", stationary: "{worker} motionless for a long time (man down?)", sos: "SOS from {worker}",
       event: "New event {id}: {cat} (priority {prio})",
     },
   },
