@@ -572,3 +572,22 @@ def test_dirty_delivery_same_ids_in_tiles_and_postgis(sample_dir: Path, conn: ps
     assert tiles_report.rejected_by_code() == load_report.rejected_by_code()
     assert in_tiles == in_table
     assert len(in_tiles) == tiles_report.counts["written"] == load_report.loaded
+
+
+@pytest.mark.parametrize("command", ["roads", "cameras", "checkpoints", "geofences", "communities", "grid"])
+def test_load_vector_commands_refuse_a_png(db: str, tmp_path: Path, command: str) -> None:
+    path = tmp_path / "图层 数据.gpkg"
+    path.write_bytes(PNG)
+    assert_clear_error(onemap("load", command, str(path)), "图层 数据.gpkg")
+
+
+@pytest.mark.parametrize(("command", "header"), [
+    ("population", "person_id,building_id,birth_year,residence"),
+    ("workers", "id,name,kind"),
+    ("gps", "device_id,t,lon,lat"),
+])
+def test_load_table_commands_refuse_to_empty_a_table(db: str, tmp_path: Path, command: str, header: str) -> None:
+    path = tmp_path / f"{command}.csv"
+    path.write_text(header + "\n", encoding="utf-8")
+    args = ("--replace",) if command == "gps" else ()
+    assert_clear_error(onemap("load", command, str(path), *args), f"{command}.csv", "--allow-empty")
