@@ -5,7 +5,9 @@ by a regular grid of ``cell`` metres (aligned on multiples of ``cell`` in the ru
 :func:`core.frames.active_working_crs`, chosen from the data by :mod:`pipelines.run_frame`) and each
 piece is triangulated with GEOS's constrained Delaunay triangulation. No triangle is larger
 than a cell, so the surface follows the terrain at the grid spacing; heights are the DEM's
-(bilinear) plus a small lift against z-fighting, or a flat level (water).
+(bilinear) plus a lift: the terrain mesh's tolerance (:data:`TERRAIN_CLEARANCE_M`, so the surface
+is never below the terrain Cesium draws) and a small offset against z-fighting; or a flat level
+(water).
 
 Positions are exact: projected x/y + orthometric height → lon/lat → +geoid → ECEF → the layer's
 ENU frame (:mod:`core.frames`), never a planar approximation.
@@ -30,10 +32,18 @@ from core.frames import (
     projected_to_lonlat,
 )
 from pipelines.dem import DemSampler, open_dem
+from pipelines.terrain import DEFAULT_MAX_ERROR
 from tiles.gltf import MeshData
 
 log = logging.getLogger(__name__)
 
+
+
+# Cesium draws the terrain MESH, not the DEM: the quantized-mesh triangles depart from the DEM by
+# up to the terrain pipeline's meshing tolerance (above it in valleys and hollows). A surface
+# draped on the DEM clears what is drawn only if it is lifted by that tolerance plus its own
+# anti-z-fighting offset (tests/test_fidelity.py compares with the decoded terrain tiles).
+TERRAIN_CLEARANCE_M = DEFAULT_MAX_ERROR
 
 
 # ------------------------------------------------------------------------------------ DEM

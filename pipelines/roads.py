@@ -31,7 +31,7 @@ from core.delivery.checks import check_features, find_boundary, load_boundary, n
 from core.delivery.mapping import FieldMapping, load_mapping
 from core.delivery.read import FieldSpec, read_layer
 from core.frames import EnuFrame, active_geoid
-from pipelines.drape import DemGrid, color_u8, sample_heights, to_enu, vertex_normals
+from pipelines.drape import TERRAIN_CLEARANCE_M, DemGrid, color_u8, sample_heights, to_enu, vertex_normals
 from pipelines.progress import Progress, for_stage
 from pipelines.progress import report as say
 from pipelines.publish import Staging
@@ -48,7 +48,7 @@ CLASS_COLORS = {"primary": "#3c3f44", "secondary": "#46494e", "tertiary": "#5053
                 "service": "#6b6d70"}
 # kept in tiles up to this many levels above the leaves
 CLASS_LOD = {"primary": 99, "secondary": 99, "tertiary": 2, "residential": 1, "service": 0}
-ROAD_LIFT_M = 0.15
+ROAD_LIFT_M = TERRAIN_CLEARANCE_M + 0.05  # above the terrain mesh (not only the DEM), + anti z-fighting
 DECK_THICKNESS_M = 1.0
 BARRIER_HEIGHT_M = 1.1
 BARRIER_WIDTH_M = 0.3

@@ -31,7 +31,7 @@ from core.delivery.checks import check_features, find_boundary, load_boundary, n
 from core.delivery.mapping import FieldMapping, load_mapping
 from core.delivery.read import FieldSpec, read_layer
 from core.frames import active_geoid, ecef_to_lonlat_ellipsoidal
-from pipelines.drape import DemGrid, color_u8, sample_heights
+from pipelines.drape import TERRAIN_CLEARANCE_M, DemGrid, color_u8, sample_heights
 from pipelines.instanced import InstancedBuild, InstanceSet, build_instanced_tileset, summary_dict
 from pipelines.progress import Progress, for_stage
 from pipelines.progress import report as say
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 MAX_TREE_HEIGHT_M = 60.0
 DEFAULT_TREE_HEIGHT_M = 8.0
-GREEN_LIFT_M = 0.25
+GREEN_LIFT_M = TERRAIN_CLEARANCE_M + 0.05  # above the terrain mesh (not only the DEM), + anti z-fighting
 WATER_LIFT_M = 0.05
 
 TREE_SPECS = (

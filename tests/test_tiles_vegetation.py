@@ -12,7 +12,7 @@ import shapely
 from shapely.geometry import box
 
 from core.frames import ecef_to_lonlat_ellipsoidal, geoid_undulation, gltf_to_enu, projected_to_lonlat
-from pipelines.vegetation import VegetationOptions, build_vegetation
+from pipelines.vegetation import GREEN_LIFT_M, VegetationOptions, build_vegetation
 from tests.tiles_fixtures import (
     CRS_4548,
     X0,
@@ -128,7 +128,7 @@ def test_water_flat_at_level_and_green_draped(built: dict) -> None:
     from pyproj import Transformer
 
     x, y = Transformer.from_crs(4326, 4548, always_xy=True).transform(llh[green, 0], llh[green, 1])
-    assert np.abs(llh[green, 2] - (dem_plane(x, y) + n[green] + 0.25)).max() < 0.05
+    assert np.abs(llh[green, 2] - (dem_plane(x, y) + n[green] + GREEN_LIFT_M)).max() < 0.05
 
 
 def test_green_overlaps_resolved(built: dict) -> None:
