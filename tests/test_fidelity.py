@@ -313,3 +313,43 @@ def test_surfaces_never_below_the_terrain_mesh(draped: dict, layer: str) -> None
     assert under.sum() > 10
     gap2 = surf_h[under] - tv[under, 2]
     assert gap2.min() > 0.0, f"{layer}: a terrain vertex is {-gap2.min():.3f} m above the surface"
+
+
+@pytest.mark.parametrize(("crs", "where"), CASES, ids=[c for c, _ in CASES])
+def test_point_features_round_trip(tmp_path: Path, crs: str, where: tuple[float, float]) -> None:
+    """Street furniture (exactly positioned) in each CRS: back in the source CRS within 1 cm, on the
+    DEM (orthometric, independent EGM96) within 0.2 m."""
+    from pipelines.furniture import FurnitureOptions, build_furniture
+    from tiles.instancing import decode_instanced_glb
+
+    metric = "EPSG:4548" if where == BENGBU else "EPSG:28992"
+    cx, cy = write_dem(tmp_path / "dem.tif", metric, where)
+    rng = np.random.default_rng(3)
+    xm, ym = cx + rng.uniform(-300, 300, 40), cy + rng.uniform(-300, 300, 40)
+    x, y = Transformer.from_crs(metric, crs, always_xy=True).transform(xm, ym)
+    ids = [f"P{i}" for i in range(40)]
+    gpd.GeoDataFrame({"id": ids, "type": "street_lamp", "heading": 0.0},
+                     geometry=shapely.points(np.column_stack([x, y])), crs=crs).to_file(tmp_path / "f.gpkg")
+    out = tmp_path / "out"
+    build_furniture(tmp_path / "f.gpkg", out, FurnitureOptions(dem=tmp_path / "dem.tif"))
+    ts = json.loads((out / "tileset.json").read_text())
+    m = np.array(ts["root"]["transform"]).reshape(4, 4).T
+    got: dict[str, np.ndarray] = {}
+
+    def walk(tile: dict) -> None:
+        if not tile.get("children") and "content" in tile:
+            nodes, table = decode_instanced_glb((out / tile["content"]["uri"]).read_bytes())
+            for node in nodes:
+                src = ecef_to_source(node.translations_enu @ m[:3, :3].T + m[:3, 3], crs)
+                for f, p in zip(node.feature_ids, src, strict=True):
+                    got[str(table["id"][f])] = p
+        for c in tile.get("children", []):
+            walk(c)
+
+    walk(ts["root"])
+    assert sorted(got) == sorted(ids)
+    p = np.array([got[i] for i in ids])
+    tol = 0.01 if crs != "EPSG:4326" else 1e-7
+    assert np.abs(p[:, 0] - np.asarray(x)).max() < tol and np.abs(p[:, 1] - np.asarray(y)).max() < tol
+    dem = 20.0 + DEM_SLOPE[0] * (xm - cx) + DEM_SLOPE[1] * (ym - cy)
+    assert np.abs(p[:, 2] - dem).max() < 0.2

@@ -111,3 +111,60 @@ def test_active_working_crs_defaults_to_the_delivery_crs() -> None:
     with frames.using_working_crs(28992) as crs:
         assert frames.active_working_crs().equals(crs)
     assert frames.active_working_crs().to_epsg() == 4548
+
+
+# ------------------------------------------------------------------------------------ through the pipelines
+def _llh_of_tiles(out: Path) -> np.ndarray:
+    import json
+
+    from tiles.gltf import read_glb
+
+    ts = json.loads((out / "tileset.json").read_text())
+    m = np.array(ts["root"]["transform"]).reshape(4, 4).T
+    pts = []
+    for p in sorted((out / "tiles").rglob("*.glb")):
+        enu = frames.gltf_to_enu(read_glb(p.read_bytes()).attribute("POSITION").astype(np.float64))
+        pts.append(frames.ecef_to_lonlat_ellipsoidal(enu @ m[:3, :3].T + m[:3, 3]))
+    return np.concatenate(pts)
+
+
+def test_buildings_with_a_user_grid_are_exactly_its_value_higher(tmp_path: Path) -> None:
+    import json
+
+    import geopandas as gpd
+    import shapely
+
+    from pipelines.buildings import BuildingOptions, build_buildings
+
+    grid = write_gtx(tmp_path / "quasigeoid.gtx", 10.0)
+    x0, y0 = 536_000.0, 3_644_000.0
+    gpd.GeoDataFrame({"id": ["A", "B"], "height": [9.0, 21.0]},
+                     geometry=[shapely.box(x0, y0, x0 + 20, y0 + 12), shapely.box(x0 + 40, y0, x0 + 52, y0 + 30)],
+                     crs="EPSG:4548").to_file(tmp_path / "b.gpkg")
+    outs = {}
+    for geoid in ("none", str(grid)):
+        out = tmp_path / ("none" if geoid == "none" else "grid")
+        build_buildings(tmp_path / "b.gpkg", out, BuildingOptions(lod=1, workers=1, geoid=geoid))
+        outs[geoid] = _llh_of_tiles(out)
+        meta = json.loads((out / "tileset.json").read_text())["extras"]["heights"]
+        assert meta["geoid"] == ("none" if geoid == "none" else "quasigeoid.gtx")
+        assert json.loads((out / "report.json").read_text())["output"]["heights"] == meta
+    a, b = outs["none"], outs[str(grid)]
+    assert np.allclose(a[:, :2], b[:, :2], atol=1e-9)
+    assert np.allclose(b[:, 2] - a[:, 2], 10.0, atol=2e-3)  # float32 glb positions
+
+
+def test_cli_geoid_missing_grid_is_a_clear_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import geopandas as gpd
+    import shapely
+
+    gpd.GeoDataFrame({"id": ["A"], "height": [9.0]}, geometry=[shapely.box(536_000, 3_644_000, 536_020, 3_644_012)],
+                     crs="EPSG:4548").to_file(tmp_path / "b.gpkg")
+    onemap = Path(sys.executable).parent / "onemap"
+    r = subprocess.run([str(onemap), "tiles", "buildings", str(tmp_path / "b.gpkg"), "--out", str(tmp_path / "o"),
+                        "--geoid", str(tmp_path / "nope.gtx")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1
+    assert "nope.gtx not found" in r.stderr + r.stdout and "Traceback" not in r.stderr
