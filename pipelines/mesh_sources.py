@@ -126,7 +126,7 @@ def load_parts(path: Path, offset: tuple[float, float, float], gltf_axes: bool =
     import trimesh
 
     try:
-        loaded = trimesh.load(str(path), process=False, maintain_order=True)
+        loaded = trimesh.load(str(path), process=False)
     except Exception as exc:  # trimesh raises many kinds
         raise InputError(f"{path}: cannot read the mesh ({type(exc).__name__}: {exc})") from exc
     if isinstance(loaded, trimesh.Trimesh):

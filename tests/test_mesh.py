@@ -1,0 +1,166 @@
+"""Reality meshes -> 3D Tiles (pipelines/mesh.py): placement, measured LOD errors, validation,
+incremental rebuilds, single-file input. Uses 2 x 2 tiles of the sample's OBJ export."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+import trimesh
+from PIL import Image
+from scipy.spatial import cKDTree
+
+from core.errors import InputError
+from core.frames import ecef_to_lonlat_ellipsoidal, geoid_undulation, gltf_to_enu, projected_orthometric_to_ecef
+from pipelines.mesh import MeshOptions, build_mesh
+from pipelines.mesh_sources import read_metadata
+from tiles.gltf import read_glb
+from tiles.validate import validate_path
+
+TILES = ("Tile_+000_+000", "Tile_+001_+000", "Tile_+000_+001", "Tile_+001_+001")
+
+
+@pytest.fixture(scope="module")
+def export(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    src = sample_dir / "clean" / "mesh"
+    dst = tmp_path_factory.mktemp("mesh-src") / "mesh"
+    (dst / "Data").mkdir(parents=True)
+    shutil.copy(src / "metadata.xml", dst / "metadata.xml")
+    for name in TILES:
+        shutil.copytree(src / "Data" / name, dst / "Data" / name)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def built(export: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("mesh-out") / "mesh"
+    res = build_mesh(export, out)
+    assert res.leaves == 4 and res.tiles == 5 and res.levels == 1
+    return out
+
+
+def _obj_vertices(path: Path) -> np.ndarray:
+    text = path.read_text(encoding="ascii")
+    rows = re.findall(r"^v (\S+) (\S+) (\S+)$", text, flags=re.M)
+    return np.array(rows, float)
+
+
+def _tileset(out: Path) -> dict:
+    return orjson.loads((out / "tileset.json").read_bytes())
+
+
+def _glb_ecef(out: Path, uri: str, transform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    glb = read_glb((out / uri).read_bytes())
+    pos, faces = [], []
+    off = 0
+    for i in range(len(glb.primitives())):
+        p = gltf_to_enu(glb.attribute("POSITION", i).astype(float))
+        pos.append(p)
+        faces.append(glb.indices(i).reshape(-1, 3) + off)
+        off += len(p)
+    enu = np.vstack(pos)
+    ecef = enu @ transform[:3, :3].T + transform[:3, 3]
+    return ecef, np.vstack(faces)
+
+
+def _root_transform(doc: dict) -> np.ndarray:
+    return np.asarray(doc["root"]["transform"], float).reshape(4, 4).T
+
+
+def test_vertices_within_5cm_of_obj_after_ecef(built: Path, export: Path) -> None:
+    doc = _tileset(built)
+    crs, origin = read_metadata(export / "metadata.xml")
+    obj = _obj_vertices(export / "Data" / TILES[0] / f"{TILES[0]}.obj") + np.array(origin)
+    expected = projected_orthometric_to_ecef(obj[:, 0], obj[:, 1], obj[:, 2], crs)
+    got, _ = _glb_ecef(built, "tiles/0/0_0.glb", _root_transform(doc))
+    d_got, _ = cKDTree(expected).query(got)
+    d_exp, _ = cKDTree(got).query(expected)
+    assert d_got.max() < 0.05 and d_exp.max() < 0.05, (d_got.max(), d_exp.max())
+    # heights are ellipsoidal: orthometric OBJ z + geoid N (EGM96), not the bare z
+    llh = ecef_to_lonlat_ellipsoidal(got[:50])
+    _d, idx = cKDTree(expected).query(got[:50])
+    n = geoid_undulation(llh[:, 0], llh[:, 1])
+    assert np.abs(llh[:, 2] - (obj[idx, 2] + n)).max() < 0.05
+    assert np.abs(n).min() > 1.0  # the geoid really moved them
+
+
+def test_simplified_level_error_within_geometric_error(built: Path, export: Path) -> None:
+    doc = _tileset(built)
+    root = doc["root"]
+    transform = _root_transform(doc)
+    assert root["children"] and root["geometricError"] > 0
+    assert all(c["geometricError"] == 0 for c in root["children"])
+    crs, origin = read_metadata(export / "metadata.xml")
+    orig = np.vstack([_obj_vertices(export / "Data" / t / f"{t}.obj") for t in TILES]) + np.array(origin)
+    orig_ecef = projected_orthometric_to_ecef(orig[:, 0], orig[:, 1], orig[:, 2], crs)
+    ecef, faces = _glb_ecef(built, root["content"]["uri"], transform)
+    n_leaf = sum(len(_glb_ecef(built, c["content"]["uri"], transform)[1]) for c in root["children"])
+    assert len(faces) * 3 < n_leaf  # really simplified
+    mesh = trimesh.Trimesh(ecef, faces, process=False)
+    _c, dist, _t = trimesh.proximity.closest_point(mesh, orig_ecef)
+    assert dist.max() <= root["geometricError"] + 1e-3, (dist.max(), root["geometricError"])
+    assert dist.max() > 0.5 * root["geometricError"]  # measured, not a loose guess
+
+
+def test_validates_with_gltf_validator(built: Path) -> None:
+    report = validate_path(built, gltf=True)
+    assert report.ok, report.summary()
+    rep = orjson.loads((built / "report.json").read_bytes())
+    assert rep["triangles_in"] > 0 and rep["bytes"] > 0 and rep["triangles_out_per_level"]["1"] > 0
+
+
+def test_textures_and_halved_lod_textures(built: Path) -> None:
+    leaf = read_glb((built / "tiles/0/0_0.glb").read_bytes())
+    root = read_glb((built / "tiles/1/0_0.glb").read_bytes())
+    assert len(leaf.json["images"]) == 2  # orthophoto cut + facade
+    assert all("TEXCOORD_0" in p["attributes"] for p in leaf.primitives())
+    assert "KHR_materials_unlit" in leaf.json["extensionsUsed"]
+
+    def px(g) -> int:
+        return sum(Image.open(io.BytesIO(g.view_bytes(im["bufferView"]))).size[0] for im in g.json["images"])
+
+    assert px(root) < 4 * px(leaf)
+
+
+def test_incremental_rebuild_reuses_unchanged_tiles(built: Path, export: Path, tmp_path: Path) -> None:
+    src = tmp_path / "mesh"
+    shutil.copytree(export, src)
+    out = tmp_path / "out"
+    first = build_mesh(src, out)
+    again = build_mesh(src, out)
+    assert again.tiles_reused == first.tiles
+    jpg = src / "Data" / TILES[3] / f"{TILES[3]}_1.jpg"
+    jpg.write_bytes(jpg.read_bytes() + b"\0")  # one leaf's texture changed
+    third = build_mesh(src, out)
+    assert third.tiles_reused == first.tiles - 2  # that leaf and the root rebuilt
+    assert validate_path(out, gltf=False).ok
+
+
+def test_single_obj_with_src_crs_and_origin(tmp_path: Path) -> None:
+    xs, ys = np.meshgrid(np.arange(0, 61.0, 2), np.arange(0, 41.0, 2))
+    z = 20 + 0.5 * np.sin(xs / 7)
+    v = np.column_stack([xs.ravel(), ys.ravel(), z.ravel()])
+    nx = xs.shape[1]
+    i = (np.arange(xs.shape[0] - 1)[:, None] * nx + np.arange(nx - 1)[None, :]).ravel()
+    f = np.vstack([np.column_stack([i, i + 1, i + nx + 1]), np.column_stack([i, i + nx + 1, i + nx])]) + 1
+    obj = tmp_path / "site.obj"
+    obj.write_text("".join(f"v {a:.3f} {b:.3f} {c:.3f}\n" for a, b, c in v)
+                   + "".join(f"f {a} {b} {c}\n" for a, b, c in f))
+    out = tmp_path / "out"
+    res = build_mesh(obj, out, MeshOptions(src_crs="EPSG:4548", origin="536500,3644500,0", leaf_size=25))
+    assert res.leaves == 6 and validate_path(out, gltf=False).ok
+    with pytest.raises(InputError, match="--src-crs"):
+        build_mesh(obj, tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()
+
+
+def test_metadata_without_srs_is_an_input_error(tmp_path: Path) -> None:
+    (tmp_path / "Data").mkdir()
+    (tmp_path / "metadata.xml").write_text("<ModelMetadata><SRSOrigin>0,0,0</SRSOrigin></ModelMetadata>")
+    with pytest.raises(InputError, match="metadata.xml"):
+        build_mesh(tmp_path, tmp_path / "out")
