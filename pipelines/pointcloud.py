@@ -14,6 +14,7 @@ the validators; its ``--spec-version 1.1`` glb output does not (see shared NOTES
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import tempfile
@@ -26,7 +27,7 @@ import numpy as np
 from pyproj import CRS
 
 from core.errors import InputError
-from core.frames import geoid_undulation, projected_to_lonlat
+from core.frames import active_geoid, geoid_undulation, projected_to_lonlat
 from pipelines.dem import bilinear
 from pipelines.progress import Progress
 from pipelines.progress import report as say
@@ -165,8 +166,12 @@ def build_pointcloud(src: str | Path, out: str | Path, options: PointCloudOption
             crs_out=CRS.from_epsg(4978), pyproj_always_xy=True, jobs=max(1, o.jobs),
             use_process_pool=o.jobs > 1, rgb=True,
         )
-        if not (staging.tmp / "tileset.json").exists():
+        tileset_path = staging.tmp / "tileset.json"
+        if not tileset_path.exists():
             raise PointCloudError(f"py3dtiles wrote no tileset.json for {las_path}")
+        doc = json.loads(tileset_path.read_text(encoding="utf-8"))  # record the geoid the run used
+        doc.setdefault("extras", {})["heights"] = active_geoid().metadata()
+        tileset_path.write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
         tiles = sum(1 for _ in staging.tmp.rglob("*.pnts"))
     say(progress, "points", 2, 2)
     name = f"EPSG:{crs.to_epsg()}" if crs.to_epsg() else crs.name

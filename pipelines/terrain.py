@@ -33,6 +33,7 @@ import numpy as np
 from pyproj import CRS
 
 from core.errors import InputError
+from core.frames import active_geoid
 from pipelines.dem import DemSampler, GeoidGrid
 from pipelines.progress import Progress
 from pipelines.progress import report as say
@@ -141,7 +142,8 @@ def layer_json(ranges: list[tuple[int, int, int, int, int]], bounds: Bounds, *, 
     return {
         "tilejson": "2.1.0",
         "name": name,
-        "description": "Ellipsoidal (WGS84) heights = orthometric DEM + EGM96. Tiles are gzip-compressed: "
+        "description": "Ellipsoidal (WGS84) heights = orthometric DEM + geoid (onemap.heights). Tiles are "
+                       "gzip-compressed: "
                        "serve them with Content-Encoding: gzip.",
         "version": LAYER_VERSION,
         "format": "quantized-mesh-1.0",
@@ -273,7 +275,7 @@ def _build_terrain(dem_path: Path, out: Path, o: TerrainOptions, progress: Progr
                 say(progress, "terrain", sum(per_level) + count, n_tiles)
         per_level.append(count)
     extra = {
-        "heights": "ellipsoidal WGS84 = orthometric DEM + EGM96",
+        "heights": active_geoid().metadata(),  # the run's --geoid (EGM96 by default)
         "content_encoding": "gzip" if compress else "identity",
         "height_range_ellipsoidal": [round(hmin, 3), round(hmax, 3)],
         "fill_height_ellipsoidal": round(fill, 3),
