@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 LAYERS = ("buildings", "roads", "vegetation", "furniture", "pointcloud", "terrain", "imagery", "mesh")
 KINDS = {"terrain": "terrain", "imagery": "imagery"}  # catalog kind; every other layer is "3dtiles"
+#: layers built only when the delivery has their source (not an error when it does not)
+OPTIONAL_SOURCES = {"imagery": "ortho.tif", "mesh": "mesh/metadata.xml"}
 
 
 @dataclass
@@ -120,8 +122,8 @@ def build_district(sample_dir: Path, out: Path, *, layers: tuple[str, ...] = LAY
     t_all = time.perf_counter()
 
     def step(name: str, fn: Callable[[], LayerOutcome]) -> None:
-        if name not in layers:
-            return
+        if name not in layers or (name in OPTIONAL_SOURCES and not (src / OPTIONAL_SOURCES[name]).exists()):
+            return  # imagery and reality mesh are built when the delivery has them
         if progress:
             progress("layers", len(outcomes), len(layers))
         t0 = time.perf_counter()
@@ -186,10 +188,7 @@ def build_district(sample_dir: Path, out: Path, *, layers: tuple[str, ...] = LAY
     def imagery() -> LayerOutcome:
         from pipelines.imagery import build_imagery
 
-        ortho = src / "ortho.tif"
-        if not ortho.exists():
-            return LayerOutcome("imagery", False, 0, error=f"{ortho} not found")
-        res = build_imagery(ortho, out / "imagery", None, progress)
+        res = build_imagery(src / "ortho.tif", out / "imagery", None, progress)
         return LayerOutcome("imagery", True, 0, res.info.tiles,
                             details={"minzoom": res.info.minzoom, "maxzoom": res.info.maxzoom,
                                      "scheme": res.info.scheme, "format": res.info.fmt})
@@ -197,10 +196,7 @@ def build_district(sample_dir: Path, out: Path, *, layers: tuple[str, ...] = LAY
     def mesh() -> LayerOutcome:
         from pipelines.mesh import build_mesh
 
-        folder = src / "mesh"
-        if not (folder / "metadata.xml").exists():
-            return LayerOutcome("mesh", False, 0, error=f"{folder / 'metadata.xml'} not found")
-        res = build_mesh(folder, out / "mesh", None, progress)
+        res = build_mesh(src / "mesh", out / "mesh", None, progress)
         return LayerOutcome("mesh", True, 0, res.triangles_in,
                             details={"tiles": res.tiles, "tiles_reused": res.tiles_reused,
                                      "triangles_per_level": {str(k): v for k, v in res.triangles_out.items()}})
