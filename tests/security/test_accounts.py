@@ -365,3 +365,20 @@ def test_account_changes_are_audited(owner) -> None:
 def test_password_file_path_default(tmp_path: Path, cli) -> None:  # noqa: ANN001
     r = cli("users", "init-admin")  # an admin exists (t-admin): nothing created, nothing written
     assert r.exit_code == 0 and "exists" in r.output and not (tmp_path / "initial-admin.txt").exists()
+
+
+def test_the_api_role_cannot_write_accounts(api_db_url, tokens) -> None:  # noqa: ANN001
+    """Accounts are written by `onemap users` (the owner); the server's role only reads them."""
+    import psycopg
+
+    from tests.db_support import API_URLS
+
+    if api_db_url not in API_URLS:
+        pytest.skip("no onemap_api role on this server")
+    url = API_URLS[api_db_url].replace("postgresql+psycopg://", "postgresql://", 1)
+    for statement in ("INSERT INTO api_users (name, role) VALUES ('evil', 'admin')",
+                      "UPDATE api_users SET role = 'admin', password_hash = NULL",
+                      "UPDATE api_tokens SET expires_at = NULL",
+                      "DELETE FROM api_tokens"):
+        with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)

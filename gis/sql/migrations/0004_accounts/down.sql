@@ -12,3 +12,4 @@ ALTER TABLE api_users ALTER COLUMN token_hash SET NOT NULL, ALTER COLUMN token_p
     ADD UNIQUE (token_hash), ADD CHECK (token_hash ~ '^[0-9a-f]{64}$');
 DROP TABLE api_tokens;
 ALTER TABLE api_users DROP COLUMN event_source, DROP COLUMN password_hash;
+GRANT INSERT, UPDATE ON api_users TO onemap_api;

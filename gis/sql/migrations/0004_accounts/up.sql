@@ -49,6 +49,8 @@ CREATE INDEX login_failures_client_at_idx ON login_failures (client, at);
 ALTER TABLE audit_log ADD COLUMN ids text[] NOT NULL DEFAULT '{}';
 
 -- onemap_api: log in (tokens), log out (revoke), last use; read bindings; count failures.
+-- Accounts themselves are written only by `onemap users` (the owner): the API reads them.
+REVOKE INSERT, UPDATE ON api_users FROM onemap_api;
 GRANT SELECT, INSERT, UPDATE (revoked_at, last_used_at) ON api_tokens TO onemap_api;
 GRANT SELECT ON api_user_devices TO onemap_api;
 GRANT SELECT, INSERT, DELETE ON login_failures TO onemap_api;
