@@ -27,9 +27,7 @@ roofs; residential and public buildings ≤ 12 m get gable roofs when elongated 
 
 from __future__ import annotations
 
-import gzip
 import logging
-import multiprocessing
 import os
 import time
 from collections.abc import Callable
@@ -38,35 +36,33 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 import shapely
 from pyproj import CRS, Transformer
 
 from core.delivery import rules
 from core.delivery.accounting import RunReport
+from core.delivery.cityjson import is_cityjson
 from core.delivery.mapping import FieldMapping, load_mapping
 from core.delivery.read import FieldSpec, SourceLayer, read_layer
 from core.frames import (
     EnuFrame,
     active_geoid,
-    enu_to_gltf,
     geoid_undulation,
     local_tm_crs,
-    projected_orthometric_to_enu,
     projected_to_lonlat,
     using_geoid,
     working_crs_for,
 )
+from pipelines.building_tiles import EncoderState, TileJob, building_colors, run_jobs, tile_fingerprint
 from pipelines.ground import Ground
+from pipelines.progress import Progress
 from pipelines.publish import Staging, digest, read_manifest, write_manifest
 from tiles import building_mesh as bm
-from tiles.gltf import FeatureTable, MeshData, PropertyColumn, encode_mesh_glb
 from tiles.tileset import (
     OrientedBox,
     Tile,
     Tileset,
     box_enclosing,
-    box_from_points,
     build_quadtree,
     enforce_monotonic_errors,
     snapped_square,
@@ -89,23 +85,6 @@ BUILDING_SPECS: tuple[FieldSpec, ...] = (
     FieldSpec("roof_type"),
     FieldSpec("community"),
 )
-
-USE_COLORS: dict[str, tuple[int, int, int]] = {
-    "residential": (232, 220, 196),
-    "commercial": (125, 172, 222),
-    "office": (152, 172, 194),
-    "school": (242, 196, 96),
-    "hospital": (246, 206, 206),
-    "market": (232, 146, 78),
-    "public": (164, 204, 152),
-    "industrial": (172, 168, 162),
-    "courtyard_house": (196, 176, 154),
-}
-DEFAULT_COLOR = (205, 205, 205)
-PITCHED_ROOF_COLOR = (156, 74, 58)
-COURTYARD_ROOF_COLOR = (88, 88, 98)
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -151,6 +130,8 @@ class PreparedBuildings:
     base: np.ndarray  # orthometric ground under the footprint
     working_crs: CRS
     report: RunReport
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # property name → (B,) delivery attribute
+    roof_drop: np.ndarray | None = None  # (B,) ridge to eaves of real roofs (CityJSON), m
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -294,193 +275,23 @@ def prepare_buildings(layer: SourceLayer, options: BuildingOptions, ground: Grou
     )
 
 
-# ------------------------------------------------------------------------------------ encoding
-def _lookup(values: np.ndarray, table: dict[str, tuple[int, int, int]],
-            default: tuple[int, int, int]) -> np.ndarray:
-    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)
-    palette = np.array([table.get(u, default) for u in uniques], dtype=np.float64).reshape(-1, 3)
-    return palette[codes]
-
-
-def building_colors(b: PreparedBuildings, lod2: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(wall, roof) linear RGB 0..255 per building: walls by use, flat roofs darker, pitched tiles."""
-    wall = _lookup(b.uses, USE_COLORS, DEFAULT_COLOR)
-    roof = wall * 0.82
-    if lod2:
-        pitched = b.roof != bm.ROOF_FLAT
-        roof[pitched] = PITCHED_ROOF_COLOR
-        roof[pitched & (b.uses == "courtyard_house")] = COURTYARD_ROOF_COLOR
-    return wall, roof
-
-
-def _vertex_colors(mesh: bm.MeshArrays, wall: np.ndarray, roof: np.ndarray) -> np.ndarray:
-    """Per-vertex RGBA from per-building (content-local) wall and roof colours."""
-    rgb = np.where(mesh.is_roof[:, None], roof[mesh.building], wall[mesh.building])
-    out = np.empty((mesh.n_vertices, 4), np.uint8)
-    out[:, :3] = np.clip(np.round(rgb), 0, 255)
-    out[:, 3] = 255
-    return out
-
-
-def feature_table(b: PreparedBuildings, content: np.ndarray) -> FeatureTable:
-    a = b.take(content)
-    return FeatureTable("building", {
-        "id": PropertyColumn(a["ids"], "STRING", required=True,
-                             description="stable building id (PostGIS key)"),
-        "name": PropertyColumn(a["names"], "STRING", no_data=""),
-        "floors": PropertyColumn(a["floors"], "UINT16", no_data=0),
-        "height": PropertyColumn(a["height"], "FLOAT32", required=True, description="metres above base"),
-        "use": PropertyColumn(a["uses"], "STRING", no_data=""),
-        "community": PropertyColumn(a["communities"], "STRING", no_data=""),
-        "roof_type": PropertyColumn(a["roof_names"], "STRING", required=True),
-        "ground_height": PropertyColumn(a["base"], "FLOAT32", required=True,
-                                        description="orthometric base (lowest ground under the footprint)"),
-    }, schema_id="onemap_buildings", class_description="A building footprint extruded (LOD1/LOD2)")
-
-
-def encode_tile(b: PreparedBuildings, content: np.ndarray, facets: bm.Facets, footprints: np.ndarray,
-                to_enu: bm.ToEnu, lod2: bool,
-                colors: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[bytes, np.ndarray]:
-    """glb bytes and ENU vertices of one tile (``facets`` numbered by position in ``content``)."""
-    mesh = bm.facets_to_mesh(facets, footprints, b.base[content], to_enu)
-    wall, roof = colors if colors is not None else building_colors(b, lod2)
-    data = MeshData(
-        positions=enu_to_gltf(mesh.positions).astype(np.float32),
-        indices=mesh.indices,
-        normals=enu_to_gltf(mesh.normals.astype(np.float64)).astype(np.float32),
-        colors=_vertex_colors(mesh, wall[content], roof[content]),
-        feature_ids=mesh.building,
-    )
-    return encode_mesh_glb(data, feature_table(b, content), quantize_normals=True), (
-        mesh.outline if mesh.outline is not None else mesh.positions)
-
-
-def tile_fingerprint(b: PreparedBuildings, wkb: np.ndarray, rows: np.ndarray) -> list[bytes | str]:
-    """Everything the tiles of buildings ``rows`` depend on, as digest parts."""
-    parts: list[bytes | str] = [b"".join(wkb[rows])]
-    for col in (b.ids, b.names, b.uses, b.communities):
-        parts.append("\x1e".join(map(str, col[rows])))
-    for arr in (b.floors, b.height, b.base, b.roof):
-        parts.append(np.ascontiguousarray(arr[rows]).tobytes())
-    return parts
-
-
-@dataclass
-class TileJob:
-    """One tile to encode: its quadtree key, content building indices and subtree indices."""
-
-    key: str
-    leaf: bool
-    content: np.ndarray
-    subtree: np.ndarray
-    depth_below: int
-
-    @property
-    def uri(self) -> str:
-        return f"tiles/{self.key}.glb"
-
-
-@dataclass
-class _EncoderState:
-    b: PreparedBuildings
-    facets: bm.Facets
-    roof_drop: np.ndarray
-    frame: EnuFrame
-    lod2: bool
-    out_dir: Path
-    gzip_level: int
-    colors_lod1: tuple[np.ndarray, np.ndarray]
-    colors_lod2: tuple[np.ndarray, np.ndarray]
-
-
-_STATE: _EncoderState | None = None  # set in the parent before forking workers
-
-
-def _worker_init() -> None:
-    from core import frames
-
-    # PROJ objects are not fork-safe: rebuild them in each worker.
-    for fn in (frames._to_lonlat, frames._geoid_transformer, frames._lonlath_to_ecef,
-               frames._ecef_to_lonlath):
-        fn.cache_clear()
-
-
-def _encode_job(job: TileJob) -> dict[str, Any]:
-    st = _STATE
-    assert st is not None
-    b = st.b
-    to_enu = projected_orthometric_to_enu(st.frame, b.working_crs, geoid_cell_m=50.0)
-    content = job.content
-    renumber = np.full(len(b), -1, np.int64)
-    renumber[content] = np.arange(len(content))
-    if job.leaf:
-        facets = st.facets.select(content, renumber)
-        footprints = b.footprints[content]
-        error = 0.0
-    else:
-        tol = min(0.5 * 2 ** (job.depth_below - 1), 4.0)
-        footprints = shapely.simplify(b.footprints[content], tol, preserve_topology=True)
-        hd = bm.footprint_deviation(footprints, b.footprints[content])
-        facets = bm.lod1_facets(footprints, b.base[content] + b.height[content])
-        kept_err = float(np.max(np.hypot(hd, st.roof_drop[content]))) if len(content) else 0.0
-        omitted = np.setdiff1d(job.subtree, content, assume_unique=True)
-        omit_err = float(b.height[omitted].max()) if len(omitted) else 0.0
-        error = max(kept_err, omit_err)
-    lod2 = st.lod2 and job.leaf
-    glb, verts = encode_tile(b, content, facets, footprints, to_enu, lod2,
-                             st.colors_lod2 if lod2 else st.colors_lod1)
-    path = st.out_dir / job.uri
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(glb)
-    return {"key": job.key, "content_box": box_from_points(verts).to_json(), "error": error,
-            "bytes": len(glb), "gzip_bytes": len(gzip.compress(glb, st.gzip_level))}
-
-
-def _run_jobs(jobs: list[TileJob], workers: int, say: Callable[[str, int, int], None]) -> dict[str, dict]:
-    done: dict[str, dict] = {}
-    total = len(jobs)
-    if workers <= 1 or total <= 1:
-        _worker_init()
-        for i, job in enumerate(jobs):
-            done[job.key] = _encode_job(job)
-            say("tiles", i + 1, total)
-        return done
-    ctx = multiprocessing.get_context("fork")
-    # big tiles first so the pool stays busy to the end
-    order = sorted(jobs, key=lambda j: -len(j.content))
-    with ctx.Pool(workers, initializer=_worker_init) as pool:
-        for i, res in enumerate(pool.imap_unordered(_encode_job, order, chunksize=1)):
-            done[res["key"]] = res
-            say("tiles", i + 1, total)
-    return done
-
-
 # ------------------------------------------------------------------------------------ build
 def build_buildings(src: Path | str, out: Path | str | None, options: BuildingOptions | None = None,
                     progress: Progress | None = None) -> BuildResult:
     """Read, clean, mesh, tile and publish buildings; returns counts, sizes and the report."""
     options = options or BuildingOptions()
-    with using_geoid(options.geoid):
+    geoid = options.geoid
+    if geoid is None and is_cityjson(src):
+        from pipelines.cityjson_buildings import default_geoid
+
+        geoid = default_geoid(src)  # "none" when the model's heights are ellipsoidal
+    with using_geoid(geoid):
         return _build_buildings(src, out, options, progress)
 
 
-def _build_buildings(src: Path | str, out: Path | str | None, options: BuildingOptions,
-                     progress: Progress | None) -> BuildResult:
-    global _STATE
-    t0 = time.perf_counter()
-    stages: dict[str, float] = {}
-    tick = time.perf_counter()
-
-    def stage(name: str) -> None:
-        nonlocal tick
-        now = time.perf_counter()
-        stages[name] = round(now - tick, 4)
-        tick = now
-
-    def say(name: str, done: int, total: int) -> None:
-        if progress:
-            progress(name, done, total)
-
+def _read_and_prepare(src: Path | str, options: BuildingOptions, stage: Callable[[str], None],
+                      say: Progress) -> PreparedBuildings:
+    """A footprint delivery (any vector format): read, DEM ground, clean."""
     mapping = load_mapping(options.mapping) if options.mapping else FieldMapping()
     say("read", 0, 1)
     layer = read_layer(src, BUILDING_SPECS, layer_name="buildings", fields=options.fields,
@@ -497,6 +308,35 @@ def _build_buildings(src: Path | str, out: Path | str | None, options: BuildingO
     say("read", 1, 1)
     say("clean", 0, 1)
     b = prepare_buildings(layer, options, ground)
+    return b
+
+
+def _build_buildings(src: Path | str, out: Path | str | None, options: BuildingOptions,
+                     progress: Progress | None) -> BuildResult:
+    t0 = time.perf_counter()
+    stages: dict[str, float] = {}
+    tick = time.perf_counter()
+
+    def stage(name: str) -> None:
+        nonlocal tick
+        now = time.perf_counter()
+        stages[name] = round(now - tick, 4)
+        tick = now
+
+    def say(name: str, done: int, total: int) -> None:
+        if progress:
+            progress(name, done, total)
+
+    say("read", 0, 1)
+    surfaces = surfaces_crs = None
+    if is_cityjson(src):  # real 3D surfaces: base and heights come from the model itself
+        from pipelines.cityjson_buildings import prepare_cityjson
+
+        b, surfaces, surfaces_crs = prepare_cityjson(Path(src), options)
+        stage("read")
+        say("read", 1, 1)
+    else:
+        b = _read_and_prepare(src, options, stage, say)
     report = b.report
     stage("clean")
     say("clean", 1, 1)
@@ -532,7 +372,10 @@ def _build_buildings(src: Path | str, out: Path | str | None, options: BuildingO
     frame = EnuFrame.at_lonlat(float(lon[0]), float(lat[0]), h_ell)
 
     lod2 = options.lod >= 2
-    if lod2:
+    if surfaces is not None:  # leaves draw the real surfaces; inner tiles LOD1 prisms from them
+        full_facets = bm.lod1_facets(b.footprints, b.base + b.height)
+        roof_drop = b.roof_drop if b.roof_drop is not None else np.zeros(len(b))
+    elif lod2:
         full_facets, roof_drop = bm.lod2_facets(b.footprints, b.base, b.height, b.roof,
                                                 pitch_deg=options.roof_pitch_deg)
     else:
@@ -543,7 +386,8 @@ def _build_buildings(src: Path | str, out: Path | str | None, options: BuildingO
     wkb = shapely.to_wkb(b.footprints)
     settings = digest([PIPELINE_VERSION, str(options.lod), str(options.max_features),
                        f"{options.roof_pitch_deg}", b.working_crs.to_wkt(), repr(frame.origin_ecef),
-                       repr(active_geoid())])
+                       repr(active_geoid()),
+                       "surfaces" if surfaces is None else digest([Path(src).read_bytes()])])
     old = read_manifest(Path(out))
     old_tiles = old.get("tiles", {}) if old.get("settings") == settings else {}
     staging = Staging(Path(out))
@@ -571,12 +415,9 @@ def _build_buildings(src: Path | str, out: Path | str | None, options: BuildingO
                 continue
             jobs.append(job)
         stage("plan")
-        _STATE = _EncoderState(b, full_facets, roof_drop, frame, lod2, staging.tmp, options.gzip_level,
-                               building_colors(b, False), building_colors(b, True))
-        try:
-            encoded = _run_jobs(jobs, options.workers, say)
-        finally:
-            _STATE = None
+        state = EncoderState(b, full_facets, roof_drop, frame, lod2, staging.tmp, options.gzip_level,
+                             building_colors(b, False), building_colors(b, True), surfaces, surfaces_crs)
+        encoded = run_jobs(state, jobs, options.workers, say)
         result.tiles_written = len(encoded)
         stage("tiles")
 

@@ -88,6 +88,38 @@ def test_osm_finland_roads_with_names(tmp_path: Path) -> None:
     for tile in (out / "tiles").rglob("*.glb"):
         names |= {str(n) for n in read_glb(tile.read_bytes()).property_table().get("name", [])}
     assert {"Haapamäenkatu", "Kääpäkatu"} <= names  # UTF-8 with diacritics, untouched
+    # positions: every leaf vertex of a road lies on its own centreline's buffer (half width + 5 cm)
+    import geopandas as gpd
+    import shapely
+    from pyproj import Transformer
+
+    from core import frames
+
+    ts = json.loads((out / "tileset.json").read_text())
+    m = np.array(ts["root"]["transform"]).reshape(4, 4).T
+    lines = gpd.read_file(src).to_crs(3067).set_index("id").geometry  # ETRS-TM35FIN, metres
+    to_3067 = Transformer.from_crs(4326, 3067, always_xy=True)
+    checked = 0
+
+    def walk(tile: dict) -> None:
+        nonlocal checked
+        if not tile.get("children") and "content" in tile:
+            glb = read_glb((out / tile["content"]["uri"]).read_bytes())
+            table = glb.property_table()
+            enu = frames.gltf_to_enu(glb.attribute("POSITION").astype(np.float64))
+            llh = frames.ecef_to_lonlat_ellipsoidal(enu @ m[:3, :3].T + m[:3, 3])
+            x, y = to_3067.transform(llh[:, 0], llh[:, 1])
+            fid = glb.attribute("_FEATURE_ID_0").astype(int)
+            for k, rid in enumerate(table["id"]):
+                sel = fid == k
+                d = shapely.distance(lines[str(rid)], shapely.points(x[sel], y[sel]))
+                assert d.max() < float(table["width"][k]) / 2 + 0.05, (rid, d.max())
+                checked += int(sel.sum())
+        for c in tile.get("children", []):
+            walk(c)
+
+    walk(ts["root"])
+    assert checked > 1000
 
 
 def test_osm_finland_bus_stops_as_furniture(tmp_path: Path) -> None:

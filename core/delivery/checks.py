@@ -15,14 +15,16 @@ import numpy as np
 import shapely
 from pyproj import CRS
 
-from core.delivery.read import DELIVERY_CRS, SourceLayer
+from core.delivery.read import SourceLayer
 from core.delivery.rules import clean_features
 from core.delivery.rules import load_boundary as _load_boundary
+from core.frames import active_working_crs
 
 
-def load_boundary(path: Path | str | None, crs: CRS | str = DELIVERY_CRS) -> shapely.Geometry | None:
-    """The district boundary (union of the layer's polygons) in ``crs`` (EPSG:4548), or None."""
-    return None if path is None else _load_boundary(path, crs)
+def load_boundary(path: Path | str | None, crs: CRS | str | None = None) -> shapely.Geometry | None:
+    """The district boundary (union of the layer's polygons) in ``crs`` (default: the run's working
+    CRS, :func:`core.frames.active_working_crs`), or None."""
+    return None if path is None else _load_boundary(path, crs if crs is not None else active_working_crs())
 
 
 def find_boundary(src: Path, given: Path | None) -> Path | None:
@@ -33,8 +35,11 @@ def find_boundary(src: Path, given: Path | None) -> Path | None:
     return candidate if candidate.exists() else None
 
 
-def survey_geometries(src: SourceLayer, crs: CRS | str = DELIVERY_CRS) -> np.ndarray:
-    """The layer's geometries in ``crs`` (reprojected when the file is in another CRS)."""
+def survey_geometries(src: SourceLayer, crs: CRS | str | None = None) -> np.ndarray:
+    """The layer's geometries in ``crs`` (default: the run's working CRS chosen from the data by
+    :mod:`pipelines.run_frame`, :func:`core.frames.active_working_crs`; EPSG:4548 outside a run),
+    reprojected when the file is in another CRS."""
+    crs = crs if crs is not None else active_working_crs()
     gdf = src.gdf
     if not src.crs.equals(CRS.from_user_input(crs), ignore_axis_order=True):
         gdf = gdf.to_crs(crs)
@@ -48,7 +53,7 @@ def check_features(
     compare: Sequence[str],
     boundary: shapely.Geometry | None = None,
 ) -> np.ndarray:
-    """The geometry rules of :mod:`core.delivery.rules` on the layer in EPSG:4548; returns the
+    """The geometry rules of :mod:`core.delivery.rules` on the layer in the working CRS; returns the
     (repaired) geometries, None where rejected. ``compare``: attributes of the duplicate rule."""
     geoms = survey_geometries(src)
     attrs = {c: src.gdf[c].to_numpy(dtype=object) for c in compare}
