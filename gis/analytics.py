@@ -285,7 +285,7 @@ def patrol_track(
     """
     pts = [p for p in track_points(bind, worker_id, start, end, params) if p["status"] in VERTEX_STATUSES]
     if fmt == "czml":
-        return track_czml(worker_id, worker_id, [(p["t"], p["lon"], p["lat"]) for p in pts])
+        return track_czml(worker_id, worker_id, [(p["t"], p["lon"], p["lat"], p["h_ground"]) for p in pts])
     if fmt != "geojson":
         raise ValueError(f"fmt must be geojson or czml, not {fmt!r}")
     segs: dict[int, list[dict[str, Any]]] = {}

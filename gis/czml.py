@@ -14,16 +14,19 @@ def _iso(t: datetime) -> str:
 def track_czml(
     entity_id: str,
     name: str,
-    samples: Sequence[tuple[datetime, float, float]],
+    samples: Sequence[tuple[datetime, float, float] | tuple[datetime, float, float, float | None]],
     *,
-    height_m: float = 2.0,
+    height_m: float = 1.0,
     color_rgba: tuple[int, int, int, int] = (255, 140, 0, 255),
     trail_s: float = 600.0,
 ) -> list[dict[str, Any]]:
-    """Document packet + one entity moving through ``samples`` (time, lon, lat).
+    """Document packet + one entity moving through ``samples`` (time, lon, lat[, ground]).
 
-    Positions are ``cartographicDegrees`` with ``height_m`` above the ellipsoid; pair the entity
-    with ``heightReference: CLAMP_TO_GROUND`` in the viewer, or pass the ellipsoidal height wanted.
+    Positions are ``cartographicDegrees`` (ellipsoidal heights, what Cesium wants) ``height_m``
+    above the ground: ``ground`` is the ellipsoidal ground height there (DEM orthometric + geoid
+    undulation, ``ground_height(x, y, true)`` in SQL). Without it (no DEM loaded) the height is
+    ``height_m`` above the ellipsoid, i.e. under the terrain: the point is clamped to the ground,
+    the path is not.
     """
     doc: dict[str, Any] = {"id": "document", "name": f"track {entity_id}", "version": "1.0"}
     if not samples:
@@ -39,8 +42,9 @@ def track_czml(
         "step": "SYSTEM_CLOCK_MULTIPLIER",
     }
     flat: list[float] = []
-    for t, lon, lat in samples:
-        flat += [round((t - epoch).total_seconds(), 3), round(lon, 7), round(lat, 7), height_m]
+    for t, lon, lat, *ground in samples:
+        h = height_m + (ground[0] if ground and ground[0] is not None else 0.0)
+        flat += [round((t - epoch).total_seconds(), 3), round(lon, 7), round(lat, 7), round(h, 2)]
     entity = {
         "id": entity_id,
         "name": name,

@@ -30,7 +30,7 @@ RETURNS double precision LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
 DECLARE
     m dem_meta;
     fi double precision; fj double precision;
-    i integer; j integer;
+    gi integer; gj integer;
     u double precision; v double precision;
     r0 real[]; r1 real[];
     h00 double precision; h10 double precision; h01 double precision; h11 double precision;
@@ -44,18 +44,18 @@ BEGIN
     IF fi < 0 OR fj < 0 OR fi > m.nx - 1 OR fj > m.ny - 1 THEN
         RETURN NULL;
     END IF;
-    i := least(floor(fi)::integer, m.nx - 2);
-    j := least(floor(fj)::integer, m.ny - 2);
-    u := fi - i;
-    v := fj - j;
+    gi := least(floor(fi)::integer, m.nx - 2);
+    gj := least(floor(fj)::integer, m.ny - 2);
+    u := fi - gi;
+    v := fj - gj;
     IF p_ellipsoidal THEN
-        SELECT h_ellip INTO r0 FROM dem_rows WHERE dem_rows.j = ground_height.j;
-        SELECT h_ellip INTO r1 FROM dem_rows WHERE dem_rows.j = ground_height.j + 1;
+        SELECT h_ellip INTO r0 FROM dem_rows WHERE dem_rows.j = gj;
+        SELECT h_ellip INTO r1 FROM dem_rows WHERE dem_rows.j = gj + 1;
     ELSE
-        SELECT h_ortho INTO r0 FROM dem_rows WHERE dem_rows.j = ground_height.j;
-        SELECT h_ortho INTO r1 FROM dem_rows WHERE dem_rows.j = ground_height.j + 1;
+        SELECT h_ortho INTO r0 FROM dem_rows WHERE dem_rows.j = gj;
+        SELECT h_ortho INTO r1 FROM dem_rows WHERE dem_rows.j = gj + 1;
     END IF;
-    h00 := r0[i + 1]; h10 := r0[i + 2]; h01 := r1[i + 1]; h11 := r1[i + 2];
+    h00 := r0[gi + 1]; h10 := r0[gi + 2]; h01 := r1[gi + 1]; h11 := r1[gi + 2];
     IF h00 IS NULL OR h10 IS NULL OR h01 IS NULL OR h11 IS NULL
        OR h00 = 'NaN' OR h10 = 'NaN' OR h01 = 'NaN' OR h11 = 'NaN' THEN
         RETURN NULL;
