@@ -96,17 +96,31 @@ class SlaRow(_Shape):
 
 
 # --- patrols, cameras, alarms -------------------------------------------------------------------
+class LineString(_Shape):
+    """A GeoJSON LineString in EPSG:4490 lon/lat (= CRS84 to a few cm)."""
+
+    type: Literal["LineString"]
+    coordinates: list[list[float]]
+
+
 class NearestPatroller(_Shape):
     worker_id: str
     name: str | None
     kind: str
     grid_id: str | None
-    distance_m: float
+    distance_m: float = Field(description="straight-line distance from the latest fix")
     fix_age_s: float
     lon: float
     lat: float
     t: datetime
     device_id: str | None
+    network_m: float | None = Field(
+        description="road-network distance between the graph vertices nearest the fix and the point "
+                    "(pgRouting); null when unreachable")
+    eta_s: float | None = Field(
+        description="travel time along that path: walking (grid workers) or driving (vehicles) speed "
+                    "per road class (table road_speed)")
+    route: LineString | None = Field(description="fix -> road path -> point; null when unreachable")
 
 
 class VisibleCamera(_Shape):

@@ -28,6 +28,7 @@ from api.middleware import BodyLimitMiddleware, TileFastPath
 from api.openapi import to_openapi30
 from api.routes import analytics, events, features, gps, stream, tiles, viewer
 from api.routes import auth as auth_routes
+from api.routes import dispatch as dispatch_routes
 from api.tilestore import TileStore
 from core.settings import Settings, get_settings
 
@@ -47,9 +48,11 @@ def create_app(settings: Settings | None = None, *, tiles_dir: Path | None = Non
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # refuse to serve as a superuser / the schema owner (ConfigError stops the startup)
         await asyncio.to_thread(state.check_database_role)
+        escalation = asyncio.create_task(dispatch_routes.escalation_loop(state.engine))
         try:
             yield
         finally:
+            escalation.cancel()
             await state.broker.stop()
             state.dispose()
 
@@ -65,7 +68,7 @@ def create_app(settings: Settings | None = None, *, tiles_dir: Path | None = Non
     )
     app.state.onemap = state
     install_error_handlers(app, settings.api.db_retry_after_s)
-    for module in (viewer, features, tiles, analytics, events, gps, stream, auth_routes):
+    for module in (viewer, features, tiles, analytics, events, dispatch_routes, gps, stream, auth_routes):
         app.include_router(module.router)
     viewer.mount_static(app, settings)
 

@@ -41,6 +41,11 @@ class Permission(StrEnum):
     CHANGE_EVENT_STATUS = "change_event_status"
     #: ``POST /gps/fixes``
     POST_FIXES = "post_fixes"
+    #: dispatch: suggestions, ``POST /events/{id}/dispatch``, the queue, priority deadlines
+    DISPATCH = "dispatch"
+    #: the dispatched worker's steps (accept, arrive, resolve); device accounts only for events
+    #: dispatched to their own worker
+    WORK_EVENTS = "work_events"
     #: may be made privileged (person-level population, audited)
     PRIVILEGED = "privileged"
 
@@ -58,6 +63,8 @@ POLICY: Final[dict[Permission, frozenset[str]]] = {
     Permission.REPORT_EVENTS: frozenset({"admin", "operator", "device"}),
     Permission.CHANGE_EVENT_STATUS: frozenset({"admin", "operator"}),
     Permission.POST_FIXES: frozenset({"admin", "device"}),
+    Permission.DISPATCH: frozenset({"admin", "operator"}),
+    Permission.WORK_EVENTS: frozenset({"admin", "device"}),
     Permission.PRIVILEGED: frozenset({"admin", "operator"}),
 }
 

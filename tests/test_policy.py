@@ -60,9 +60,9 @@ def test_every_role_is_known_to_accounts() -> None:
 
 def _api_routes() -> list[APIRoute]:
     """The routes of every router the app includes (paths with their router's prefix)."""
-    from api.routes import analytics, auth, events, features, gps, stream, tiles, viewer
+    from api.routes import analytics, auth, dispatch, events, features, gps, stream, tiles, viewer
 
-    modules = (viewer, features, tiles, analytics, events, gps, stream, auth)
+    modules = (viewer, features, tiles, analytics, events, dispatch, gps, stream, auth)
     return [r for m in modules for r in m.router.routes if isinstance(r, APIRoute)]
 
 

@@ -23,7 +23,7 @@ from api.auth import User, write_audit
 from api.deps import CurrentUser, DbConn, State, client_addr, require
 from api.errors import BadRequest
 from api.limits import AnalyticsSlots, client_key
-from gis import analytics, cost
+from gis import analytics, cost, routing
 from gis.dberrors import db_errors
 from gis.policy import Permission
 
@@ -162,14 +162,19 @@ def event_sla(
 
 
 @router.get("/patrollers/nearest", response_model=list[m.NearestPatroller],
-            summary="Nearest patrollers to a point by their latest fix")
+            summary="Nearest patrollers to a point by their latest fix, along the roads or straight")
 def nearest_patrollers(
     conn: DbConn, _: Positions, lon: Lon, lat: Lat,
     n: Annotated[int, Query(ge=1, le=1000)] = 5,
     max_age_s: Annotated[float | None, Query(gt=0, le=30 * 86400, description="ignore older fixes")] = None,
     kind: Literal["grid_worker", "vehicle"] | None = None,
+    by: Annotated[Literal["network", "straight"], Query(
+        description="network: the n nearest along the roads (of the 4n nearest in a straight line, "
+                    "at least 20); straight: the n nearest in a straight line")] = "network",
 ) -> Response:
-    return _json(_call(analytics.nearest_patrollers, conn, lon, lat, n, max_age_s, kind))
+    pool = n if by == "straight" else min(max(4 * n, 20), 1000)
+    rows = _call(analytics.nearest_patrollers, conn, lon, lat, pool, max_age_s, kind)
+    return _json(_call(routing.add_network, conn, lon, lat, rows, by, n))
 
 
 @router.get("/cameras/visible", response_model=list[m.VisibleCamera], summary="Cameras that can see a point")
