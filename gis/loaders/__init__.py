@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 
 from core.errors import InputError
+from gis.loaders.dem import load_dem
 from gis.loaders.derive import derive_all
 from gis.loaders.events import load_events
 from gis.loaders.gps import load_gps
@@ -40,6 +41,7 @@ Loader = Callable[..., LayerReport]
 
 #: layer name -> (loader, file name in a sample delivery's clean/ folder), in dependency order
 LAYERS: dict[str, tuple[Loader, str]] = {
+    "dem": (load_dem, "dem.tif"),
     "communities": (load_communities, "communities.gpkg"),
     "grid_cells": (load_grid_cells, "grid_cells.gpkg"),
     "buildings": (load_buildings, "buildings.gpkg"),

@@ -156,6 +156,16 @@ def gps(
          allow_empty=allow_empty)
 
 
+@app.command("dem")
+def dem(
+    src: Annotated[Path, typer.Argument(help="DEM GeoTIFF (orthometric heights, e.g. clean/dem.tif).")],
+    report_path: ReportPath = None,
+) -> None:
+    """The DEM as a coarse height grid in PostGIS (dem_rows): ground heights for camera line of
+    sight and for CZML/live positions on the terrain. Readers keep the previous grid until commit."""
+    _run("dem", src, None, report_path)
+
+
 @app.command("derive")
 def derive() -> None:
     """Rebuild latest positions, shift tracks, check-ins and geofence alarms from all fixes."""
