@@ -99,6 +99,7 @@ class UserRow:
 class IssuedToken:
     token: str
     expires_at: datetime | None
+    id: int | None = None  # api_tokens.id
 
 
 @lru_cache(maxsize=32)
@@ -168,10 +169,10 @@ def _user_row(conn: Connection, name: str) -> Any:
 
 def _insert_token(conn: Connection, user_id: int, kind: str, ttl_s: float | None) -> IssuedToken:
     token = new_token()
-    expires_at = conn.execute(_sql("token_insert"), {
+    row = conn.execute(_sql("token_insert"), {
         "uid": user_id, "h": hash_token(token), "pre": token[:7], "kind": kind, "ttl": ttl_s,
-    }).scalar_one()
-    return IssuedToken(token, expires_at)
+    }).one()
+    return IssuedToken(token, row.expires_at, row.id)
 
 
 def add_user(
@@ -230,9 +231,7 @@ def issue_token(
         issued = _insert_token(conn, row.id, DEVICE_ROLE if row.role == DEVICE_ROLE else "initial", ttl)
         revoked = 0
         if revoke_old:
-            keep = conn.execute(text("SELECT id FROM api_tokens WHERE token_hash = :h"),
-                                {"h": hash_token(issued.token)}).scalar_one()
-            revoked = conn.execute(_sql("tokens_revoke_user"), {"uid": row.id, "keep_id": keep}).scalar_one()
+            revoked = conn.execute(_sql("tokens_revoke_user"), {"uid": row.id, "keep_id": issued.id}).scalar_one()
         write_audit(conn, actor, "user.token", name,
                     {"expires_at": issued.expires_at, "revoked_old": revoked}, ids=[name])
     return issued
