@@ -104,6 +104,7 @@ class BuildingOptions:
     max_height: float = 500.0
     max_floors: float = 120.0
     lod: int = 2
+    lod_pick: str | None = None  # CityJSON: the exact LOD to keep when several exist (e.g. "1.3", "2.2")
     max_features: int = 1000
     roof_pitch_deg: float = 30.0
     expected_crs: str | None = None  # the delivery's CRS is used as is (core.frames.working_crs_for)

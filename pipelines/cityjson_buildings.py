@@ -8,8 +8,9 @@ real surfaces. From them:
   data (:func:`core.frames.working_crs_for`);
 - base: the lowest GroundSurface vertex (else the lowest vertex); height: top − base;
 - roof drop (LOD1 error of inner tiles): highest − lowest RoofSurface vertex;
-- leaves at ``--lod 2`` draw the real roof/wall/ground surfaces; ``--lod 1`` and inner tiles
-  draw LOD1 prisms from the footprint and height;
+- leaves at ``--lod 2`` draw the real roof/wall/ground surfaces of each object's best LOD 2.x;
+  ``--lod 1.3`` (any exact CityJSON LOD) draws that LOD's real surfaces; ``--lod 1`` and inner
+  tiles draw LOD1 prisms from the footprint and height;
 - every CityJSON attribute becomes a metadata property (numbers as FLOAT64, else strings).
 
 Heights are the model's own: orthometric when the reference system has a vertical datum (or
@@ -94,7 +95,8 @@ def prepare_cityjson(path: Path, options: BuildingOptions) -> tuple[PreparedBuil
     """Read and check a CityJSON delivery: (prepared buildings, leaf surfaces or None, their CRS)."""
     from pipelines.buildings import PreparedBuildings
 
-    model: CityModel = read_cityjson(path, lod=str(options.lod) if options.lod >= 2 else None)
+    real = options.lod >= 2 or options.lod_pick is not None  # leaves draw the source surfaces
+    model: CityModel = read_cityjson(path, lod=options.lod_pick or (str(options.lod) if real else None))
     crs = model.crs or (CRS.from_user_input(options.src_crs) if options.src_crs else None)
     if crs is None:
         raise InputError(f"{path}: no metadata.referenceSystem and no --src-crs",
@@ -171,7 +173,7 @@ def prepare_cityjson(path: Path, options: BuildingOptions) -> tuple[PreparedBuil
         report=report, extra=_attribute_columns(sel), roof_drop=np.array(drop),
     )
     surfaces = None
-    if options.lod >= 2:
+    if real:
         rings, owner, is_roof = [], [], []
         for k, b in enumerate(sel):
             for s in b.surfaces:

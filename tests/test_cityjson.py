@@ -243,3 +243,29 @@ def test_lod2_tiles_carry_the_real_roofs_within_5cm(tmp_path: Path, name: str) -
     assert ts["extras"]["heights"]["geoid"] == "egm96"
     report = json.loads((out / "report.json").read_text())
     assert report["output"]["heights"]["geoid"] == "egm96"
+
+
+def test_lod_pick_keeps_the_asked_lod(tmp_path: Path) -> None:
+    """--lod 1.2: the LOD1.2 blocks of the file are drawn (flat tops at the eaves), not the roofs."""
+    src = write_city_json(tmp_path / "delft.city.json")
+    out = tmp_path / "tiles"
+    result = build_buildings(src, out, BuildingOptions(lod=1, lod_pick="1.2", workers=1))
+    assert result.report.counts["written"] == 2
+    assert result.report.output["lods"] == ["1.2"]
+    tris, _ = _tile_triangles_28992(out)
+    z = np.concatenate(tris)[:, :, 2]
+    assert z.max() == pytest.approx(Z0 + 0.5 + 6.0, abs=0.01)  # the gable's eaves, no ridge at 9 m
+
+
+def test_cli_lod_values(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    src = write_city_jsonl(tmp_path / "delft.city.jsonl")
+    onemap = Path(sys.executable).parent / "onemap"
+    r = subprocess.run([str(onemap), "tiles", "buildings", str(src), "--out", str(tmp_path / "o"), "--lod", "2.2"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    bad = subprocess.run([str(onemap), "tiles", "buildings", str(src), "--out", str(tmp_path / "o2"), "--lod", "3"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--lod" in bad.stderr

@@ -69,6 +69,16 @@ def as_input_error(exc: Exception) -> InputError:
 
 
 # ============================================================================ buildings
+def _lod_major(lod: str) -> int:
+    try:
+        major = int(float(lod))
+    except ValueError:
+        major = 0
+    if major not in (1, 2):
+        raise typer.BadParameter(f"{lod!r}: give 1, 2 or a CityJSON LOD such as 1.2, 1.3, 2.2", param_hint="--lod")
+    return major
+
+
 @app.command("buildings")
 def buildings(
     src: Annotated[Path, typer.Argument(help="Footprints: GeoPackage, Shapefile, GeoJSON, FlatGeobuf, CSV.")],
@@ -85,7 +95,8 @@ def buildings(
     mapping: MappingPath = None,
     boundary: BoundaryPath = None,
     layer: LayerName = None,
-    lod: int = typer.Option(2, "--lod", min=1, max=2, help="Leaf level of detail: 1 prisms, 2 roofs."),
+    lod: str = typer.Option("2", "--lod", help="Leaf level of detail: 1 prisms, 2 roofs; for CityJSON also "
+                                               "the LOD to keep when several exist (e.g. 1.3, 2.2)."),
     max_features: int = typer.Option(1000, "--max-features", help="Buildings per tile at most."),
     missing_height: str = typer.Option("reject", "--missing-height",
                                        help="No height and no floors: 'reject' or 'default'."),
@@ -103,7 +114,8 @@ def buildings(
         fields={"id": id_field, "height": height_field, "floors": floors_field, "roof_type": roof_field},
         mapping=mapping, encoding=encoding, src_crs=src_crs, layer=layer, dem=dem, boundary=boundary,
         floor_height=floor_height, missing_height=missing_height,  # type: ignore[arg-type]
-        default_height=default_height, lod=lod, max_features=max_features, dry_run=dry_run, geoid=geoid,
+        default_height=default_height, lod=_lod_major(lod), lod_pick=lod if "." in lod else None,
+        max_features=max_features, dry_run=dry_run, geoid=geoid,
     )
     with progress_bar() as progress:  # core.errors (SourceError, DemError, ...) reach onemap/cli.py
         result = build_buildings(src, None if dry_run else out, options, progress)
