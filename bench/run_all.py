@@ -52,16 +52,18 @@ def district_build(sample_dir: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--only", nargs="*", default=None,
-                    help="subset: buildings district postgis api viewer")
+                    help="subset: buildings imagery district postgis api viewer")
     ap.add_argument("--events", type=int, default=1_000_000, help="events for the PostGIS and API benchmarks")
     ap.add_argument("--fixes", type=int, default=10_000_000, help="GPS fixes for the PostGIS benchmark")
     args = ap.parse_args()
-    want = set(args.only or ["buildings", "district", "postgis", "api", "viewer"])
+    want = set(args.only or ["buildings", "imagery", "district", "postgis", "api", "viewer"])
     BENCH.mkdir(parents=True, exist_ok=True)
     s1 = sample(1)
     if "buildings" in want:
         sh("buildings, scale 1", [PY, "bench/bench_buildings.py", str(s1)])
         sh("buildings, scale 3", [PY, "bench/bench_buildings.py", str(sample(3))])
+    if "imagery" in want and (REPO / "bench" / "bench_imagery_mesh.py").exists():
+        sh("orthophoto imagery pyramid and reality mesh, scale 1", [PY, "bench/bench_imagery_mesh.py", str(s1)])
     if "district" in want:
         district_build(s1)
     if "postgis" in want and (REPO / "bench" / "bench_postgis.py").exists():
