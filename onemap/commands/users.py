@@ -82,6 +82,8 @@ def add(
                    "token (shown only now):")
         typer.echo(token)
         return
+    if ttl is not None:
+        raise typer.BadParameter("people's tokens come from logging in (ONEMAP_TOKEN_TTL_S)", param_hint="--ttl")
     password, generated = _read_password(password_stdin)
     add_user(engine, name, role, privileged, password=password, devices=device, source=source, ttl_s=False)
     typer.echo(f"user {name} created (role {role}{', privileged' if privileged else ''}); "
