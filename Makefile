@@ -8,10 +8,14 @@ SEED ?= 7
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test setup setup-test system system-test venv npm db sample tiles load admin serve bench lint clean
+SPEED ?= 10
+SIMULATE ?= 1
+
+.PHONY: run test setup setup-test system system-test venv npm db sample tiles load admin serve live bench lint clean
 
 ## run: install everything, start PostGIS, build + load the sample district, serve the viewer
-run: setup db sample tiles load admin serve
+## with a simulated day moving on it (SIMULATE=0: a still district; SPEED=60: a faster day)
+run: setup db sample tiles load admin live
 
 ## test: install what tests need and run the whole suite
 test: setup-test
@@ -57,6 +61,15 @@ admin:
 	$(ONEMAP) users init-admin
 
 serve:
+	$(ONEMAP) serve --host $(HOST) --port $(PORT) --tiles $(TILES)
+
+## live: `onemap simulate` in the background (devices, residents, operators through the API), then
+## serve; the simulation stops when the server does (Ctrl-C stops both)
+live:
+	@if [ "$(SIMULATE)" = "0" ]; then exec $(ONEMAP) serve --host $(HOST) --port $(PORT) --tiles $(TILES); fi; \
+	$(ONEMAP) simulate --url http://$(HOST):$(PORT) --speed $(SPEED) --wait 300 > var/simulate.log 2>&1 & sim=$$!; \
+	trap 'kill -TERM $$sim 2>/dev/null; wait $$sim 2>/dev/null' EXIT INT TERM; \
+	echo "simulating a day at speed $(SPEED) (log: var/simulate.log)"; \
 	$(ONEMAP) serve --host $(HOST) --port $(PORT) --tiles $(TILES)
 
 ## bench: print speed/size figures (see bench/README.md)

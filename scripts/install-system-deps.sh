@@ -4,9 +4,10 @@
 #   postgresql-15-pgrouting  pgRouting (road-network dispatch: shortest paths on the roads layer)
 #   proj-data                EGM96 geoid grid (egm96_15.gtx) for orthometric -> ellipsoidal heights
 #   chromium                 headless browser for the viewer's end-to-end tests (tests only)
+#   fonts-noto-cjk           Chinese glyphs in the browser tests' screenshots (tests only)
 set -euo pipefail
 want=(postgresql-15-postgis-3 postgresql-15-pgrouting proj-data)
-if [[ "${1:-}" == "--with-browser" ]]; then want+=(chromium); fi
+if [[ "${1:-}" == "--with-browser" ]]; then want+=(chromium fonts-noto-cjk); fi
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
