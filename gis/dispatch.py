@@ -2,8 +2,9 @@
 the event lifecycle, the worker's steps, the priority queue, deadlines and their escalation.
 
 Available at ``now`` = active, on duty (``duty_roster``), not busy with another event (one in
-``dispatched``/``en_route``/``on_scene``), and a fix no older than ``max_fix_age_s`` (their
-last fix is where they are). Ranked by ETA over the road graph (:mod:`gis.routing`): from the
+``dispatched``/``en_route``/``on_scene``, dispatched in the 12 h before ``now``), and a fix
+no older than ``max_fix_age_s`` (their last fix is where they are). Ranked by ETA over the road
+graph (:mod:`gis.routing`): from the
 graph vertex nearest the worker's fix to the one nearest the event, walking for grid workers,
 driving for vehicles. Every status change goes through :func:`gis.events.change_status` (the
 database checks the step against ``event_transition`` and appends it to the history).

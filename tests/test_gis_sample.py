@@ -121,3 +121,26 @@ def test_dirty_buildings_reported(sample_loaded, sample_dir: Path, pg_url: str) 
     with psycopg.connect(libpq(pg_url)) as c:
         db_ids = {r[0] for r in c.execute("SELECT id FROM buildings")}
     assert (set(rejected) & clean_ids) <= db_ids
+
+
+@pytest.mark.xfail(reason="open: the sample's road graph falls into 132 components (road ends stop short of "
+                          "the roads they meet, so ST_Node makes no junction); needs end snapping in "
+                          "road_graph_rebuild()", strict=False)
+def test_sample_day_is_dispatchable(sample_loaded, pg_url: str) -> None:  # noqa: ANN001
+    """The sample's roads make a graph; at a time inside a shift (its newest loaded fix) an event
+    has available workers with road-network ETAs."""
+    import sqlalchemy as sa
+
+    from gis import dispatch
+
+    engine = sa.create_engine(pg_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM road_edges")).scalar_one() > 100
+        at = conn.execute(sa.text("SELECT max(t) FROM gps_fixes")).scalar_one()
+        event_id = conn.execute(sa.text("SELECT id FROM events ORDER BY reported_at DESC LIMIT 1")).scalar_one()
+        out = dispatch.suggestions(conn, event_id, at, n=3)
+        conn.rollback()
+    engine.dispose()
+    assert out["suggestions"], f"no available worker at {at}"
+    best = out["suggestions"][0]  # ranked by ETA, reachable first
+    assert best["eta_s"] is not None and best["network_m"] > 0 and best["route"]["type"] == "LineString"

@@ -1,5 +1,6 @@
 -- Workers available for a dispatch to (:lon, :lat) at :now, nearest first (straight line):
--- active, on duty (duty_roster), not busy with another event (dispatched / en_route / on_scene),
+-- active, on duty (duty_roster), not busy with another event (dispatched / en_route / on_scene,
+-- dispatched in the 12 h before :now: an older open dispatch is a stale case, not today's work),
 -- with a fix in (:now - :max_age_s, :now] (their last one is where they are).
 SELECT w.id AS worker_id, w.name, w.kind, w.grid_id,
        CASE w.kind WHEN 'vehicle' THEN 'drive' ELSE 'walk' END AS mode,
@@ -17,6 +18,7 @@ SELECT w.id AS worker_id, w.name, w.kind, w.grid_id,
    AND on_duty(w.id, CAST(:now AS timestamptz))
    AND NOT EXISTS (SELECT 1 FROM events e
                     WHERE e.worker_id = w.id AND e.status IN ('dispatched', 'en_route', 'on_scene')
-                      AND e.id IS DISTINCT FROM CAST(:event_id AS text))
+                      AND e.id IS DISTINCT FROM CAST(:event_id AS text)
+                      AND e.dispatched_at > CAST(:now AS timestamptz) - interval '12 hours')
  ORDER BY distance_m, w.id
  LIMIT :k
