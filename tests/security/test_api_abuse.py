@@ -161,8 +161,6 @@ def _published(client: Any, tokens: dict[str, str]) -> dict[str, dict[str, Any]]
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="complementary suppression (migration 0004_privacy) not built yet: "
-                                       "grid total minus published building counts recovers a suppressed one")
 def test_differencing_recovers_no_suppressed_count(client, tokens, api_db_url) -> None:  # noqa: ANN001
     """Every subtraction the published totals allow: parent total minus any published children
     (buildings in a grid, buildings in a community, grids in a community); whenever exactly one

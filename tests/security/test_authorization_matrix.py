@@ -36,11 +36,14 @@ def _required(route: APIRoute) -> set[Permission]:
 
 def _protected_routes() -> list[tuple[str, str, Permission]]:
     """(method, concrete path, permission) of every route the app includes that requires one."""
-    from api.routes import analytics, auth, events, features, gps, stream, tiles, viewer
+    import importlib
+    import pkgutil
 
-    modules = (viewer, features, tiles, analytics, events, gps, stream, auth)
+    import api.routes
+
+    modules = [importlib.import_module(f"api.routes.{m.name}") for m in pkgutil.iter_modules(api.routes.__path__)]
     out = []
-    for r in (r for m in modules for r in m.router.routes if isinstance(r, APIRoute)):
+    for r in (r for m in modules if hasattr(m, "router") for r in m.router.routes if isinstance(r, APIRoute)):
         perms = _required(r)
         if not perms:
             continue
