@@ -85,7 +85,7 @@ class Simulation:
             if d.worker.route:
                 d.route_i = min(range(len(d.worker.route)), key=lambda i: distance_m(d.worker.route[i], d.pos))
         self.by_worker = {d.worker.worker_id: d for d in self.devices}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._pool = ThreadPoolExecutor(max_workers=self.cfg.http_threads, thread_name_prefix="sim-http")
         self._pending: set[str] = set()  # event ids with an operator call in flight
         self._handled: set[str] = set()  # event ids an operator took up once

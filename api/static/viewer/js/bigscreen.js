@@ -8,7 +8,8 @@ import { h } from "./ui.js";
 
 const KPI_REFRESH_MS = 30_000;
 const FLASH_MS = 90_000;
-const TOUR_STOP_MS = 20_000;
+// ?tour_s=N: seconds per tour stop (default 20)
+const TOUR_STOP_MS = (Number(new URLSearchParams(location.search).get("tour_s")) || 20) * 1000;
 const MAX_TICKER = 30;
 
 let viewer = null;
@@ -178,7 +179,8 @@ function nextStop() {
   const all = stops();
   const view = all[tour.index % all.length];
   tour.index += 1;
-  viewer.camera.flyToBoundingSphere(view.sphere, { offset: view.offset, duration: 6 });
+  document.body.dataset.tourStop = String(tour.index);
+  viewer.camera.flyToBoundingSphere(view.sphere, { offset: view.offset, duration: Math.min(6, TOUR_STOP_MS / 4000) });
   tour.timer = setTimeout(nextStop, TOUR_STOP_MS);
 }
 

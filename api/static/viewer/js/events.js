@@ -1,8 +1,8 @@
 // Events (cases): clustered markers, the event panel (details, lifecycle, nearest patrollers,
 // cameras that see it), live updates from /stream, and the heatmap with time slider + category filter.
 
-import { fetchItems, getJson, getOptional } from "./api.js";
-import { canRead } from "./auth.js";
+import { fetchItems, getJson, getOptional, request } from "./api.js";
+import { canOperate, canRead } from "./auth.js";
 import { fmtDuration, fmtNumber, fmtTime, t, tv } from "./i18n.js";
 import { markerIcon, styleClusters } from "./features.js";
 import { registerLayer, updateLayer } from "./layers.js";
@@ -112,6 +112,74 @@ function camerasList(rows) {
     h("span", { class: "muted" }, ` · ${t("ui.meters", { v: fmtNumber(r.distance_m, 0) })}`))));
 }
 
+// ------------------------------------------------------------------------------------ dispatch
+let routeSource = null; // the dispatched worker's road route
+
+function showRoute(route) {
+  if (!routeSource) {
+    routeSource = new Cesium.CustomDataSource("dispatch-route");
+    viewer.dataSources.add(routeSource);
+  }
+  routeSource.entities.removeAll();
+  const coords = route?.coordinates ?? [];
+  if (coords.length < 2) return;
+  routeSource.entities.add({
+    id: "dispatch-route",
+    polyline: {
+      positions: Cesium.Cartesian3.fromDegreesArray(coords.flatMap(([lon, lat]) => [lon, lat])),
+      clampToGround: true, width: 5, material: Cesium.Color.fromCssColorString("#2ea043"),
+    },
+  });
+  viewer.scene.requestRender();
+}
+
+/** POST /events/{id}/dispatch (a chosen worker, or the suggested one when workerId is null). */
+async function dispatchTo(id, workerId, box) {
+  box.dataset.state = "sending";
+  try {
+    const out = await request(`/events/${encodeURIComponent(id)}/dispatch`, {
+      method: "POST", body: workerId ? { worker_id: workerId } : {},
+    });
+    box.dataset.state = "dispatched";
+    box.dataset.dispatched = out.worker_id;
+    box.replaceChildren(h("p", { class: "badge ok" }, t("event.dispatchedTo", { worker: out.worker_id })),
+      out.eta_s != null ? h("p", { class: "muted" }, t("event.etaText", { eta: fmtDuration(out.eta_s), m: fmtNumber(out.network_m, 0) })) : null);
+    showRoute(out.route);
+    const entity = byId.get(id);
+    if (entity) onLiveStatus({ id, to: "dispatched", worker_id: out.worker_id });
+  } catch (err) {
+    box.dataset.state = "error";
+    box.append(h("p", { class: "error", role: "alert" }, t("ui.error", { msg: err.message })));
+  }
+}
+
+function dispatchSection(id, lonlat) {
+  const box = h("div", { class: "dispatch", dataset: { state: "loading", eventId: id } });
+  const suggestions = getJson(`/events/${encodeURIComponent(id)}/dispatch/suggestions`, { n: 5 })
+    .then((r) => r?.suggestions ?? []);
+  const fallback = getJson("/analytics/patrollers/nearest", { lon: lonlat[0], lat: lonlat[1], n: 5, by: "straight" });
+  Promise.all([suggestions, fallback.catch(() => [])]).then(([sug, near]) => {
+    const suggested = sug.length > 0;
+    const rows = suggested ? sug : near;
+    box.dataset.state = "ready";
+    box.dataset.source = suggested ? "suggestions" : "nearest";
+    const row = (r) => h("tr", { dataset: { worker: r.worker_id } },
+      h("td", {}, r.name || r.worker_id),
+      h("td", {}, r.eta_s != null ? fmtDuration(r.eta_s) : t("ui.meters", { v: fmtNumber(r.distance_m, 0) })),
+      h("td", {}, h("button", { type: "button", class: "primary", dataset: { worker: r.worker_id },
+        onclick: () => dispatchTo(id, r.worker_id, box) }, t("event.dispatch"))));
+    box.replaceChildren(
+      h("p", { class: "muted" }, t(suggested ? "event.bySuggestion" : "event.noneAvailable")),
+      rows.length ? h("table", { class: "rows" }, h("tbody", {}, rows.map(row))) : h("p", { class: "muted" }, t("event.noWorkers")),
+      suggested ? h("button", { type: "button", class: "dispatch-suggested", onclick: () => dispatchTo(id, null, box) },
+        t("event.dispatchSuggested")) : null);
+  }).catch((err) => {
+    box.dataset.state = "error";
+    box.replaceChildren(h("p", { class: "muted" }, err.status === 409 ? t("event.notDispatchable") : t("ui.error", { msg: err.message })));
+  });
+  return box;
+}
+
 /** Open the event panel for `info` = {id, properties, lonlat}. */
 export function showEventPanel(info) {
   const { id, lonlat } = info;
@@ -127,6 +195,7 @@ export function showEventPanel(info) {
       return [overdue ? h("p", { class: "badge danger" }, t("event.overdue")) : null,
         kvTable(p, { skip: ["id", "geom", "lon", "lat"] })];
     }),
+    canOperate() && !CLOSED.has(info.properties?.status) ? section("event.dispatchTitle", dispatchSection(id, lonlat)) : null,
     section("event.history", later(history, historyList)),
     section("event.nearest", later(nearest, nearestList)),
     section("event.cameras", later(cameras, camerasList)),
@@ -245,7 +314,11 @@ async function updateHeat() {
       heat.layer = viewer.imageryLayers.addImageryProvider(provider);
       heat.layer.alpha = 0.85;
     }
-    if (status) status.textContent = t("heat.events", { n: fmtNumber(drawn?.total ?? 0) });
+    if (status) {
+      status.textContent = t("heat.events", { n: fmtNumber(drawn?.total ?? 0) });
+      Object.assign(status.dataset, { total: String(drawn?.total ?? 0), category: heat.category, days: String(heat.days),
+        end: heat.end ?? "", start: start.toISOString(), until: end.toISOString() });
+    }
   } catch (err) {
     if (status) status.textContent = t("ui.error", { msg: err.message });
   }
@@ -336,5 +409,6 @@ export function initEvents(v, { openCameraPanel, flyToWorkerFn } = {}) {
   live.on("event_status", onLiveStatus);
   document.addEventListener("onemap:auth", reload);
   reload();
-  return { dataSource, byId, upsertEvent, reload };
+  const openEvent = (id) => { const e = byId.get(id); if (e) showEventPanel(e.onemap); return Boolean(e); };
+  return { dataSource, byId, upsertEvent, reload, openEvent };
 }

@@ -71,6 +71,9 @@ const zh = {
     noCameras: "没有摄像头能看到该位置", noWorkers: "附近没有在岗人员", overdue: "已超时",
     distance: "距离", age: "定位时间", ago: "{v} 前", newEvent: "新事件：{cat}",
     actor: "操作人", note: "备注", at: "时间", fromTo: "{from} → {to}",
+    dispatchTitle: "调度", dispatch: "派遣", dispatchSuggested: "派遣推荐人员", dispatchedTo: "已派遣 {worker}",
+    bySuggestion: "可派人员（按路网到达时间）", noneAvailable: "暂无在岗可派人员，可指定附近人员",
+    etaText: "预计 {eta} 到达，路程 {m} 米", notDispatchable: "该事件当前不能调度",
     status: {
       reported: "已上报", accepted: "已受理", dispatched: "已派遣", handled: "已处置",
       verified: "已核查", closed: "已结案", rejected: "已驳回",
@@ -192,6 +195,10 @@ const en = {
     noCameras: "No camera sees this place", noWorkers: "No patroller on duty nearby", overdue: "Overdue",
     distance: "Distance", age: "Fix age", ago: "{v} ago", newEvent: "New event: {cat}",
     actor: "Actor", note: "Note", at: "At", fromTo: "{from} → {to}",
+    dispatchTitle: "Dispatch", dispatch: "Dispatch", dispatchSuggested: "Dispatch the suggested worker",
+    dispatchedTo: "Dispatched {worker}", bySuggestion: "Available workers (by road ETA)",
+    noneAvailable: "Nobody available on duty; choose a nearby worker", etaText: "ETA {eta}, {m} m by road",
+    notDispatchable: "This event cannot be dispatched now",
     status: {
       reported: "Reported", accepted: "Accepted", dispatched: "Dispatched", handled: "Handled",
       verified: "Verified", closed: "Closed", rejected: "Rejected",

@@ -227,11 +227,13 @@ export function initBuildingStyleSwitch(getBuildings) {
       current = input.value;
       const buildings = getBuildings();
       if (buildings) buildings.style = buildingStyle(current);
+      document.body.dataset.buildingStyle = current;
       sceneRef?.requestRender();
       renderLegend(current);
     });
   }
   renderLegend(current);
+  document.body.dataset.buildingStyle = current;
   document.addEventListener("onemap:lang", () => { renderLegend(current); renderTree(); });
   document.addEventListener("onemap:auth", renderTree);
 }
