@@ -52,11 +52,13 @@ def district_build(sample_dir: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--only", nargs="*", default=None,
-                    help="subset: buildings imagery district postgis api viewer")
+                    help="subset: buildings imagery district postgis api viewer load")
     ap.add_argument("--events", type=int, default=1_000_000, help="events for the PostGIS and API benchmarks")
     ap.add_argument("--fixes", type=int, default=10_000_000, help="GPS fixes for the PostGIS benchmark")
+    ap.add_argument("--load-minutes", type=float, default=10.0,
+                    help="minutes of the load-and-faults benchmark (300 devices, PostgreSQL stopped 20 s)")
     args = ap.parse_args()
-    want = set(args.only or ["buildings", "imagery", "district", "postgis", "api", "viewer"])
+    want = set(args.only or ["buildings", "imagery", "district", "postgis", "api", "viewer", "load"])
     BENCH.mkdir(parents=True, exist_ok=True)
     s1 = sample(1)
     if "buildings" in want:
@@ -75,6 +77,10 @@ def main() -> int:
         sh("API vs tipg / nginx / SSE", [PY, "bench/bench_api.py", "--events", str(args.events), *extra])
     if "viewer" in want and (REPO / "bench" / "bench_viewer.py").exists():
         sh("viewer first complete view", [PY, "bench/bench_viewer.py"])
+    if "load" in want:
+        tiles = BENCH / "tiles-s1"
+        sh("load and faults: 300 devices, 30 viewers, 5 operators, PostgreSQL stopped 20 s",
+           [PY, "bench/bench_load.py", "--minutes", str(args.load_minutes), "--sample", str(s1), "--tiles", str(tiles)])
     return 0
 
 
