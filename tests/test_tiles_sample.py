@@ -25,7 +25,7 @@ from pipelines.vegetation import VegetationOptions, build_vegetation
 from tiles.gltf import read_glb
 
 REPO = Path(__file__).resolve().parent.parent
-LAYERS = ("buildings", "roads", "vegetation", "furniture", "pointcloud", "terrain")
+LAYERS = ("buildings", "roads", "vegetation", "furniture", "pointcloud", "terrain", "mesh")
 #: manifest defects the pipelines repair rather than reject (feature kept, change reported)
 REPAIRED = {("buildings.gpkg", "self_intersection"): "make_valid", ("trees.gpkg", "missing_height"): "default_height"}
 
@@ -61,6 +61,18 @@ def test_build_writes_every_layer_and_catalog(district: Path, sample_dir: Path) 
     assert layers["vegetation"]["features"] >= len(gpd.read_file(clean / "trees.gpkg", columns=["id"]))
     for name in LAYERS:
         assert layers[name]["bytes"] > 0, name
+
+
+def test_build_writes_imagery_and_mesh(district: Path) -> None:
+    """OUT/imagery/ (TMS pyramid of clean/ortho.tif) and OUT/mesh/tileset.json, both in index.json."""
+    from tiles.imagery import validate_imagery
+
+    layers = {e["name"]: e for e in json.loads((district / "index.json").read_text())["layers"]}
+    assert layers["imagery"]["kind"] == "imagery" and layers["imagery"]["url"] == "/imagery/"
+    assert layers["imagery"]["features"] > 0 and layers["imagery"]["maxzoom"] == 18
+    assert (district / "imagery" / "tilemapresource.xml").exists() and validate_imagery(district / "imagery") == []
+    assert layers["mesh"]["kind"] == "3dtiles" and layers["mesh"]["url"] == "/tiles/mesh/tileset.json"
+    assert (district / "mesh" / "tileset.json").exists() and layers["mesh"]["features"] > 0
 
 
 @pytest.mark.parametrize("layer", LAYERS)

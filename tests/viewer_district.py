@@ -30,6 +30,9 @@ POINT_LAYERS = ("trees", "furniture", "cameras", "checkpoints")
 POLYGON_LAYERS_WHOLE = ("buildings",)
 CLIP_LAYERS = ("roads", "green", "water")
 COPY_LAYERS = ("communities", "grid_cells", "geofences")
+ORTHO_MARGIN_M = 100.0
+#: reality-mesh export tiles (125 m) copied: the ones nearest the window
+MESH_TILES_NEAR = 4
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ def clip_delivery(clean: Path, dst: Path, window: Window) -> Path:
         with rasterio.open(out / "dem.tif", "w", **profile) as dst_ds:
             dst_ds.write(data, 1)
     (out / "pointcloud.las").write_bytes((clean / "pointcloud.las").read_bytes())
+    clip_ortho(clean / "ortho.tif", out / "ortho.tif", window.grown(ORTHO_MARGIN_M))
+    copy_mesh_near(clean / "mesh", out / "mesh", window)
     # tables: workers and their fixes whole (a slice of time), people of the kept buildings,
     # events inside the window
     (out / "workers.csv").write_bytes((clean / "workers.csv").read_bytes())
@@ -98,10 +103,47 @@ def clip_delivery(clean: Path, dst: Path, window: Window) -> Path:
     x, y = events["x"].astype(float), events["y"].astype(float)
     inside = (x > window.x0) & (x < window.x1) & (y > window.y0) & (y < window.y1)
     events[inside].to_csv(out / "events.csv", index=False)
-    fixes = pd.read_parquet(clean / "gps_fixes.parquet")
+    fixes = pd.read_parquet(clean / "gps_fixes")  # the month files as one table
     last_day = fixes["t"].max().normalize()
     fixes[fixes["t"] >= last_day].to_parquet(out / "gps_fixes.parquet", index=False)
     return dst
+
+
+def clip_ortho(src: Path, dst: Path, window: Window) -> None:
+    """The orthophoto cut to ``window`` (a plain tiled GeoTIFF); nothing when there is none."""
+    if not src.exists():
+        return
+    with rasterio.open(src) as ds:
+        win = from_bounds(window.x0, window.y0, window.x1, window.y1, ds.transform).round_offsets().round_lengths()
+        data = ds.read(window=win)
+        profile = {"driver": "GTiff", "dtype": "uint8", "count": 3, "width": data.shape[2], "height": data.shape[1],
+                   "crs": ds.crs, "transform": ds.window_transform(win), "tiled": True, "compress": "jpeg",
+                   "photometric": "ycbcr", "jpeg_quality": 92}
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(data)
+
+
+def copy_mesh_near(src: Path, dst: Path, window: Window, n: int = MESH_TILES_NEAR) -> None:
+    """The ``n`` reality-mesh export tiles nearest the window (metadata.xml + Data/Tile_*)."""
+    if not (src / "metadata.xml").exists():
+        return
+    import re
+    import shutil
+
+    text = (src / "metadata.xml").read_text(encoding="utf-8")
+    ox, oy, _oz = (float(v) for v in re.search(r"<SRSOrigin>([^<]+)</SRSOrigin>", text).group(1).split(","))
+    cx, cy = (window.x0 + window.x1) / 2, (window.y0 + window.y1) / 2
+    dist = []
+    for tile in sorted((src / "Data").iterdir()):
+        xy = [line.split()[1:3] for line in tile.joinpath(f"{tile.name}.obj").open(encoding="ascii")
+              if line.startswith("v ")][::50]
+        mx = sum(float(a) for a, _ in xy) / len(xy) + ox
+        my = sum(float(b) for _, b in xy) / len(xy) + oy
+        dist.append(((mx - cx) ** 2 + (my - cy) ** 2, tile))
+    (dst / "Data").mkdir(parents=True, exist_ok=True)
+    shutil.copy(src / "metadata.xml", dst / "metadata.xml")
+    for _d, tile in sorted(dist)[:n]:
+        shutil.copytree(tile, dst / "Data" / tile.name)
 
 
 def _numbered(ids: pd.Series):  # noqa: ANN202 - generator of (k, id)
