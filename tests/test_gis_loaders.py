@@ -137,8 +137,8 @@ def test_reload_keeps_buildings_people_live_in(
 def test_event_load_restores_trigger_indexes_and_foreign_keys(
     tiny_loaded: LoadReport, conn: psycopg.Connection
 ) -> None:
-    """The events loader turns the per-row locate trigger off and drops the foreign keys and
-    secondary indexes of events/history for its bulk INSERT only: all are back, as migrated."""
+    """After an events load the triggers, foreign keys and secondary indexes of events/history are
+    all there and enforced, as migrated (the loader replaces rows, never the schema)."""
     state = conn.execute(
         "SELECT tgenabled FROM pg_trigger WHERE tgname = 'events_before_insert' AND tgrelid = 'events'::regclass"
     ).fetchone()

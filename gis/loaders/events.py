@@ -1,6 +1,10 @@
 """events.csv -> events (+ their status history, written by the insert trigger).
 
-Reload = replace: the table and its history are truncated first (docs/postgis.md "Reloading").
+Reload = replace, while the API keeps serving: one transaction DELETEs the old events and their
+history and INSERTs the new ones. No TRUNCATE, no DROP/CREATE INDEX or constraint (each takes an
+ACCESS EXCLUSIVE lock that queues every reader behind the load): readers see the previous events
+through MVCC until the load commits, then the new ones (docs/postgis.md "Reloading"). Writers of
+the history wait for the commit (the append-only trigger is off for the DELETE).
 Building, grid cell and community are assigned spatially with ``locate_point()`` (the function
 the insert trigger uses for single events).
 """
@@ -17,7 +21,7 @@ import psycopg
 
 from gis import lifecycle
 from gis.loaders import io
-from gis.loaders.db import constraints_deferred_to_end, ids_in, quiet, stage
+from gis.loaders.db import ids_in, quiet, stage
 from gis.loaders.io import Mapping
 from gis.loaders.report import LayerReport
 
@@ -115,31 +119,36 @@ def load_events(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping
     for c in TS_COLS:
         out[c] = out[c].astype("datetime64[us, UTC]")
     quiet(conn)
-    conn.execute("TRUNCATE event_status_history, events")
-    # The INSERT below computes deadline and location set-based; the per-row trigger would only
-    # redo locate_point() (~170 us a row) for events outside every area. Transaction-scoped.
-    conn.execute("ALTER TABLE events DISABLE TRIGGER events_before_insert")
     stage(conn, "stg_events", cols, out)
     ts_list = ", ".join(TS_COLS)
-    # the tables were just truncated: indexes built and foreign keys checked once after the
-    # insert (history rows included, written by the statement trigger) instead of row by row
-    with constraints_deferred_to_end(conn, ("events", "event_status_history")):
-        cur = conn.execute(f"""
-            INSERT INTO events (id, category, priority, source, description, status, worker_id, {ts_list},
-                                deadline_at, building_id, grid_id, community_id, geom)
-            SELECT s.id, s.category, s.priority, s.source, s.description, s.status, s.worker_id,
-                   {", ".join("s." + c for c in TS_COLS)},
-                   s.reported_at + make_interval(secs => c.deadline_hours * 3600),
-                   l.building_id, l.grid_id, l.community_id,
-                   ST_Transform(p.pt, 4490)
-              FROM stg_events s
-              JOIN event_category c ON c.code = s.category
-              CROSS JOIN LATERAL (SELECT ST_SetSRID(ST_MakePoint(s.x, s.y), 4548) AS pt) p
-              CROSS JOIN LATERAL locate_point(p.pt) l
-             ORDER BY s.reported_at
-        """)  # noqa: S608 - column lists are module constants
+    # 1. Everything costly (deadline, locate_point) into a temp table: the live tables are only read.
+    conn.execute(f"""
+        CREATE TEMP TABLE stg_events_ready ON COMMIT DROP AS
+        SELECT s.id, s.category, s.priority, s.source, s.description, s.status, s.worker_id,
+               {", ".join("s." + c for c in TS_COLS)},
+               s.reported_at + make_interval(secs => c.deadline_hours * 3600) AS deadline_at,
+               l.building_id, l.grid_id, l.community_id,
+               ST_Transform(p.pt, 4490) AS geom
+          FROM stg_events s
+          JOIN event_category c ON c.code = s.category
+          CROSS JOIN LATERAL (SELECT ST_SetSRID(ST_MakePoint(s.x, s.y), 4548) AS pt) p
+          CROSS JOIN LATERAL locate_point(p.pt) l
+    """)  # noqa: S608 - column lists are module constants
+    # 2. Replace the rows: row locks only on events (readers see the old rows until commit). The
+    # history's append-only trigger is switched off for this transaction's DELETE: SHARE ROW
+    # EXCLUSIVE, which waits for (and holds off) writers of the history, never readers.
+    conn.execute("ALTER TABLE event_status_history DISABLE TRIGGER event_status_history_append_only")
+    conn.execute("DELETE FROM event_status_history")
+    conn.execute("ALTER TABLE event_status_history ENABLE TRIGGER event_status_history_append_only")
+    conn.execute("DELETE FROM events")
+    # locations are set, so events_before_insert (its WHEN clause) fires only for events outside
+    # every area; the statement trigger writes their history
+    cols_out = f"id, category, priority, source, description, status, worker_id, {ts_list}, " \
+        "deadline_at, building_id, grid_id, community_id, geom"
+    cur = conn.execute(
+        f"INSERT INTO events ({cols_out}) SELECT {cols_out} FROM stg_events_ready ORDER BY reported_at"  # noqa: S608
+    )
     report.finish(cur.rowcount)
-    conn.execute("ALTER TABLE events ENABLE TRIGGER events_before_insert")
     located = conn.execute("SELECT count(*) FILTER (WHERE grid_id IS NULL) FROM events").fetchone()
     if located and located[0]:
         report.note(f"{located[0]} events lie in no grid cell (grid_id NULL)")

@@ -1,4 +1,8 @@
-"""population.csv -> restricted.persons (pseudonymous; reload = replace)."""
+"""population.csv -> restricted.persons (pseudonymous; reload = replace).
+
+Replaced by DELETE + INSERT in the load's transaction (no TRUNCATE: its ACCESS EXCLUSIVE lock would
+queue the population views' readers behind the whole load); readers see the old rows until commit.
+"""
 
 from __future__ import annotations
 
@@ -63,8 +67,8 @@ def load_population(conn: psycopg.Connection, path: Path, mapping: Mapping = Map
         "residence": "text",
         "care_flags": "text[]",
     }
-    conn.execute("TRUNCATE restricted.persons")
     stage(conn, "stg_persons", cols, df[list(cols)])
+    conn.execute("DELETE FROM restricted.persons")
     cur = conn.execute(f"""
         INSERT INTO restricted.persons ({", ".join(cols)})
         SELECT {", ".join(cols)} FROM stg_persons
