@@ -131,14 +131,6 @@ class ApiSettings(_Group):
     login_window_s: float = Field(default=300.0, gt=0)
     # Events reported by devices: reported_at at most this far (s) from the server's clock, else 422.
     event_clock_skew_s: float = Field(default=300.0, gt=0)
-    # Token lifetimes (s; 0 = never expire): people's (login, `users add`) and devices' (`users token`).
-    token_ttl_s: float = Field(default=8 * 3600.0, ge=0)
-    device_token_ttl_s: float = Field(default=365 * 86400.0, ge=0)
-    # POST /auth/login: this many failures for one user or from one address within the window -> 429.
-    login_max_failures: int = Field(default=5, gt=0)
-    login_window_s: float = Field(default=300.0, gt=0)
-    # Events reported by devices: reported_at at most this far (s) from the server's clock, else 422.
-    event_clock_skew_s: float = Field(default=300.0, gt=0)
     # OGC API collection extents are recomputed at most this often (s).
     extent_cache_s: float = Field(default=300.0, ge=0)
     # --- abuse limits (docs/security.md) ---
@@ -225,6 +217,18 @@ class TileSettings(_VarDir):
     tile_max_age_s: int = Field(default=3600, ge=0)
     tile_json_max_age_s: int = Field(default=60, ge=0)
     gzip_min_bytes: int = Field(default=512, ge=0)
+    # ONEMAP_DASK_SCHEDULER: where partitioned tile pipelines run (docs/scale.md): an existing
+    # Dask scheduler (tcp://host:8786), local:N (a LocalCluster of N worker processes), or empty
+    # (in this process). `--dask` overrides it.
+    dask_scheduler: str = ""
+
+    @field_validator("dask_scheduler")
+    @classmethod
+    def _dask_address(cls, v: str) -> str:
+        v = v.strip()
+        if v and not re.fullmatch(r"local:[1-9]\d*|(tcp|tls|inproc|ucx)://\S+", v):
+            raise ValueError(f"{v!r} is not a Dask scheduler address: tcp://host:8786 or local:N")
+        return v
 
     @model_validator(mode="after")
     def _resolve(self) -> Self:

@@ -112,6 +112,11 @@ class BuildingOptions:
     dry_run: bool = False
     gzip_level: int = 6
     workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
+    # spatial partitions (pipelines.building_partitions): quadtree level of the cells (None = from
+    # the feature count, 0 = one partition), target buildings per partition, and the Dask engine
+    partition_level: int | None = None
+    partition_features: int = 25_000
+    dask: str | None = None  # tcp://host:8786 | local:N | None (ONEMAP_DASK_SCHEDULER, else in-process)
 
 
 @dataclass
@@ -192,8 +197,14 @@ def read_boundary(path: Path, working_crs: CRS, src_crs: str | None = None) -> s
 
 
 def prepare_buildings(layer: SourceLayer, options: BuildingOptions, ground: Ground | None = None,
-                      progress: Progress | None = None) -> PreparedBuildings:
-    """Clean, repair and reject (see module docstring); compute heights, roofs and bases."""
+                      progress: Progress | None = None, *, working: CRS | None = None,
+                      after_clean: Callable[[RunReport, np.ndarray], None] | None = None,
+                      require: bool = True) -> PreparedBuildings:
+    """Clean, repair and reject (see module docstring); compute heights, roofs and bases.
+
+    Partitions (:mod:`pipelines.building_partitions`) pass the run's ``working`` CRS, an
+    ``after_clean`` hook (duplicate ids across partitions) and ``require=False`` (a partition
+    may accept nothing)."""
     report = layer.report
     gdf = layer.gdf
     n = len(gdf)
@@ -203,14 +214,17 @@ def prepare_buildings(layer: SourceLayer, options: BuildingOptions, ground: Grou
     # the delivery layer's rules (core.delivery.rules), in a local metric frame: the loaders
     # (gis/loaders) apply the same ones, so the tiles and PostGIS accept the same buildings
     present = ~report.rejected_mask() & ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
-    working = (working_crs_for(shapely.total_bounds(geoms[present]), layer.crs) if present.any()
-               else local_tm_crs(117.39, 32.93))
+    if working is None:
+        working = (working_crs_for(shapely.total_bounds(geoms[present]), layer.crs) if present.any()
+                   else local_tm_crs(117.39, 32.93))
     work = np.full(n, None, dtype=object)
     work[present] = _transform_geoms(geoms[present], layer.crs, working)
     boundary = read_boundary(options.boundary, working, options.src_crs) if options.boundary is not None else None
     attr_cols = [c for c in gdf.columns if c not in ("id", gdf.geometry.name)]
     work = rules.clean_features(report, work, "polygon", attrs={c: gdf[c].to_numpy(dtype=object) for c in attr_cols},
                                 boundary=boundary)
+    if after_clean is not None:
+        after_clean(report, work)
     alive = ~report.rejected_mask()
     work[alive] = shapely.remove_repeated_points(work[alive], 0.005)
 
@@ -235,15 +249,16 @@ def prepare_buildings(layer: SourceLayer, options: BuildingOptions, ground: Grou
                       f"no height and no floors; default {options.default_height:g} m", field="height")
 
     rows = np.flatnonzero(alive)
-    report.require_accepted(len(rows), "no building to publish",
-                            hint="fix the delivery (the reasons are listed above)")
+    if require:
+        report.require_accepted(len(rows), "no building to publish",
+                                hint="fix the delivery (the reasons are listed above)")
     foot = work[rows].astype(object)
     h = height[rows]
 
     # roofs
     roof_raw = gdf["roof_type"].to_numpy(dtype=object)[rows]
     roof = np.array([bm.ROOF_CODES.get(str(r).lower(), -1) if r is not None else -1 for r in roof_raw])
-    unknown = np.array([r is not None for r in roof_raw]) & (roof < 0)
+    unknown = np.array([r is not None for r in roof_raw], dtype=bool) & (roof < 0)
     if unknown.any():
         report.repair(rows[unknown], "roof_type_inferred",
                       [f"unknown roof type {r!r}; inferred from size/use" for r in roof_raw[unknown]],
@@ -328,6 +343,13 @@ def _build_buildings(src: Path | str, out: Path | str | None, options: BuildingO
         if progress:
             progress(name, done, total)
 
+    if not is_cityjson(src):
+        from pipelines.building_partitions import plan_partitions
+        from pipelines.building_scale import build_partitioned
+
+        plan = plan_partitions(src, options)
+        if plan is not None:  # big input: spatial partitions, in-process or on Dask
+            return build_partitioned(plan, out, options, progress)
     say("read", 0, 1)
     surfaces = surfaces_crs = None
     if is_cityjson(src):  # real 3D surfaces: base and heights come from the model itself

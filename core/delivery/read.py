@@ -76,6 +76,7 @@ class SourceLayer:
     encoding: str | None
     report: Accounting
     field_sources: dict[str, str | None]
+    fids: np.ndarray | None = None  # the file's feature ids of the rows (bbox reads, ``with_fids``)
 
 
 _CSV_XY_PAIRS = (("x", "y"), ("lon", "lat"), ("lng", "lat"), ("longitude", "latitude"),
@@ -163,11 +164,14 @@ def _read_features(path: Path, layer: str | None, read_kwargs: dict[str, Any], c
     except Exception as exc:  # noqa: BLE001 - GDAL raises many types
         if "IllegalArgumentException" not in str(exc):
             return _gdal(path, "read the features", pyogrio.read_dataframe, path, layer=layer, **read_kwargs)
-    _meta, _fids, wkb, field_data = _gdal(path, "read the features", pyogrio.raw.read, path, layer=layer,
-                                         **read_kwargs)
+    raw_kwargs = {k: v for k, v in read_kwargs.items() if k != "fid_as_index"}
+    with_fids = bool(read_kwargs.get("fid_as_index"))
+    _meta, fids, wkb, field_data = _gdal(path, "read the features", pyogrio.raw.read, path, layer=layer,
+                                        return_fids=with_fids, **raw_kwargs)
     geoms = shapely.from_wkb(wkb, on_invalid="fix")
     columns = {name: values for name, values in zip(_meta["fields"], field_data, strict=True)}
-    return gpd.GeoDataFrame(columns, geometry=geoms, crs=crs)
+    index = pd.Index(np.asarray(fids, dtype=np.int64)) if with_fids and fids is not None else None
+    return gpd.GeoDataFrame(columns, geometry=geoms, crs=crs, index=index)
 
 
 def pick_layer(path: Path, layer: str | None) -> str | None:
@@ -258,6 +262,9 @@ def read_layer(
     id_field: str = "id",
     field_options: Mapping[str, str] | None = None,
     report: Accounting | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+    fids: Sequence[int] | None = None,
+    with_fids: bool = False,
 ) -> SourceLayer:
     """Read a layer into canonical columns; features with unparsable numbers or bad coordinates
     are rejected in the report (their rows stay).
@@ -267,6 +274,10 @@ def read_layer(
     (case-insensitive); missing required ones raise :class:`FieldMissingError`, whose hint names
     ``field_options[name]`` (the command's real option, e.g. ``--id-field``) when there is one.
     ``report``: an accounting to fill (loaders pass theirs); a new one otherwise.
+    ``bbox`` (layer CRS; formats GDAL reads): only the features whose envelope meets it, through the
+    file's spatial index (GeoPackage, FlatGeobuf; Shapefile scans); an empty result is then no error.
+    ``fids``: only these features (by the file's feature id). ``with_fids``: keep the file's
+    feature ids in ``SourceLayer.fids`` (partitioned pipelines).
     """
     path = Path(path)
     if not path.exists():
@@ -278,6 +289,7 @@ def read_layer(
     mapping = mapping or FieldMapping()
     notes: list[str] = []
     encoding_used: str | None = None
+    want_fids = False
     if path.suffix.lower() in CSV_SUFFIXES:
         origin = "--encoding" if encoding else "the mapping's encoding"
         gdf, declared, note = _read_csv_points(path, encoding or mapping.encoding, origin, src_crs or mapping.crs)
@@ -308,6 +320,13 @@ def read_layer(
         if not info.get("features"):
             raise EmptyLayerError(path, f"layer {layer_used!r} has no features")
         read_kwargs: dict[str, Any] = {}
+        if bbox is not None:
+            read_kwargs["bbox"] = tuple(float(v) for v in bbox)
+        if fids is not None:
+            read_kwargs["fids"] = np.asarray(fids, dtype=np.int64)
+        want_fids = with_fids or bbox is not None or fids is not None
+        if want_fids:
+            read_kwargs["fid_as_index"] = True
         driver = info.get("driver")
         if driver == "ESRI Shapefile":
             dbf = next(p for p in (path.with_suffix(".dbf"), path.with_suffix(".DBF")) if p.exists())
@@ -333,9 +352,10 @@ def read_layer(
         has_prj = path.with_suffix(".prj").exists() or path.with_suffix(".PRJ").exists()
         crs, crs_note = _resolve_crs(path, info.get("crs"), src_crs, has_prj, mapping.crs)
         gdf = _read_features(path, layer_used, read_kwargs, crs)
-    if len(gdf) == 0:
+    fid_values = np.asarray(gdf.index, dtype=np.int64) if want_fids else None
+    if len(gdf) == 0 and bbox is None:
         raise EmptyLayerError(path, "no features")
-    if bool(gdf.geometry.isna().all()):
+    if len(gdf) and bool(gdf.geometry.isna().all()):
         raise NonSpatialError(path, f"none of the {len(gdf)} features has a geometry",
                               hint="check the geometry column (or the x/y columns of a CSV)")
     gdf = gdf.reset_index(drop=True)
@@ -410,7 +430,7 @@ def read_layer(
         report.note(f"layer CRS {name} differs from the delivery CRS {expected_crs}: "
                     "every feature reprojected")
         report.repair(np.arange(len(out)), "reprojected", f"reprojected from {name}")
-    return SourceLayer(out, crs, path, layer_used, encoding_used, report, field_sources)
+    return SourceLayer(out, crs, path, layer_used, encoding_used, report, field_sources, fid_values)
 
 
 def read_table(path: Path | str, mapping: FieldMapping | None, report: Accounting, *,

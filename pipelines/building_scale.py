@@ -1,0 +1,228 @@
+"""The client of a partitioned buildings run (:mod:`pipelines.building_partitions`): schedule the
+partition tasks, resolve duplicate ids across them, account orphan rows, run the parent levels,
+then assemble tileset.json, the manifest and the report from the small summaries and publish.
+
+The work folder ``OUT.partial-<hash>`` (hash of source path/size/mtime, options, level, geoid)
+survives a killed or failed run: started again with the same inputs, the run skips every task
+whose ``done.json`` is there. It is deleted once the output is published.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from core.delivery import Accounting
+from core.delivery.accounting import Issue
+from core.frames import EnuFrame, active_geoid
+from pipelines import partitions as pt
+from pipelines.building_partitions import Plan, run_orphans, run_parent, run_partition
+from pipelines.progress import Progress, report
+from pipelines.publish import Staging, write_manifest
+from tiles.tileset import OrientedBox, Tile, Tileset, box_enclosing, enforce_monotonic_errors
+
+if TYPE_CHECKING:
+    from pipelines.buildings import BuildingOptions, BuildResult
+
+VERSION = "buildings-1"
+
+
+def _cross_duplicates(work: Path, cells: dict[str, dict[str, Any]]) -> dict[str, dict[int, str]]:
+    """Per cell, its rows whose id an earlier row of another cell has (row → the id)."""
+    keys = [k for k, s in cells.items() if s.get("owned_rows")]
+    parts = []
+    for i, key in enumerate(keys):
+        df = pd.read_parquet(work / key.replace("/", "_") / "ids.parquet", columns=["h", "row"])
+        df["cell"] = np.int32(i)
+        parts.append(df)
+    if not parts:
+        return {}
+    allh = pd.concat(parts, ignore_index=True)
+    rep = allh[allh["h"].duplicated(keep=False)]
+    if rep.empty:
+        return {}
+    found: list[pd.DataFrame] = []
+    for i, group in rep.groupby("cell"):
+        df = pd.read_parquet(work / keys[int(i)].replace("/", "_") / "ids.parquet")
+        found.append(df[df["row"].isin(group["row"])].assign(cell=int(i)))
+    ids = pd.concat(found, ignore_index=True).sort_values("row")
+    out: dict[str, dict[int, str]] = {}
+    for _id, group in ids.groupby("id"):
+        if group["cell"].nunique() < 2:
+            continue
+        for row, cell in zip(group["row"].to_numpy()[1:], group["cell"].to_numpy()[1:], strict=True):
+            out.setdefault(keys[int(cell)], {})[int(row)] = str(_id)
+    return out
+
+
+def _merge_report(plan: Plan, work: Path, folders: list[Path]) -> Accounting:
+    acc = Accounting(layer="buildings", source=plan.src, ids=np.full(plan.n_input, None, dtype=object))
+    notes: dict[str, None] = {}
+    for folder in folders:
+        data = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        notes.update(dict.fromkeys(data["notes"]))
+        for d in data["rejected"]:
+            acc.rejected[d["row"]] = _issue(d)
+            acc.ids[d["row"]] = d["id"]
+        for issues in data["repaired"]:
+            row = issues[0]["row"]
+            acc.repaired[row] = [_issue(d) for d in issues]
+            acc.ids[row] = issues[0]["id"]
+        acc.mark_written(np.load(folder / "written.npy"))
+    acc.notes = list(notes)
+    return acc
+
+
+def _issue(d: dict[str, Any]) -> Issue:
+    return Issue(d["row"], d["id"], d["code"], d["message"], d.get("field"), d.get("value"), d.get("file"),
+                 d.get("related_id"))
+
+
+def _tile(key: str, infos: dict[str, dict[str, Any]], staging: Staging, dirs: dict[str, Path]) -> Tile:
+    info = infos[key]
+    children = [_tile(c, infos, staging, dirs) for c in info["children"]]
+    uri = f"tiles/{key}.glb"
+    src = dirs[key] / uri
+    dst = staging.tmp / uri
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+    box = box_enclosing([OrientedBox.from_json(info["content_box"]), *[c.box for c in children]])
+    return Tile(box=box, geometric_error=float(info["error"]), content_uri=uri, children=children, refine="REPLACE")
+
+
+def build_partitioned(plan: Plan, out: Path | str | None, options: BuildingOptions,
+                      progress: Progress | None) -> BuildResult:
+    from pipelines.buildings import BuildResult
+
+    t0 = time.perf_counter()
+    dry = out is None or options.dry_run
+    temp = Path(tempfile.mkdtemp(prefix="onemap-partitions-")) if dry else None
+    work = pt.WorkDir(temp / "out" if temp else Path(out), plan.settings)  # type: ignore[arg-type]
+    plan = replace(plan, work=str(work.path))
+    cells = pt.grid_cells(plan.square, plan.level)
+    summaries: dict[str, dict[str, Any]] = {}
+    stages: dict[str, float] = {}
+    try:
+        with pt.Engine(pt.resolve_address(options.dask)) as engine:
+            todo = []
+            for c in cells:
+                done = work.done(c.key)
+                if done is not None:
+                    summaries[c.key] = done
+                else:
+                    todo.append(c)
+            resumed = len(summaries)
+
+            def finished(s: dict[str, Any]) -> None:
+                summaries[s["cell"]] = work.done(s["cell"]) or {}
+                report(progress, "partitions", len(summaries), len(cells))
+
+            report(progress, "partitions", resumed, len(cells))
+            engine.map(run_partition, [(plan, options, c.key, None) for c in todo], finished)
+            stages["partitions"] = round(time.perf_counter() - t0, 3)
+            dups = _cross_duplicates(work.path, summaries)
+            again = [(plan, options, k, d) for k, d in dups.items() if sorted(d) != summaries[k].get("dups", [])]
+            engine.map(run_partition, again, finished)
+            seen = np.zeros(plan.n_input, bool)
+            for key, s in summaries.items():
+                if s.get("owned_rows"):
+                    seen[np.load(work.task_dir(key) / "rows.npy")] = True
+            orphans = np.flatnonzero(~seen)
+            folders = [work.task_dir(k) for k in summaries]
+            if len(orphans):
+                done = work.done("orphans")
+                if done is None or done.get("read") != len(orphans):
+                    engine.map(run_orphans, [(plan, options, (orphans + plan.fid_base).tolist())])
+                folders.append(work.task_dir("orphans"))
+            # parent levels, from the children's tallest buildings only
+            level_nodes = {k: s for k, s in summaries.items() if s.get("root")}
+            parents: dict[str, dict[str, Any]] = {}
+            for level in range(plan.level - 1, -1, -1):
+                groups: dict[str, list[dict[str, Any]]] = {}
+                for key in sorted(level_nodes):
+                    lv, x, y = (int(v) for v in key.split("/"))
+                    groups.setdefault(f"{lv - 1}/{x // 2}/{y // 2}", []).append(level_nodes[key])
+                calls = []
+                level_nodes = {}
+                for pkey, kids in groups.items():
+                    done = work.done(pkey)
+                    children = [{"root": c["root"], "hash": c["tiles"][c["root"]]["hash"],
+                                 **{f: c[f] for f in ("depth_below", "rest_max", "max_height")}} for c in kids]
+                    hashes = [c["hash"] for c in children]
+                    if done is not None and done.get("child_hashes") == hashes:
+                        level_nodes[pkey] = done
+                    else:
+                        calls.append((plan, options, pkey, children))
+                for s in engine.map(run_parent, calls):
+                    level_nodes[s["cell"]] = work.done(s["cell"]) or {}
+                parents.update(level_nodes)
+                report(progress, "levels", plan.level - level, plan.level)
+            stages["levels"] = round(time.perf_counter() - t0 - stages["partitions"], 3)
+            workers = engine.workers
+        acc = _merge_report(plan, work.path, folders)
+        acc.require_accepted(int(acc.counts["written"]), "no building to publish",
+                             hint="fix the delivery (the reasons are listed above)")
+        result = BuildResult(out=None if dry else Path(out), report=acc)  # type: ignore[arg-type]
+        infos: dict[str, dict[str, Any]] = {}
+        dirs: dict[str, Path] = {}
+        for key, s in [*summaries.items(), *parents.items()]:
+            for tkey, info in s.get("tiles", {}).items():
+                infos[tkey], dirs[tkey] = info, work.task_dir(key)
+        result.tiles = len(infos)
+        parts = [{k: s.get(k) for k in ("cell", "bbox", "read", "owned", "written", "seconds", "rss_mb", "pid")}
+                 for s in summaries.values()]
+        acc.output["partitions"] = {"level": plan.level, "cells": len(cells), "resumed": resumed,
+                                    "workers": workers, "dask": options.dask or None, "tasks": parts,
+                                    "peak_rss_mb": max((p["rss_mb"] or 0) for p in parts)}
+        if dry:
+            acc.finalize()
+            result.seconds = time.perf_counter() - t0
+            return result
+        root_key = "0/0/0"
+        staging = Staging(Path(out))  # type: ignore[arg-type]
+        try:
+            root = _tile(root_key, infos, staging, dirs)
+            enforce_monotonic_errors(root)
+            frame = EnuFrame.at_lonlat(*plan.frame)
+            root.transform = frame.tileset_transform()
+            max_h = max(float(s.get("max_height", 0.0)) for s in [*summaries.values(), *parents.values()])
+            Tileset(root=root, geometric_error=max(max_h, root.geometric_error),
+                    extras={"layer": "buildings", "generator": VERSION}).write(staging.tmp / "tileset.json")
+            tiles = {k: {"uri": f"tiles/{k}.glb", **{f: v for f, v in i.items() if f not in ("key", "children")}}
+                     for k, i in infos.items()}
+            result.tiles_written = len(tiles)
+            result.bytes = sum(t["bytes"] for t in tiles.values())
+            result.gzip_bytes = sum(t["gzip_bytes"] for t in tiles.values())
+            acc.finalize()
+            result.seconds = time.perf_counter() - t0
+            acc.output.update({"tiles": result.tiles, "tiles_written": result.tiles_written, "tiles_reused": 0,
+                               "bytes": result.bytes, "gzip_bytes": result.gzip_bytes,
+                               "seconds": round(result.seconds, 3), "lod": options.lod,
+                               "heights": active_geoid().metadata()})
+            acc.write(staging.tmp)
+            write_manifest(staging.tmp, {"version": VERSION, "settings": plan.settings, "tiles": tiles,
+                                         "frame": {"origin_ecef": list(frame.origin_ecef), "lon": frame.lon_deg,
+                                                   "lat": frame.lat_deg}})
+            staging.publish()
+        except BaseException:
+            staging.abort()
+            raise
+        work.cleanup()
+        stages["write"] = round(time.perf_counter() - t0 - sum(stages.values()), 3)
+        result.stage_seconds = stages
+        return result
+    finally:
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)

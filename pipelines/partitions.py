@@ -1,0 +1,229 @@
+"""Spatial partitions and the engine that runs them: in-process, or on Dask distributed.
+
+A partitioned pipeline cuts its root square into the quadtree cells of one level
+(:func:`grid_cells`), runs one task per cell and then one per parent cell, level by level. A task
+gets only small, picklable arguments (the source path, the options, a cell key) and writes its
+results as files into its own folder of a :class:`WorkDir`; what it returns is a small JSON-able
+summary. A finished task leaves ``done.json`` (written last, atomically): a run killed mid-way
+and started again with the same inputs and options finds the same work folder and skips the
+tasks that are done.
+
+Engines (:class:`Engine`): ``None`` runs the tasks one after the other in this process;
+``local:N`` starts a Dask ``LocalCluster`` of N worker processes (one thread each); any other
+address (``tcp://host:8786``) connects to an existing Dask scheduler, whose workers must have
+onemap installed and see the same paths (source, output). ``ONEMAP_DASK_SCHEDULER`` is the
+default address.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import resource
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.errors import InputError
+
+log = logging.getLogger(__name__)
+
+DONE = "done.json"
+SUMMARY = "summary.json"
+
+
+# ------------------------------------------------------------------------------------ cells
+@dataclass(frozen=True)
+class Cell:
+    """A quadtree cell (same z/x/y scheme as :func:`tiles.tileset.build_quadtree`)."""
+
+    level: int
+    x: int
+    y: int
+    bounds: tuple[float, float, float, float]
+
+    @property
+    def key(self) -> str:
+        return f"{self.level}/{self.x}/{self.y}"
+
+    @property
+    def parent_key(self) -> str:
+        return f"{self.level - 1}/{self.x // 2}/{self.y // 2}"
+
+
+def cell_bounds(square: Sequence[float], level: int, x: int, y: int) -> tuple[float, float, float, float]:
+    side = (square[2] - square[0]) / 2 ** level
+    x0, y0 = square[0] + x * side, square[1] + y * side
+    return float(x0), float(y0), float(x0 + side), float(y0 + side)
+
+
+def cell_index(xy: np.ndarray, square: Sequence[float], level: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column and row of the level-``level`` cell holding each point (half-open cells, clamped)."""
+    xy = np.asarray(xy, float).reshape(-1, 2)
+    n = 2 ** level
+    side = (square[2] - square[0]) / n
+    ix = np.clip(np.floor((xy[:, 0] - square[0]) / side), 0, n - 1).astype(np.int64)
+    iy = np.clip(np.floor((xy[:, 1] - square[1]) / side), 0, n - 1).astype(np.int64)
+    return ix, iy
+
+
+def grid_cells(square: Sequence[float], level: int,
+               extent: Sequence[float] | None = None) -> list[Cell]:
+    """The level-``level`` cells of ``square`` meeting ``extent`` (all of them without one)."""
+    n = 2 ** level
+    lo_x = lo_y = 0
+    hi_x = hi_y = n - 1
+    if extent is not None:
+        (lo_x, hi_x), (lo_y, hi_y) = (
+            tuple(int(v) for v in cell_index(np.array([[extent[0], extent[1]], [extent[2], extent[3]]]),
+                                             square, level)[k]) for k in (0, 1))
+    return [Cell(level, x, y, cell_bounds(square, level, x, y))
+            for y in range(lo_y, hi_y + 1) for x in range(lo_x, hi_x + 1)]
+
+
+def auto_level(n_features: int, per_partition: int, max_level: int = 8) -> int:
+    """The smallest level whose 4^level cells hold ≤ ``per_partition`` features on average."""
+    level = 0
+    while n_features > per_partition * 4 ** level and level < max_level:
+        level += 1
+    return level
+
+
+# ------------------------------------------------------------------------------------ work dir
+class WorkDir:
+    """``OUT.partial-<hash>``: the partition outputs of one run, kept until it is published."""
+
+    def __init__(self, out: Path, run_hash: str) -> None:
+        out = Path(out).absolute()
+        self.out = out
+        self.path = out.parent / f"{out.name}.partial-{run_hash[:16]}"
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def task_dir(self, name: str) -> Path:
+        return self.path / name.replace("/", "_")
+
+    def done(self, name: str) -> dict[str, Any] | None:
+        """The summary of a finished task, None when it has to run."""
+        marker = self.task_dir(name) / DONE
+        try:
+            return json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def cleanup(self) -> None:
+        """Delete this run's folder and stale ones of earlier runs into the same OUT."""
+        pattern = re.compile(re.escape(self.out.name) + r"\.partial-[0-9a-f]+$")
+        for p in self.out.parent.iterdir():
+            if pattern.match(p.name) and p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def fresh_task_dir(path: Path) -> Path:
+    """An empty folder for a task (a half-written one from a killed run is discarded)."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def mark_done(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """Write ``summary.json`` and then, atomically, the ``done.json`` marker."""
+    data = json.dumps(summary, separators=(",", ":"))
+    (path / SUMMARY).write_text(data, encoding="utf-8")
+    tmp = path / (DONE + ".tmp")
+    tmp.write_text(data, encoding="utf-8")
+    os.replace(tmp, path / DONE)
+    return summary
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (a Dask worker, or the client in-process), MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ------------------------------------------------------------------------------------ engine
+def resolve_address(address: str | None) -> str | None:
+    """``--dask`` or, when not given, the ``ONEMAP_DASK_SCHEDULER`` setting ('' = in-process)."""
+    if address is None:
+        from core.settings import get_settings
+
+        address = get_settings().tiles.dask_scheduler
+    return address or None
+
+
+class Engine:
+    """Runs partition tasks; a context manager owning the Dask client/cluster it started."""
+
+    def __init__(self, address: str | None) -> None:
+        self.address = address
+        self.client: Any = None
+        self.cluster: Any = None
+
+    def __enter__(self) -> Engine:
+        if self.address is None:
+            return self
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as exc:  # pragma: no cover - a dependency
+            raise InputError("--dask needs the dask[distributed] package", hint="pip install 'dask[distributed]'") \
+                from exc
+        m = re.fullmatch(r"local:(\d+)", self.address)
+        if m:
+            n = int(m.group(1))
+            if n < 1:
+                raise InputError(f"--dask {self.address}: at least one worker", hint="e.g. --dask local:2")
+            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                        dashboard_address=":0", silence_logs=logging.ERROR)
+            self.client = Client(self.cluster)
+        else:
+            try:
+                self.client = Client(self.address, timeout="20s")
+            except OSError as exc:
+                raise InputError(f"cannot reach the Dask scheduler at {self.address}: {exc}",
+                                 hint="start one (dask scheduler; dask worker ADDRESS) or use --dask local:N") \
+                    from exc
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    @property
+    def workers(self) -> int:
+        if self.client is None:
+            return 1
+        return max(1, len(self.client.scheduler_info().get("workers", {})))
+
+    def map(self, fn: Callable[..., dict[str, Any]], calls: Iterable[tuple[Any, ...]],
+            on_done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+        """Run ``fn(*args)`` for every args tuple; results (small dicts) in completion order."""
+        calls = list(calls)
+        results: list[dict[str, Any]] = []
+        if self.client is None:
+            for args in calls:
+                res = fn(*args)
+                results.append(res)
+                if on_done:
+                    on_done(res)
+            return results
+        from distributed import as_completed
+
+        futures = [self.client.submit(fn, *args, pure=False) for args in calls]
+        try:
+            for fut in as_completed(futures):
+                res = fut.result()
+                results.append(res)
+                if on_done:
+                    on_done(res)
+        finally:
+            for fut in futures:
+                fut.cancel()
+        return results
