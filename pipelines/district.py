@@ -102,9 +102,11 @@ def _counts(report: Any) -> tuple[int, int]:
 
 
 def build_district(sample_dir: Path, out: Path, *, layers: tuple[str, ...] = LAYERS,
-                   progress: Progress | None = None) -> dict[str, Any]:
+                   progress: Progress | None = None, dask: str | None = None,
+                   partition_level: int | None = None) -> dict[str, Any]:
     """Build every layer of ``sample_dir`` (the ``clean/`` folder of a delivery, or a folder that
-    holds ``clean/``) into ``out`` and write ``out/index.json``; returns the catalog."""
+    holds ``clean/``) into ``out`` and write ``out/index.json``; returns the catalog. ``dask`` and
+    ``partition_level``: the spatial partitions of the buildings (docs/scale.md)."""
     src = sample_dir / "clean" if (sample_dir / "clean").is_dir() else sample_dir
     required = {"buildings.gpkg", "roads.gpkg", "trees.gpkg", "furniture.gpkg", "dem.tif"}
     missing = sorted(f for f in required if not (src / f).exists())
@@ -140,7 +142,8 @@ def build_district(sample_dir: Path, out: Path, *, layers: tuple[str, ...] = LAY
         from pipelines.buildings import BuildingOptions, build_buildings
 
         res = build_buildings(src / "buildings.gpkg", out / "buildings",
-                              BuildingOptions(dem=dem, boundary=boundary), progress)
+                              BuildingOptions(dem=dem, boundary=boundary, dask=dask,
+                                              partition_level=partition_level), progress)
         w, r = _counts(res.report)
         return LayerOutcome("buildings", True, 0, w, r, details={"tiles": res.tiles})
 

@@ -43,3 +43,10 @@ GeoidModel = Annotated[str | None, typer.Option(
                     "already ellipsoidal) or the PATH of a GTX/GeoTIFF grid (e.g. a national quasi-geoid).")]
 AllowEmpty = Annotated[bool, typer.Option(
     "--allow-empty", help="Accept a delivery with no valid row, emptying the live table (refused otherwise).")]
+DaskAddress = Annotated[str | None, typer.Option(
+    "--dask", help="Run the spatial partitions on Dask distributed: an existing scheduler (tcp://host:8786) or "
+                   "local:N (N local worker processes). Default: ONEMAP_DASK_SCHEDULER, else in this process.")]
+PartitionLevel = Annotated[int | None, typer.Option(
+    "--partition-level", min=0, max=8,
+    help="Quadtree level of the spatial partitions (4^level cells; 0 = one piece). Default: from the "
+         "feature count (about 25,000 buildings a partition).")]

@@ -20,6 +20,7 @@ from core.errors import InputError, OnemapError
 from core.frames import using_geoid
 from onemap.commands.options import (
     BoundaryPath,
+    DaskAddress,
     DemPath,
     DryRun,
     Encoding,
@@ -27,6 +28,7 @@ from onemap.commands.options import (
     LayerName,
     MappingPath,
     OutDir,
+    PartitionLevel,
     SrcCrs,
     WaterPath,
 )
@@ -103,6 +105,8 @@ def buildings(
     default_height: float = typer.Option(9.0, "--default-height",
                                          help="Height used by --missing-height default."),
     dry_run: DryRun = False,
+    dask: DaskAddress = None,
+    partition_level: PartitionLevel = None,
 ) -> None:
     """Footprints → LOD1/LOD2 buildings as a 3D Tiles 1.1 tileset (per-building metadata)."""
     from core.delivery.accounting import REPORT_TXT
@@ -115,7 +119,7 @@ def buildings(
         mapping=mapping, encoding=encoding, src_crs=src_crs, layer=layer, dem=dem, boundary=boundary,
         floor_height=floor_height, missing_height=missing_height,  # type: ignore[arg-type]
         default_height=default_height, lod=_lod_major(lod), lod_pick=lod if "." in lod else None,
-        max_features=max_features, dry_run=dry_run, geoid=geoid,
+        max_features=max_features, dry_run=dry_run, geoid=geoid, dask=dask, partition_level=partition_level,
     )
     with progress_bar() as progress:  # core.errors (SourceError, DemError, ...) reach onemap/cli.py
         result = build_buildings(src, None if dry_run else out, options, progress)
@@ -216,6 +220,8 @@ def build(
                                          "terrain", "imagery", "mesh")), "--layers",
                                help="Comma-separated subset of layers."),
     geoid: GeoidModel = None,
+    dask: DaskAddress = None,
+    partition_level: PartitionLevel = None,
 ) -> None:
     """Build every layer of the district (buildings, roads, vegetation, furniture, point cloud, terrain,
     imagery, reality mesh)."""
@@ -228,7 +234,8 @@ def build(
                                  param_hint="--layers")
     try:
         with using_geoid(geoid), progress_bar() as progress:
-            catalog = build_district(sample, out, layers=wanted, progress=progress)
+            catalog = build_district(sample, out, layers=wanted, progress=progress, dask=dask,
+                                     partition_level=partition_level)
     except FileNotFoundError as exc:
         raise as_input_error(exc) from exc
     table = Table(title=f"district tiles → {out}")
