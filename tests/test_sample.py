@@ -20,7 +20,8 @@ from pipelines.furniture import MAX_HEIGHT_M as MAX_FURNITURE_HEIGHT_M
 from pipelines.vegetation import MAX_TREE_HEIGHT_M
 
 REPO = Path(__file__).resolve().parent.parent
-HASHED = ("*.gpkg", "*.tif", "*.csv", "*.parquet", "*.las", "buildings_shp/*", "mesh/metadata.xml", "mesh/Data/*/*")
+HASHED = ("*.gpkg", "*.tif", "*.csv", "gps_fixes/*.parquet", "*.las", "buildings_shp/*", "mesh/metadata.xml",
+          "mesh/Data/*/*")
 BUILDING_USES = {"residential", "commercial", "office", "school", "hospital", "market", "public", "industrial",
                  "courtyard_house"}
 FURNITURE_TYPES = {"street_lamp", "traffic_signal", "sign", "bus_shelter", "bench", "waste_bin", "toilet", "kiosk",
@@ -28,6 +29,8 @@ FURNITURE_TYPES = {"street_lamp", "traffic_signal", "sign", "bus_shelter", "benc
 CATEGORIES = {"city_appearance", "street_order", "sanitation", "municipal_facilities", "greening",
               "illegal_construction", "safety_hazard", "dispute"}
 LIFECYCLE = ["reported_at", "accepted_at", "dispatched_at", "handled_at", "verified_at", "closed_at"]
+# measured: 430 MB at --scale 1 and 3 (buildings,roads); the old whole-city-in-memory writer grew with K²
+RSS_BOUND_MB = 900
 DEFECT_CODES = {"self_intersection", "zero_area", "duplicate", "missing_height", "absurd_height", "unparsable_value",
                 "outside_boundary", "wrong_crs", "wrong_encoding"}
 
@@ -111,7 +114,13 @@ def test_volumes(clean: Path) -> None:
     assert 40 <= len(pd.read_csv(clean / "workers.csv")) <= 60
     assert 66_000 <= len(pd.read_csv(clean / "population.csv")) <= 74_000
     assert 45_000 <= len(pd.read_csv(clean / "events.csv")) <= 55_000
-    assert pd.read_parquet(clean / "gps_fixes.parquet", columns=["speed"]).shape[0] >= 1_000_000
+    assert pd.read_parquet(clean / "gps_fixes", columns=["speed"]).shape[0] >= 1_000_000
+    # one Parquet file per UTC month, each holding only its month
+    months = sorted(clean.glob("gps_fixes/*.parquet"))
+    assert months and all(re.fullmatch(r"\d{4}-\d{2}\.parquet", p.name) for p in months)
+    for p in months:
+        t = pd.read_parquet(p, columns=["t"])["t"]
+        assert (t.dt.strftime("%Y-%m") == p.stem).all(), p.name
     readme = (clean / "README.txt").read_text(encoding="utf-8")
     assert "seed: 7" in readme and "scale: 1" in readme and "buildings.gpkg" in readme
 
@@ -263,7 +272,7 @@ def test_events_lifecycle(clean: Path) -> None:
 
 
 def test_gps(clean: Path) -> None:
-    g = pd.read_parquet(clean / "gps_fixes.parquet")
+    g = pd.read_parquet(clean / "gps_fixes")
     assert list(g.columns) == ["device_id", "worker_id", "t", "lon", "lat", "speed", "accuracy"]
     assert pd.api.types.is_datetime64_any_dtype(g["t"]) and g["t"].dt.tz is None
     workers = pd.read_csv(clean / "workers.csv", dtype=str)
@@ -340,12 +349,32 @@ def test_dirty_manifest_matches_files(sample_dir: Path) -> None:
             a.equals(b) for a, b in zip(ok.geometry.values, twin.geometry.values, strict=True))
 
 
+ONE_DISTRICT_FIXES = 4_320_000  # 50 devices x 30 shifts of 8 h, one fix every 10 s
+
+
+def _gps_devices(clean: Path) -> tuple[set[str], int]:
+    """(device ids, fix count) of gps_fixes/ without loading millions of rows into pandas."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    devices: set[str] = set()
+    rows = 0
+    for p in sorted(clean.glob("gps_fixes/*.parquet")):
+        col = pq.read_table(p, columns=["device_id"]).column("device_id")
+        devices |= set(pc.unique(col).to_pylist())
+        rows += len(col)
+    return devices, rows
+
+
 def test_scale_two_ids_unique(tmp_path: Path) -> None:
+    """Survey layers grow with K²; overlays stay one district's worth (no --scale-overlays)."""
     from data.generator import generate
 
-    summary = generate(tmp_path, seed=7, scale=2)
+    summary = generate(tmp_path, seed=7, scale=2, layers="admin,buildings,roads,trees,landcover,furniture,dem,overlays")
     clean = tmp_path / "clean"
     assert summary["area_km2"] == pytest.approx(4 * 4.61, rel=0.01)
+    assert not (clean / "ortho.tif").exists() and not (clean / "pointcloud.las").exists()
+    assert not (tmp_path / "dirty").exists()
     all_ids: list[str] = []
     for name in ("communities", "grid_cells", "buildings", "roads", "trees", "green", "water", "furniture", "cameras",
                  "checkpoints", "geofences"):
@@ -356,24 +385,72 @@ def test_scale_two_ids_unique(tmp_path: Path) -> None:
     b = pyogrio.read_dataframe(clean / "buildings.gpkg", read_geometry=False)
     assert re.fullmatch(r"B\d{6}-k3", b["id"].iloc[-1])
     assert 4 * 3000 <= len(b) <= 4 * 6000
-    assert pd.read_csv(clean / "population.csv", usecols=["person_id"])["person_id"].is_unique
-    assert pd.read_csv(clean / "events.csv", usecols=["id"])["id"].is_unique
+    shp = pyogrio.read_dataframe(clean / "buildings_shp" / "buildings.shp", read_geometry=False, encoding="GBK")
+    assert shp["BH"].tolist() == b["id"].tolist()
+    assert (clean / "buildings_shp" / "buildings.dbf").read_bytes()[1:4] == bytes([126, 1, 1])  # FIXED_DATE
+    # overlays: the first copy's, ids unsuffixed, referring to that copy's buildings
     w = pd.read_csv(clean / "workers.csv", dtype=str)
-    assert w["id"].is_unique and w["device_id"].is_unique and len(w) >= 4 * 40
-    g = pd.read_parquet(clean / "gps_fixes.parquet", columns=["device_id"])
-    assert set(g["device_id"].unique()) == set(w["device_id"]) and len(g) >= 4 * 1_000_000
+    assert 40 <= len(w) <= 60 and not w["id"].str.contains("-k").any()
+    assert not pyogrio.read_dataframe(clean / "cameras.gpkg", read_geometry=False)["id"].str.contains("-k").any()
+    people = pd.read_csv(clean / "population.csv", usecols=["person_id", "building_id"])
+    assert people["person_id"].is_unique and people["building_id"].isin(b["id"]).all()
+    assert len(people) <= 74_000
+    assert pd.read_csv(clean / "events.csv", usecols=["id"])["id"].is_unique
+    devices, fixes = _gps_devices(clean)
+    assert devices == set(w["device_id"]) and fixes == ONE_DISTRICT_FIXES
     with rasterio.open(clean / "dem.tif") as ds:
         assert ds.width > 2 * 1500 and ds.height > 2 * 1000
+        z = ds.read(1)
+        half_w, half_h = ds.width // 2, ds.height // 2
+    assert np.array_equal(z[:half_h, :half_w], z[half_h:, half_w:]), "DEM copies abut as identical tiles"
     # copies do not overlap
     bounds = gpd.read_file(clean / "boundary.gpkg").geometry.values
     assert len(bounds) == 4 and not shapely.intersects(bounds[0], bounds[1:]).any()
+
+
+def test_scale_overlays_copies_them(tmp_path: Path) -> None:
+    from data.generator import generate
+
+    generate(tmp_path, seed=7, scale=2, layers="overlays", scale_overlays=True)
+    clean = tmp_path / "clean"
+    assert sorted(p.name for p in clean.glob("*.gpkg")) == ["boundary.gpkg", "cameras.gpkg", "checkpoints.gpkg",
+                                                             "geofences.gpkg"]
+    w = pd.read_csv(clean / "workers.csv", dtype=str)
+    assert w["id"].is_unique and w["device_id"].is_unique and len(w) >= 4 * 40
+    devices, fixes = _gps_devices(clean)
+    assert devices == set(w["device_id"]) and fixes == 4 * ONE_DISTRICT_FIXES
+    assert pd.read_csv(clean / "events.csv", usecols=["id"])["id"].is_unique
+
+
+def test_generate_scale_3_memory_bounded(tmp_path: Path) -> None:
+    """Peak RSS of `sample generate --scale 3 --layers buildings,roads` (9 districts, written copy by
+    copy) stays near one district's: measured in a child process, no timing involved."""
+    import subprocess
+    import sys
+
+    # a fresh parent whose only child is the generator: RUSAGE_CHILDREN is then that child's peak
+    probe = (
+        "import resource, subprocess, sys\n"
+        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    cmd = [sys.executable, "-m", "onemap.cli", "sample", "generate", "--out", str(tmp_path), "--scale", "3",
+           "--layers", "buildings,roads"]
+    proc = subprocess.run([sys.executable, "-c", probe, *cmd], cwd=REPO, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    peak_mb = int(proc.stdout.split()[-1]) / 1024  # ru_maxrss is in kB on Linux
+    assert peak_mb < RSS_BOUND_MB, f"peak RSS {peak_mb:.0f} MB"
+    n = len(pyogrio.read_dataframe(tmp_path / "clean" / "buildings.gpkg", read_geometry=False, columns=["id"]))
+    assert 9 * 3000 <= n <= 9 * 6000
+    assert sorted(p.name for p in (tmp_path / "clean").iterdir()) == ["README.txt", "boundary.gpkg",
+                                                                       "buildings.gpkg", "buildings_shp", "roads.gpkg"]
 
 
 def test_gps_behaviours(clean: Path) -> None:
     """Vehicles park > 10 min inside no-parking zones; grid workers leave their patrol areas."""
     from pyproj import Transformer
 
-    g = pd.read_parquet(clean / "gps_fixes.parquet")
+    g = pd.read_parquet(clean / "gps_fixes")
     workers = pd.read_csv(clean / "workers.csv", dtype=str)
     gf = _gpkg(clean, "geofences")
     x, y = Transformer.from_crs("EPSG:4490", "EPSG:4548", always_xy=True).transform(g["lon"].to_numpy(),
@@ -398,3 +475,24 @@ def test_gps_behaviours(clean: Path) -> None:
         far = ~shapely.contains_xy(area.buffer(80), x[m], y[m])
         out += int(far.sum() > 30)
     assert out >= 3
+
+
+def test_gps_loader_reads_month_folder(tmp_path: Path) -> None:
+    """`onemap load gps` batches: a folder of month files reads as one source, row numbers run on
+    across files, and --limit stops inside the second file."""
+    from gis.loaders.gps import _batches
+    from gis.loaders.io import Mapping
+
+    folder = tmp_path / "gps_fixes"
+    folder.mkdir()
+    t = pd.to_datetime(["2026-09-30 23:00", "2026-09-30 23:30", "2026-10-01 00:10", "2026-10-02 08:00"])
+    df = pd.DataFrame({"device_id": ["D001"] * 4, "worker_id": ["W001"] * 4, "t": t, "lon": 117.39, "lat": 32.93,
+                       "speed": 1.0, "accuracy": 5.0})
+    df.iloc[:2].to_parquet(folder / "2026-09.parquet", index=False)
+    df.iloc[2:].to_parquet(folder / "2026-10.parquet", index=False)
+    got = pd.concat(list(_batches(folder, Mapping(), batch_rows=1, limit=None)))
+    assert got.index.tolist() == [0, 1, 2, 3] and got["t"].tolist() == t.tolist()
+    limited = pd.concat(list(_batches(folder, Mapping(), batch_rows=10, limit=3)))
+    assert limited.index.tolist() == [0, 1, 2]
+    one = pd.concat(list(_batches(folder / "2026-10.parquet", Mapping(), batch_rows=10, limit=None)))
+    assert one.index.tolist() == [0, 1]

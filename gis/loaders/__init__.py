@@ -52,8 +52,10 @@ LAYERS: dict[str, tuple[Loader, str]] = {
     "geofences": (load_geofences, "geofences.gpkg"),
     "events": (load_events, "events.csv"),
     "population": (load_population, "population.csv"),
-    "gps": (load_gps, "gps_fixes.parquet"),
+    "gps": (load_gps, "gps_fixes"),  # a folder of month files; older deliveries: gps_fixes.parquet
 }
+#: older sample layouts still read: layer -> file name used when the LAYERS one is absent
+LEGACY_FILES = {"gps": "gps_fixes.parquet"}
 
 #: the table a layer replaces (when not named like the layer)
 LAYER_TABLES = {"population": "restricted.persons", "gps": "gps_fixes"}
@@ -149,6 +151,8 @@ def load_sample(
         conn.execute(f"TRUNCATE {', '.join(SAMPLE_TABLES)}")  # noqa: S608 - constant list
         for layer, (loader, file_name) in LAYERS.items():
             path = clean / file_name
+            if not path.exists() and layer in LEGACY_FILES:
+                path = clean / LEGACY_FILES[layer]
             if not path.exists():
                 log.warning("%s: %s missing, layer %s skipped", clean, file_name, layer)
                 continue

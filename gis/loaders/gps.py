@@ -1,6 +1,7 @@
-"""gps_fixes.parquet (or CSV) -> gps_fixes, in batches: validate in pandas, COPY into a staging table,
-INSERT ... SELECT into the month partitions. Months without a partition are filled detached and
-attached at the end of the load, which builds their indexes in one pass (see ``gps_partitions``).
+"""gps_fixes/ (one file per month) or one gps_fixes.parquet / CSV -> gps_fixes, in batches: validate
+in pandas, COPY into a staging table, INSERT ... SELECT into the month partitions. Months without a
+partition are filled detached and attached at the end of the load, which builds their indexes in one
+pass (see ``gps_partitions``).
 
 Default mode appends: a fix whose (device_id, t) is already loaded is reported as ``duplicate``
 (so re-running the same file loads 0 and reports every row). ``replace=True`` truncates first.
@@ -21,6 +22,7 @@ import psycopg
 import pyarrow.parquet as pq
 from psycopg import sql
 
+from core.errors import InputError
 from gis.loaders import io
 from gis.loaders.copy_binary import copy_columns
 from gis.loaders.db import quiet
@@ -34,8 +36,32 @@ MAX_SPEED_MPS = 100.0  # anything faster is not a patrol (spikes inside this are
 MAX_ACCURACY_M = 10_000.0
 
 
+def _sources(path: Path) -> list[Path]:
+    """A file, or a folder of month files (``gps_fixes/YYYY-MM.parquet`` or ``.csv``) in name order."""
+    if not path.is_dir():
+        return [path]
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".parquet", ".csv"))
+    if not files:
+        raise InputError(f"{path}: no .parquet or .csv GPS files in this folder")
+    return files
+
+
 def _batches(path: Path, mapping: Mapping, batch_rows: int, limit: int | None) -> Iterator[pd.DataFrame]:
+    """Batches of every source file; row numbers run on across the files of a folder."""
     offset = 0
+    for src in _sources(path):
+        for df in _file_batches(src, mapping, batch_rows, None if limit is None else limit - offset):
+            df.index = pd.RangeIndex(offset, offset + len(df))
+            offset += len(df)
+            yield df
+        if limit is not None and offset >= limit:
+            return
+
+
+def _file_batches(path: Path, mapping: Mapping, batch_rows: int, limit: int | None) -> Iterator[pd.DataFrame]:
+    offset = 0
+    if limit is not None and limit <= 0:
+        return
     if path.suffix.lower() == ".parquet":
         pf = pq.ParquetFile(path)
         for batch in pf.iter_batches(batch_size=batch_rows):

@@ -142,7 +142,7 @@ _simple_vector("communities", "Communities (社区).")
 
 @app.command("gps")
 def gps(
-    src: Annotated[Path, typer.Argument(help="gps_fixes.parquet or .csv")],
+    src: Annotated[Path, typer.Argument(help="gps_fixes/ (a folder of month files), gps_fixes.parquet or .csv")],
     mapping: MappingPath = None,
     replace: Annotated[bool, typer.Option("--replace", help="Truncate gps_fixes first (default: append).")] = False,
     limit: Annotated[int | None, typer.Option("--limit", help="Load only the first N rows.")] = None,
