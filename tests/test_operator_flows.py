@@ -73,7 +73,7 @@ def big(server: str, browser, tokens: dict[str, str]) -> Iterator[Page]:  # noqa
     p = Page(browser, server, tokens["operator"], (1920, 1080))
     p.open("/?mode=bigscreen&tour=off&tour_s=4")
     assert_scene_loaded(p)
-    p.page.wait_for_function("document.body.dataset.live === 'open' && document.body.dataset.kpis === 'loaded'")
+    p.page.wait_for_function("() => document.body.dataset.live === 'open' && document.body.dataset.kpis === 'loaded'")
     yield p
     p.close()
 
@@ -83,7 +83,7 @@ def ops(server: str, browser, tokens: dict[str, str]) -> Iterator[Page]:  # noqa
     p = Page(browser, server, tokens["operator"], (1600, 900))
     p.open("/")
     assert_scene_loaded(p)
-    p.page.wait_for_function("document.body.dataset.live === 'open'")
+    p.page.wait_for_function("() => document.body.dataset.live === 'open'")
     yield p
     p.close()
 
@@ -122,7 +122,7 @@ def test_auto_tour_advances(big: Page) -> None:
     cam0 = big.eval("onemap.viewer.camera.positionWC.clone()")
     big.eval("onemap.bigscreen.setTour(true)")
     assert big.eval("document.body.dataset.tour") == "on"
-    big.page.wait_for_function("Number(document.body.dataset.tourStop || 0) >= 2", timeout=120_000, polling=500)
+    big.page.wait_for_function("() => Number(document.body.dataset.tourStop || 0) >= 2", timeout=120_000, polling=500)
     moved = big.eval("(c) => Cesium.Cartesian3.distance(onemap.viewer.camera.positionWC, c)", cam0)
     assert moved > 50, moved
     _shot(big, "bigscreen-tour")
@@ -178,8 +178,8 @@ def test_track_playback(ops: Page, viewer_db: str) -> None:
     ops.page.fill("#patrol-start", "00:00")
     ops.page.fill("#patrol-end", "23:59")
     ops.eval("document.querySelector('#tool-pane button.primary').click()")
-    ops.page.wait_for_function("document.body.dataset.playback === 'on'")
-    ops.page.wait_for_function("!/…|\\.\\.\\./.test(document.getElementById('patrol-status').textContent)")
+    ops.page.wait_for_function("() => document.body.dataset.playback === 'on'")
+    ops.page.wait_for_function("() => !/…|\\.\\.\\./.test(document.getElementById('patrol-status').textContent)")
     assert ops.eval("onemap.viewer.clock.shouldAnimate")
     now_ms = "Cesium.JulianDate.toDate(onemap.viewer.clock.currentTime).getTime()"
     t0 = ops.eval(now_ms)
@@ -239,7 +239,7 @@ def test_heatmap_time_and_category_filter_and_clusters(ops: Page, viewer_db: str
 def test_style_buildings_by_height(ops: Page) -> None:
     legend0 = ops.page.locator("#legend").inner_text()
     ops.page.locator('input[name="building-style"][value="height"]').check()
-    ops.page.wait_for_function("document.body.dataset.buildingStyle === 'height'")
+    ops.page.wait_for_function("() => document.body.dataset.buildingStyle === 'height'")
     style = ops.eval("JSON.stringify(onemap.tilesets.buildings.style?.style ?? {})")
     assert "height" in style.lower(), style
     assert ops.page.locator("#legend").inner_text() != legend0
@@ -249,7 +249,7 @@ def test_style_buildings_by_height(ops: Page) -> None:
 
 def test_statistics_charts(ops: Page) -> None:
     ops.eval("document.querySelector('[data-tool=\"stats\"]').click()")
-    ops.page.wait_for_function("document.querySelectorAll('#tool-pane svg.chart').length >= 2", polling=500)
+    ops.page.wait_for_function("() => document.querySelectorAll('#tool-pane svg.chart').length >= 2", polling=500)
     bars = ops.eval("document.querySelectorAll('#tool-pane svg.chart rect').length")
     assert bars >= 3, bars
     assert HAN.search(ops.page.locator("#tool-pane").inner_text())
