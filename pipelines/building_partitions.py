@@ -215,7 +215,8 @@ def _rekey(node: Any, level: int, x: int, y: int) -> None:
 def _tile_info(enc: dict[str, Any], key: str, h: str, ids: np.ndarray, children: list[str]) -> dict[str, Any]:
     return {"key": key, "hash": h, "ids": [str(i) for i in ids], "children": children,
             "content_box": enc["content_box"], "error": float(enc["error"]),
-            "bytes": int(enc["bytes"]), "gzip_bytes": int(enc["gzip_bytes"])}
+            "bytes": int(enc["bytes"]), "gzip_bytes": int(enc["gzip_bytes"]),
+            "raw_bytes": int(enc.get("raw_bytes", enc["bytes"]))}
 
 
 # ------------------------------------------------------------------------------------ tasks
@@ -331,7 +332,7 @@ def _encode_rows(plan: Plan, options: BuildingOptions, layer: Any, folder: Path,
                                    *tile_fingerprint(b, wkb, subtree)])
         jobs.append(TileJob(node.key, node.is_leaf, content, subtree, depth[node.key]))
     state = EncoderState(b, facets, roof_drop, _frame(plan), lod2, folder, options.gzip_level,
-                         building_colors(b, False), building_colors(b, True))
+                         building_colors(b, False), building_colors(b, True), compress=options.compress)
     encoded = run_jobs(state, jobs, 1, lambda *_: None)
     summary["tiles"] = {n.key: _tile_info(encoded[n.key], n.key, hashes[n.key], b.ids[contents[n.key]],
                                           [c.key for c in n.children]) for n in tree.walk()}
@@ -354,7 +355,8 @@ def run_parent(plan: Plan, options: BuildingOptions, key: str, children: list[di
         content = _top(b, everything, options.max_features)
         depth = 1 + max(int(c["depth_below"]) for c in children)
         state = EncoderState(b, None, roof_drop, _frame(plan), options.lod >= 2, folder,  # type: ignore[arg-type]
-                             options.gzip_level, building_colors(b, False), building_colors(b, True))
+                             options.gzip_level, building_colors(b, False), building_colors(b, True),
+                             compress=options.compress)
         enc = run_jobs(state, [TileJob(key, False, content, everything, depth)], 1, lambda *_: None)[key]
         rest_max = max(float(c["rest_max"]) for c in children)
         enc["error"] = max(float(enc["error"]), rest_max)

@@ -26,6 +26,7 @@ from core.delivery.accounting import Issue
 from core.frames import EnuFrame, active_geoid
 from pipelines import partitions as pt
 from pipelines.building_partitions import Plan, run_orphans, run_parent, run_partition
+from pipelines.building_tiles import size_report
 from pipelines.progress import Progress, report
 from pipelines.publish import Staging, write_manifest
 from tiles.tileset import OrientedBox, Tile, Tileset, box_enclosing, enforce_monotonic_errors
@@ -210,7 +211,8 @@ def build_partitioned(plan: Plan, out: Path | str | None, options: BuildingOptio
             acc.output.update({"tiles": result.tiles, "tiles_written": result.tiles_written, "tiles_reused": 0,
                                "bytes": result.bytes, "gzip_bytes": result.gzip_bytes,
                                "seconds": round(result.seconds, 3), "lod": options.lod,
-                               "heights": active_geoid().metadata()})
+                               "heights": active_geoid().metadata(),
+                               **size_report(tiles.values(), int(acc.counts["written"]), options.compress)})
             acc.write(staging.tmp)
             write_manifest(staging.tmp, {"version": VERSION, "settings": plan.settings, "tiles": tiles,
                                          "frame": {"origin_ecef": list(frame.origin_ecef), "lon": frame.lon_deg,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import multiprocessing
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,10 +121,13 @@ def encode_tile(b: PreparedBuildings, content: np.ndarray, facets: bm.Facets, fo
                 to_enu: bm.ToEnu, lod2: bool,
                 colors: tuple[np.ndarray, np.ndarray] | None = None,
                 surfaces: SurfaceSet | None = None,
-                surfaces_to_enu: bm.ToEnu | None = None) -> tuple[bytes, np.ndarray]:
+                surfaces_to_enu: bm.ToEnu | None = None, *, compress: str = "none",
+                sizes: dict[str, int] | None = None) -> tuple[bytes, np.ndarray]:
     """glb bytes and ENU vertices of one tile (``facets``/``surfaces`` numbered by position in
     ``content``). With ``surfaces`` (real roof/wall polygons, e.g. CityJSON) those are meshed as
-    they are, through ``surfaces_to_enu`` (their own CRS → ENU), instead of roofs from facets."""
+    they are, through ``surfaces_to_enu`` (their own CRS → ENU), instead of roofs from facets.
+    ``compress="draco"`` writes KHR_draco_mesh_compression; ``sizes`` then receives ``raw_bytes``,
+    the size of the same tile uncompressed (for the report)."""
     if surfaces is not None:
         mesh = surfaces_to_mesh(surfaces, surfaces_to_enu or to_enu)
     else:
@@ -137,8 +140,22 @@ def encode_tile(b: PreparedBuildings, content: np.ndarray, facets: bm.Facets, fo
         colors=_vertex_colors(mesh, wall[content], roof[content]),
         feature_ids=mesh.building,
     )
-    return encode_mesh_glb(data, feature_table(b, content), quantize_normals=True), (
-        mesh.outline if mesh.outline is not None else mesh.positions)
+    table = feature_table(b, content)
+    glb = encode_mesh_glb(data, table, quantize_normals=True, compress=compress)
+    if sizes is not None:
+        sizes["raw_bytes"] = len(glb) if compress == "none" else len(
+            encode_mesh_glb(data, table, quantize_normals=True))
+    return glb, (mesh.outline if mesh.outline is not None else mesh.positions)
+
+
+def size_report(tiles: Iterable[dict[str, Any]], buildings: int, compress: str) -> dict[str, Any]:
+    """The build report's compression figures: bytes per building as written and uncompressed."""
+    tiles = list(tiles)
+    written = sum(int(t["bytes"]) for t in tiles)
+    raw = sum(int(t.get("raw_bytes", t["bytes"])) for t in tiles)
+    per = max(1, buildings)
+    return {"compress": compress, "raw_bytes": raw, "bytes_per_building": round(written / per, 1),
+            "raw_bytes_per_building": round(raw / per, 1)}
 
 
 def tile_fingerprint(b: PreparedBuildings, wkb: np.ndarray, rows: np.ndarray) -> list[bytes | str]:
@@ -179,6 +196,7 @@ class EncoderState:
     colors_lod2: tuple[np.ndarray, np.ndarray]
     surfaces: SurfaceSet | None = None  # real surfaces for the leaves (CityJSON), in surfaces_crs
     surfaces_crs: CRS | None = None
+    compress: str = "none"  # tiles.gltf.COMPRESSIONS
 
 
 _STATE: EncoderState | None = None  # set in the parent before forking workers
@@ -220,13 +238,15 @@ def _encode_job(job: TileJob) -> dict[str, Any]:
         surfaces = st.surfaces.select(content, renumber)
         surfaces_to_enu = projected_orthometric_to_enu(st.frame, st.surfaces_crs or b.working_crs,
                                                        geoid_cell_m=50.0)
+    sizes: dict[str, int] = {}
     glb, verts = encode_tile(b, content, facets, footprints, to_enu, lod2,
-                             st.colors_lod2 if lod2 else st.colors_lod1, surfaces, surfaces_to_enu)
+                             st.colors_lod2 if lod2 else st.colors_lod1, surfaces, surfaces_to_enu,
+                             compress=st.compress, sizes=sizes)
     path = st.out_dir / job.uri
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(glb)
     return {"key": job.key, "content_box": box_from_points(verts).to_json(), "error": error,
-            "bytes": len(glb), "gzip_bytes": len(gzip.compress(glb, st.gzip_level))}
+            "bytes": len(glb), "gzip_bytes": len(gzip.compress(glb, st.gzip_level)), **sizes}
 
 
 def run_jobs(state: EncoderState, jobs: list[TileJob], workers: int,

@@ -53,7 +53,7 @@ from core.frames import (
     using_geoid,
     working_crs_for,
 )
-from pipelines.building_tiles import EncoderState, TileJob, building_colors, run_jobs, tile_fingerprint
+from pipelines.building_tiles import EncoderState, TileJob, building_colors, run_jobs, size_report, tile_fingerprint
 from pipelines.ground import Ground
 from pipelines.progress import Progress
 from pipelines.publish import Staging, digest, read_manifest, write_manifest
@@ -111,6 +111,7 @@ class BuildingOptions:
     geoid: str | None = None  # egm96 (default) | none | PATH of a GTX/GeoTIFF grid
     dry_run: bool = False
     gzip_level: int = 6
+    compress: str = "none"  # tiles.gltf.COMPRESSIONS: none | draco (KHR_draco_mesh_compression)
     workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
     # spatial partitions (pipelines.building_partitions): quadtree level of the cells (None = from
     # the feature count, 0 = one partition), target buildings per partition, and the Dask engine
@@ -163,6 +164,8 @@ class BuildResult:
         c = self.report.counts
         return {**c, "tiles": self.tiles, "tiles_written": self.tiles_written,
                 "tiles_reused": self.tiles_reused, "bytes": self.bytes, "gzip_bytes": self.gzip_bytes,
+                **{k: v for k, v in self.report.output.items()
+                   if k in ("compress", "bytes_per_building", "raw_bytes_per_building")},
                 "seconds": round(self.seconds, 3)}
 
 
@@ -409,7 +412,7 @@ def _build_buildings(src: Path | str, out: Path | str | None, options: BuildingO
     wkb = shapely.to_wkb(b.footprints)
     settings = digest([PIPELINE_VERSION, str(options.lod), str(options.max_features),
                        f"{options.roof_pitch_deg}", b.working_crs.to_wkt(), repr(frame.origin_ecef),
-                       repr(active_geoid()),
+                       repr(active_geoid()), options.compress,
                        "surfaces" if surfaces is None else digest([Path(src).read_bytes()])])
     old = read_manifest(Path(out))
     old_tiles = old.get("tiles", {}) if old.get("settings") == settings else {}
@@ -439,7 +442,8 @@ def _build_buildings(src: Path | str, out: Path | str | None, options: BuildingO
             jobs.append(job)
         stage("plan")
         state = EncoderState(b, full_facets, roof_drop, frame, lod2, staging.tmp, options.gzip_level,
-                             building_colors(b, False), building_colors(b, True), surfaces, surfaces_crs)
+                             building_colors(b, False), building_colors(b, True), surfaces, surfaces_crs,
+                             compress=options.compress)
         encoded = run_jobs(state, jobs, options.workers, say)
         result.tiles_written = len(encoded)
         stage("tiles")
@@ -453,7 +457,8 @@ def _build_buildings(src: Path | str, out: Path | str | None, options: BuildingO
             new_tiles[key] = {"uri": uri, "hash": hashes[key],
                               "ids": [str(i) for i in b.ids[contents[key]]],
                               "content_box": info["content_box"], "error": info["error"],
-                              "bytes": info["bytes"], "gzip_bytes": info["gzip_bytes"]}
+                              "bytes": info["bytes"], "gzip_bytes": info["gzip_bytes"],
+                              "raw_bytes": info.get("raw_bytes", info["bytes"])}
             children = [tiles_of[c.key] for c in node.children]
             box = box_enclosing([OrientedBox.from_json(info["content_box"]), *[c.box for c in children]])
             tiles_of[key] = Tile(box=box, geometric_error=float(info["error"]), content_uri=uri,
@@ -472,7 +477,8 @@ def _build_buildings(src: Path | str, out: Path | str | None, options: BuildingO
         report.output.update({"tiles": result.tiles, "tiles_written": result.tiles_written,
                               "tiles_reused": result.tiles_reused, "bytes": result.bytes,
                               "gzip_bytes": result.gzip_bytes, "seconds": round(result.seconds, 3),
-                              "lod": options.lod, "heights": active_geoid().metadata()})
+                              "lod": options.lod, "heights": active_geoid().metadata(),
+                              **size_report(new_tiles.values(), len(b), options.compress)})
         report.write(staging.tmp)
         write_manifest(staging.tmp, {"version": PIPELINE_VERSION, "settings": settings, "tiles": new_tiles,
                                      "frame": {"origin_ecef": list(frame.origin_ecef), "lon": frame.lon_deg,

@@ -6,6 +6,7 @@ What it writes (validator-clean with the Khronos glTF validator):
   ``COLOR_0`` unsigned-byte normalised RGBA, ``_FEATURE_ID_0`` float SCALAR (exact up to 2^24;
   UNSIGNED_SHORT would need padding to 4 bytes per vertex anyway), uint16/uint32 indices;
 - ``EXT_mesh_features`` on each primitive (featureIds: attribute 0 → property table 0);
+- optionally ``KHR_draco_mesh_compression`` (:mod:`tiles.draco`), decoded again when reading;
 - ``EXT_structural_metadata`` at the top level: a schema with one class per layer and a
   property table (STRING with UINT32 stringOffsets, SCALAR UINT8/UINT16/INT32/FLOAT32/...,
   BOOLEAN as bitstream); every bufferView starts on an 8-byte boundary as the extension requires.
@@ -35,6 +36,9 @@ from tiles.volumes import apply_matrix, box_corners, column_major
 GLB_MAGIC = 0x46546C67
 CHUNK_JSON = 0x4E4F534A
 CHUNK_BIN = 0x004E4942
+
+#: mesh compression choices of :func:`encode_mesh_glb` (and ``onemap tiles buildings --compress``)
+COMPRESSIONS = ("none", "draco")
 
 ARRAY_BUFFER = 34962
 ELEMENT_ARRAY_BUFFER = 34963
@@ -395,14 +399,24 @@ def encode_mesh_glb(
     node_name: str | None = None,
     extras: Mapping[str, Any] | None = None,
     quantize_normals: bool = False,
+    compress: str = "none",
 ) -> bytes:
     """One mesh (one primitive) + optional per-feature property table → glb bytes.
 
     With ``table`` the mesh must carry ``feature_ids`` in ``[0, table.count)``; they become
     ``_FEATURE_ID_0`` with ``EXT_mesh_features`` pointing at property table 0.
+    ``compress="draco"`` writes the primitive with KHR_draco_mesh_compression (:mod:`tiles.draco`;
+    ``quantize_normals`` is then moot: Draco quantises normals itself).
     """
+    if compress not in COMPRESSIONS:
+        raise ValueError(f"compress must be one of {', '.join(COMPRESSIONS)}, got {compress!r}")
     builder = GlbBuilder()
-    primitive = builder.add_primitive_attributes(mesh, quantize_normals=quantize_normals)
+    if compress == "draco":
+        from tiles.draco import add_draco_primitive
+
+        primitive = add_draco_primitive(builder, mesh)
+    else:
+        primitive = builder.add_primitive_attributes(mesh, quantize_normals=quantize_normals)
     primitive["material"] = builder.add_material(material or Material())
     if mesh.feature_ids is not None:
         n_features = table.count if table is not None else int(np.max(mesh.feature_ids)) + 1
@@ -412,7 +426,7 @@ def encode_mesh_glb(
         feature_ids: dict[str, Any] = {"featureCount": int(n_features), "attribute": 0}
         if table is not None:
             feature_ids["propertyTable"] = builder.add_property_table(table)
-        primitive["extensions"] = {"EXT_mesh_features": {"featureIds": [feature_ids]}}
+        primitive.setdefault("extensions", {})["EXT_mesh_features"] = {"featureIds": [feature_ids]}
         builder.use_extension("EXT_mesh_features")
     node: dict[str, Any] = {"mesh": 0}
     if node_name:
@@ -442,6 +456,16 @@ class Glb:
         acc = self.json["accessors"][index]
         dtype = _DTYPE_OF_COMPONENT[acc["componentType"]]
         width = _WIDTH_OF_TYPE[acc["type"]]
+        if "bufferView" not in acc:  # KHR_draco_mesh_compression: decoded from the primitive's stream
+            from tiles.draco import accessor_array
+
+            arr = accessor_array(self, index)
+            if arr is None:
+                raise ValueError(f"accessor {index} has no bufferView and no Draco primitive")
+            arr = np.asarray(arr).reshape(len(arr), width)
+            if dequantize and acc.get("normalized"):
+                arr = np.maximum(arr.astype(np.float64) / np.iinfo(dtype).max, -1.0)
+            return arr[:, 0] if width == 1 else arr
         view = self.json["bufferViews"][acc["bufferView"]]
         stride = view.get("byteStride", dtype.itemsize * width)
         start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
@@ -519,8 +543,8 @@ class Glb:
 
     def mesh_positions(self, mesh_index: int) -> tuple[np.ndarray, bool]:
         """POSITION of every primitive of a mesh as float64 (N,3), dequantized once (by
-        :meth:`accessor`); ``exact`` is False when a primitive (Draco, no bufferView) only gave
-        its accessor min/max corners."""
+        :meth:`accessor`; Draco primitives decoded by DracoPy); ``exact`` is False when a
+        primitive without bufferView could not be decoded and only gave its accessor min/max."""
         parts: list[np.ndarray] = []
         exact = True
         for prim in self.json["meshes"][mesh_index]["primitives"]:
@@ -528,7 +552,7 @@ class Glb:
             if pos_idx is None:
                 continue
             acc = self.json["accessors"][pos_idx]
-            if "KHR_draco_mesh_compression" in prim.get("extensions", {}) or "bufferView" not in acc:
+            if "bufferView" not in acc and not _can_decode(prim):
                 lo, hi = acc.get("min"), acc.get("max")
                 if lo is not None and hi is not None and len(lo) == 3:
                     parts.append(box_corners(np.asarray(lo, float), np.asarray(hi, float)))
@@ -564,6 +588,16 @@ class Glb:
                                       inst.get("ROTATION"), inst.get("SCALE"))
             pts.append(apply_matrix(m, verts))
         return (np.concatenate(pts) if pts else np.zeros((0, 3))), exact
+
+
+def _can_decode(prim: dict[str, Any]) -> bool:
+    if "KHR_draco_mesh_compression" not in prim.get("extensions", {}):
+        return False
+    try:
+        import DracoPy  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def read_glb(data: bytes) -> Glb:

@@ -107,19 +107,25 @@ def buildings(
     dry_run: DryRun = False,
     dask: DaskAddress = None,
     partition_level: PartitionLevel = None,
+    compress: str = typer.Option("none", "--compress", help="Mesh compression of the glb tiles: none or draco "
+                                 "(KHR_draco_mesh_compression; the report gives bytes per building both ways)."),
 ) -> None:
     """Footprints → LOD1/LOD2 buildings as a 3D Tiles 1.1 tileset (per-building metadata)."""
     from core.delivery.accounting import REPORT_TXT
     from pipelines.buildings import BuildingOptions, build_buildings
+    from tiles.gltf import COMPRESSIONS
 
     if missing_height not in ("reject", "default"):
         raise typer.BadParameter("--missing-height must be 'reject' or 'default'")
+    if compress not in COMPRESSIONS:
+        raise typer.BadParameter(f"{compress!r}: give one of {', '.join(COMPRESSIONS)}", param_hint="--compress")
     options = BuildingOptions(
         fields={"id": id_field, "height": height_field, "floors": floors_field, "roof_type": roof_field},
         mapping=mapping, encoding=encoding, src_crs=src_crs, layer=layer, dem=dem, boundary=boundary,
         floor_height=floor_height, missing_height=missing_height,  # type: ignore[arg-type]
         default_height=default_height, lod=_lod_major(lod), lod_pick=lod if "." in lod else None,
         max_features=max_features, dry_run=dry_run, geoid=geoid, dask=dask, partition_level=partition_level,
+        compress=compress,
     )
     with progress_bar() as progress:  # core.errors (SourceError, DemError, ...) reach onemap/cli.py
         result = build_buildings(src, None if dry_run else out, options, progress)
