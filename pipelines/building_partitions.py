@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyogrio
+import rasterio
+import rasterio.errors
 import shapely
 from pyproj import CRS, Transformer
 
@@ -62,6 +64,7 @@ log = logging.getLogger(__name__)
 
 PARTITIONED_SUFFIXES = (".gpkg", ".fgb", ".shp", ".geojson", ".json", ".gml", ".sqlite")
 _ROW_RE = re.compile(r"^(.*?: feature )row \d+")
+ENGINE_OPTIONS = ("dask", "workers", "dry_run")  # how a run executes, not what it writes
 _AFTER_DUP = ("duplicate_id", "outside_boundary", "absurd_height", "missing_height")
 
 
@@ -113,14 +116,14 @@ def plan_partitions(src: Path | str, options: BuildingOptions) -> Plan | None:
     lon, lat = projected_to_lonlat(np.array([cx]), np.array([cy]), working)
     h0 = 0.0
     if options.dem is not None:
-        ground = Ground.open(options.dem, bounds=(cx - 50, cy - 50, cx + 50, cy + 50), bounds_crs=working)
+        ground = open_ground(options.dem, (cx - 50, cy - 50, cx + 50, cy + 50), working)
         h = ground.at_points(np.array([cx]), np.array([cy]), working)
         h0 = round(float(h[0]), 0) if np.isfinite(h[0]) else 0.0
     h_ell = h0 + float(geoid_undulation(lon, lat)[0])
     first = pyogrio.read_dataframe(path, layer=layer, max_features=1, fid_as_index=True, read_geometry=False)
     stat = path.stat()
     settings = digest(["buildings-partitioned-1", str(path.absolute()), str(stat.st_size), str(stat.st_mtime_ns),
-                       repr(sorted(vars(options).items(), key=lambda kv: kv[0])), str(level),
+                       _options_key(options), str(level),
                        repr(active_geoid().metadata())])
     return Plan(str(path.absolute()), layer, layer_crs.to_wkt(), working.to_wkt(), square, level,
                 (float(lon[0]), float(lat[0]), h_ell), int(first.index[0]) if len(first) else 0, n, settings,
@@ -128,6 +131,22 @@ def plan_partitions(src: Path | str, options: BuildingOptions) -> Plan | None:
 
 
 # ------------------------------------------------------------------------------------ helpers
+def _options_key(options: BuildingOptions) -> str:
+    """The options that shape the output (not how the run executes), normalised."""
+    items = {k: v for k, v in vars(options).items() if k not in ENGINE_OPTIONS}
+    items["fields"] = sorted((k, v) for k, v in (options.fields or {}).items() if v)
+    return repr(sorted(items.items()))
+
+
+def open_ground(dem: Path, bounds: tuple[float, ...], crs: CRS) -> Ground:
+    """The DEM window under ``bounds``; a window off the DEM is all no-data (never the whole DEM)."""
+    try:
+        return Ground.open(dem, bounds=tuple(bounds), bounds_crs=crs)  # type: ignore[arg-type]
+    except rasterio.errors.WindowError:
+        with rasterio.open(dem) as ds:
+            return Ground(Path(dem), CRS.from_user_input(ds.crs.to_wkt()), np.full((1, 1), np.nan), ds.transform)
+
+
 def _read(plan: Plan, options: BuildingOptions, **kwargs: Any):  # noqa: ANN202 - SourceLayer
     from pipelines.buildings import BUILDING_SPECS, FIELD_OPTIONS
 
@@ -293,7 +312,7 @@ def _encode_rows(plan: Plan, options: BuildingOptions, layer: Any, folder: Path,
     geoms = np.asarray(layer.gdf.geometry.values, dtype=object)
     ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
     if options.dem is not None and ok.any():
-        ground = Ground.open(options.dem, bounds=tuple(shapely.total_bounds(geoms[ok])), bounds_crs=layer.crs)
+        ground = open_ground(options.dem, tuple(shapely.total_bounds(geoms[ok])), layer.crs)
     b = prepare(layer, options, ground, working=working, after_clean=drop_dups, require=False)
     acc = b.report
     # the ids still alive when the duplicate-id rule ran: the client checks them across cells

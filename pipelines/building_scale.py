@@ -202,7 +202,7 @@ def build_partitioned(plan: Plan, out: Path | str | None, options: BuildingOptio
             Tileset(root=root, geometric_error=max(max_h, root.geometric_error),
                     extras={"layer": "buildings", "generator": VERSION}).write(staging.tmp / "tileset.json")
             tiles = {k: {"uri": f"tiles/{k}.glb", **{f: v for f, v in i.items() if f not in ("key", "children")}}
-                     for k, i in infos.items()}
+                     for k, i in sorted(infos.items())}
             result.tiles_written = len(tiles)
             result.bytes = sum(t["bytes"] for t in tiles.values())
             result.gzip_bytes = sum(t["gzip_bytes"] for t in tiles.values())

@@ -355,7 +355,7 @@ def read_layer(
     fid_values = np.asarray(gdf.index, dtype=np.int64) if want_fids else None
     if len(gdf) == 0 and bbox is None:
         raise EmptyLayerError(path, "no features")
-    if len(gdf) and bool(gdf.geometry.isna().all()):
+    if len(gdf) and fids is None and bool(gdf.geometry.isna().all()):  # some rows by id: theirs may be empty
         raise NonSpatialError(path, f"none of the {len(gdf)} features has a geometry",
                               hint="check the geometry column (or the x/y columns of a CSV)")
     gdf = gdf.reset_index(drop=True)
