@@ -18,6 +18,7 @@ from core.errors import InputError
 from gis.loaders.dem import load_dem
 from gis.loaders.derive import derive_all
 from gis.loaders.events import load_events
+from gis.loaders.facilities import load_facilities
 from gis.loaders.gps import load_gps
 from gis.loaders.io import Mapping, refuse_empty
 from gis.loaders.population import load_population
@@ -46,6 +47,7 @@ LAYERS: dict[str, tuple[Loader, str]] = {
     "grid_cells": (load_grid_cells, "grid_cells.gpkg"),
     "buildings": (load_buildings, "buildings.gpkg"),
     "roads": (load_roads, "roads.gpkg"),
+    "facilities": (load_facilities, "facilities.gpkg"),
     "workers": (load_workers, "workers.csv"),
     "cameras": (load_cameras, "cameras.gpkg"),
     "checkpoints": (load_checkpoints, "checkpoints.gpkg"),
@@ -64,7 +66,8 @@ LAYER_TABLES = {"population": "restricted.persons", "gps": "gps_fixes"}
 SAMPLE_TABLES = (
     "alarms", "alarm_watermark", "alarm_live_state", "checkins", "shift_tracks", "worker_positions", "gps_fixes",
     "event_status_history", "events", "restricted.persons", "geofences", "checkpoints", "cameras",
-    "devices", "workers", "road_edges", "road_vertices", "roads", "buildings", "grid_cells", "communities",
+    "devices", "workers", "road_edges", "road_vertices", "roads", "facilities", "buildings", "grid_cells",
+    "communities",
 )  # fmt: skip
 
 
