@@ -52,18 +52,22 @@ def district_build(sample_dir: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--only", nargs="*", default=None,
-                    help="subset: buildings imagery district postgis api viewer load")
+                    help="subset: buildings scale imagery district postgis api viewer load")
+    ap.add_argument("--big", action="store_true", help="scale benchmark also at scale 30 (≈3.2 M buildings)")
     ap.add_argument("--events", type=int, default=1_000_000, help="events for the PostGIS and API benchmarks")
     ap.add_argument("--fixes", type=int, default=10_000_000, help="GPS fixes for the PostGIS benchmark")
     ap.add_argument("--load-minutes", type=float, default=10.0,
                     help="minutes of the load-and-faults benchmark (300 devices, PostgreSQL stopped 20 s)")
     args = ap.parse_args()
-    want = set(args.only or ["buildings", "imagery", "district", "postgis", "api", "viewer", "load"])
+    want = set(args.only or ["buildings", "scale", "imagery", "district", "postgis", "api", "viewer", "load"])
     BENCH.mkdir(parents=True, exist_ok=True)
     s1 = sample(1)
     if "buildings" in want:
         sh("buildings, scale 1", [PY, "bench/bench_buildings.py", str(s1)])
         sh("buildings, scale 3", [PY, "bench/bench_buildings.py", str(sample(3))])
+    if "scale" in want:
+        sh("city scale: partitioned buildings on Dask, 1 vs 2 workers, scales 3, 10" + (", 30" if args.big else ""),
+           [PY, "bench/bench_scale.py", *(["--big"] if args.big else [])])
     if "imagery" in want and (REPO / "bench" / "bench_imagery_mesh.py").exists():
         sh("orthophoto imagery pyramid and reality mesh, scale 1", [PY, "bench/bench_imagery_mesh.py", str(s1)])
     if "district" in want:

@@ -28,7 +28,7 @@ from pipelines import partitions as pt
 from pipelines.building_partitions import Plan, run_orphans, run_parent, run_partition
 from pipelines.building_tiles import size_report
 from pipelines.progress import Progress, report
-from pipelines.publish import Staging, write_manifest
+from pipelines.publish import MANIFEST, Staging
 from tiles.tileset import OrientedBox, Tile, Tileset, box_enclosing, enforce_monotonic_errors
 
 if TYPE_CHECKING:
@@ -88,6 +88,30 @@ def _issue(d: dict[str, Any]) -> Issue:
                  d.get("related_id"))
 
 
+def _light(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A task summary without the building ids of its tiles (the client never holds all ids)."""
+    if summary is not None:
+        for info in summary.get("tiles", {}).values():
+            info.pop("ids", None)
+    return summary
+
+
+def _stream_manifest(path: Path, head: dict[str, Any], folders: list[Path]) -> None:
+    """OUT/.build/manifest.json (:mod:`pipelines.publish`), written task by task."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        f.write(json.dumps(head, separators=(",", ":"))[:-1] + ',"tiles":{')
+        first = True
+        for folder in folders:
+            tiles = json.loads((folder / pt.SUMMARY).read_text(encoding="utf-8"))["tiles"]
+            for key in sorted(tiles):
+                info = {"uri": f"tiles/{key}.glb",
+                        **{k: v for k, v in tiles[key].items() if k not in ("key", "children")}}
+                f.write(("" if first else ",") + json.dumps(key) + ":" + json.dumps(info, separators=(",", ":")))
+                first = False
+        f.write("}}")
+
+
 def _tile(key: str, infos: dict[str, dict[str, Any]], staging: Staging, dirs: dict[str, Path]) -> Tile:
     info = infos[key]
     children = [_tile(c, infos, staging, dirs) for c in info["children"]]
@@ -119,7 +143,7 @@ def build_partitioned(plan: Plan, out: Path | str | None, options: BuildingOptio
         with pt.Engine(pt.resolve_address(options.dask)) as engine:
             todo = []
             for c in cells:
-                done = work.done(c.key)
+                done = _light(work.done(c.key))
                 if done is not None:
                     summaries[c.key] = done
                 else:
@@ -127,7 +151,7 @@ def build_partitioned(plan: Plan, out: Path | str | None, options: BuildingOptio
             resumed = len(summaries)
 
             def finished(s: dict[str, Any]) -> None:
-                summaries[s["cell"]] = work.done(s["cell"]) or {}
+                summaries[s["cell"]] = _light(work.done(s["cell"])) or {}
                 report(progress, "partitions", len(summaries), len(cells))
 
             report(progress, "partitions", resumed, len(cells))
@@ -158,7 +182,7 @@ def build_partitioned(plan: Plan, out: Path | str | None, options: BuildingOptio
                 calls = []
                 level_nodes = {}
                 for pkey, kids in groups.items():
-                    done = work.done(pkey)
+                    done = _light(work.done(pkey))
                     children = [{"root": c["root"], "hash": c["tiles"][c["root"]]["hash"],
                                  **{f: c[f] for f in ("depth_below", "rest_max", "max_height")}} for c in kids]
                     hashes = [c["hash"] for c in children]
@@ -167,7 +191,7 @@ def build_partitioned(plan: Plan, out: Path | str | None, options: BuildingOptio
                     else:
                         calls.append((plan, options, pkey, children))
                 for s in engine.map(run_parent, calls):
-                    level_nodes[s["cell"]] = work.done(s["cell"]) or {}
+                    level_nodes[s["cell"]] = _light(work.done(s["cell"])) or {}
                 parents.update(level_nodes)
                 report(progress, "levels", plan.level - level, plan.level)
             stages["levels"] = round(time.perf_counter() - t0 - stages["partitions"], 3)
@@ -201,22 +225,21 @@ def build_partitioned(plan: Plan, out: Path | str | None, options: BuildingOptio
             max_h = max(float(s.get("max_height", 0.0)) for s in [*summaries.values(), *parents.values()])
             Tileset(root=root, geometric_error=max(max_h, root.geometric_error),
                     extras={"layer": "buildings", "generator": VERSION}).write(staging.tmp / "tileset.json")
-            tiles = {k: {"uri": f"tiles/{k}.glb", **{f: v for f, v in i.items() if f not in ("key", "children")}}
-                     for k, i in sorted(infos.items())}
-            result.tiles_written = len(tiles)
-            result.bytes = sum(t["bytes"] for t in tiles.values())
-            result.gzip_bytes = sum(t["gzip_bytes"] for t in tiles.values())
+            result.tiles_written = len(infos)
+            result.bytes = sum(t["bytes"] for t in infos.values())
+            result.gzip_bytes = sum(t["gzip_bytes"] for t in infos.values())
             acc.finalize()
             result.seconds = time.perf_counter() - t0
             acc.output.update({"tiles": result.tiles, "tiles_written": result.tiles_written, "tiles_reused": 0,
                                "bytes": result.bytes, "gzip_bytes": result.gzip_bytes,
                                "seconds": round(result.seconds, 3), "lod": options.lod,
                                "heights": active_geoid().metadata(),
-                               **size_report(tiles.values(), int(acc.counts["written"]), options.compress)})
+                               **size_report(infos.values(), int(acc.counts["written"]), options.compress)})
             acc.write(staging.tmp)
-            write_manifest(staging.tmp, {"version": VERSION, "settings": plan.settings, "tiles": tiles,
-                                         "frame": {"origin_ecef": list(frame.origin_ecef), "lon": frame.lon_deg,
-                                                   "lat": frame.lat_deg}})
+            _stream_manifest(staging.tmp / MANIFEST, {
+                "version": VERSION, "settings": plan.settings,
+                "frame": {"origin_ecef": list(frame.origin_ecef), "lon": frame.lon_deg, "lat": frame.lat_deg}},
+                sorted({dirs[k] for k in infos}))
             staging.publish()
         except BaseException:
             staging.abort()

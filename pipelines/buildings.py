@@ -116,7 +116,7 @@ class BuildingOptions:
     # spatial partitions (pipelines.building_partitions): quadtree level of the cells (None = from
     # the feature count, 0 = one partition), target buildings per partition, and the Dask engine
     partition_level: int | None = None
-    partition_features: int = 25_000
+    partition_features: int = 10_000
     dask: str | None = None  # tcp://host:8786 | local:N | None (ONEMAP_DASK_SCHEDULER, else in-process)
 
 
