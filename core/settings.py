@@ -9,6 +9,7 @@ Shape::
     settings.stream.sse_ring_size      # StreamSettings: the live stream (/stream)
     settings.paths.media_dir           # PathSettings: runtime state, sample delivery, static files
     settings.basemap.basemap_url       # BasemapSettings: optional online base map (off by default)
+    settings.dispatch.road_end_snap_m  # DispatchSettings: availability, escalation, road graph, speeds
 
 One rule for names: a field's environment variable is ``ONEMAP_<FIELD NAME>`` (so
 ``settings.api.api_pool_size`` is ``ONEMAP_API_POOL_SIZE``, ``settings.db.pg_port`` is
@@ -335,12 +336,45 @@ class BasemapSettings(_Group):
         }
 
 
+class DispatchSettings(_Group):
+    """Dispatch over the road network (gis/dispatch.py, gis/routing.py, api/routes/dispatch.py).
+
+    - ``dispatch_fix_max_age_s``: a worker whose newest fix is older is not available (300 s)
+    - ``dispatch_busy_window_h``: a worker is busy with an open dispatch only this long after it
+      (12 h; older open cases are stale, not today's work)
+    - ``dispatch_escalation_interval_s``: how often each server process raises missed-deadline
+      alarms (30 s)
+    - ``dispatch_walk_kmh`` / ``dispatch_drive_kmh``: the speeds of road classes without their own
+      ``road_speed`` row (its ``*`` row, set at every graph rebuild; 5 / 20 km/h). Grid workers
+      walk, vehicles drive.
+    - ``road_end_snap_m``: road ends closer than this to another road end or road are joined
+      before noding (2 m; 0 = off), see ``road_graph_rebuild()`` (migration 0008_road_snap)
+    """
+
+    dispatch_fix_max_age_s: float = Field(default=300.0, gt=0, le=86400)
+    dispatch_busy_window_h: float = Field(default=12.0, gt=0, le=24 * 30)
+    dispatch_escalation_interval_s: float = Field(default=30.0, gt=0, le=3600)
+    dispatch_walk_kmh: float = Field(default=5.0, gt=0, le=30)
+    dispatch_drive_kmh: float = Field(default=20.0, gt=0, le=200)
+    road_end_snap_m: float = Field(default=2.0, ge=0, le=50)
+
+    @model_validator(mode="after")
+    def _speeds(self) -> Self:
+        if self.dispatch_walk_kmh > self.dispatch_drive_kmh:
+            raise ValueError(
+                f"dispatch_walk_kmh ({self.dispatch_walk_kmh}) must not exceed "
+                f"dispatch_drive_kmh ({self.dispatch_drive_kmh})"
+            )
+        return self
+
+
 class Settings:
     """Every settings group, read from the environment; ``Settings(**flat_overrides)`` for tests/tools."""
 
     GROUPS: ClassVar[dict[str, type[_Group]]] = {
         "db": DatabaseSettings, "api": ApiSettings, "tiles": TileSettings,
         "stream": StreamSettings, "paths": PathSettings, "basemap": BasemapSettings,
+        "dispatch": DispatchSettings,
     }
     db: DatabaseSettings
     api: ApiSettings
@@ -348,6 +382,7 @@ class Settings:
     stream: StreamSettings
     paths: PathSettings
     basemap: BasemapSettings
+    dispatch: DispatchSettings
 
     def __init__(self, **overrides: Any) -> None:
         per_group: dict[str, dict[str, Any]] = {name: {} for name in self.GROUPS}

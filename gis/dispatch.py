@@ -2,12 +2,13 @@
 the event lifecycle, the worker's steps, the priority queue, deadlines and their escalation.
 
 Available at ``now`` = active, on duty (``duty_roster``), not busy with another event (one in
-``dispatched``/``en_route``/``on_scene``, dispatched in the 12 h before ``now``), and a fix
-no older than ``max_fix_age_s`` (their last fix is where they are). Ranked by ETA over the road
-graph (:mod:`gis.routing`): from the
-graph vertex nearest the worker's fix to the one nearest the event, walking for grid workers,
-driving for vehicles. Every status change goes through :func:`gis.events.change_status` (the
-database checks the step against ``event_transition`` and appends it to the history).
+``dispatched``/``en_route``/``on_scene``, dispatched in the ``dispatch_busy_window_h`` before
+``now``), and a fix no older than ``max_fix_age_s`` (their last fix is where they are; default
+the setting ``dispatch_fix_max_age_s``; settings group ``dispatch`` in :mod:`core.settings`).
+Ranked by ETA over the road graph (:mod:`gis.routing`): from the graph vertex nearest the
+worker's fix to the one nearest the event, walking for grid workers, driving for vehicles.
+Every status change goes through :func:`gis.events.change_status` (the database checks the
+step against ``event_transition`` and appends it to the history).
 SQL lives in ``gis/sql/dispatch/``.
 """
 
@@ -20,12 +21,11 @@ from typing import Any, Final, Literal
 from sqlalchemy import Connection
 
 from core.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError
+from core.settings import get_settings
 from gis import events, lifecycle
 from gis.routing import add_network
 from gis.sqlfiles import sql
 
-#: a worker whose newest fix is older than this is not available (not known where they are)
-DEFAULT_MAX_FIX_AGE_S: Final[float] = 300.0
 #: how many available workers (nearest by straight line) get a road-network ETA
 DEFAULT_CANDIDATES: Final[int] = 25
 #: deadlines missed longer ago than this are history, not escalated
@@ -45,6 +45,20 @@ def _now(now: datetime | None) -> datetime:
     return now
 
 
+def max_fix_age_s() -> float:
+    """A worker whose newest fix is older than this is not available (setting
+    ``dispatch_fix_max_age_s``)."""
+    return get_settings().dispatch.dispatch_fix_max_age_s
+
+
+def _age(value: float | None) -> float:
+    return max_fix_age_s() if value is None else float(value)
+
+
+def _busy_s() -> float:
+    return get_settings().dispatch.dispatch_busy_window_h * 3600.0
+
+
 def _plain(row: Any) -> dict[str, Any]:
     return {k: float(v) if isinstance(v, Decimal) else v for k, v in dict(row).items()}
 
@@ -59,20 +73,20 @@ def _event(conn: Connection, event_id: str, lock: bool = False) -> dict[str, Any
 
 def available_workers(
     conn: Connection, lon: float, lat: float, now: datetime | None = None,
-    max_fix_age_s: float = DEFAULT_MAX_FIX_AGE_S, limit: int = DEFAULT_CANDIDATES, event_id: str | None = None,
+    max_fix_age_s: float | None = None, limit: int = DEFAULT_CANDIDATES, event_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Workers available at ``now`` nearest (straight line) to (lon, lat), at most ``limit``:
     ``[{worker_id, name, kind, grid_id, mode, device_id, t, lon, lat, fix_age_s, distance_m}]``.
     ``event_id``: a worker busy with that very event still counts as available (re-dispatch)."""
     rows = conn.execute(sql("dispatch/candidates"), {
-        "lon": float(lon), "lat": float(lat), "now": _now(now), "max_age_s": float(max_fix_age_s),
-        "k": int(limit), "event_id": event_id}).mappings().all()
+        "lon": float(lon), "lat": float(lat), "now": _now(now), "max_age_s": _age(max_fix_age_s),
+        "k": int(limit), "event_id": event_id, "busy_s": _busy_s()}).mappings().all()
     return [_plain(r) for r in rows]
 
 
 def suggestions(
     conn: Connection, event_id: str, now: datetime | None = None, n: int = 5,
-    max_fix_age_s: float = DEFAULT_MAX_FIX_AGE_S, candidates: int = DEFAULT_CANDIDATES,
+    max_fix_age_s: float | None = None, candidates: int = DEFAULT_CANDIDATES,
 ) -> dict[str, Any]:
     """Available workers for an event ranked by road-network ETA (unreachable ones last):
     ``{event_id, status, at, max_fix_age_s, suggestions: [{worker_id, ..., network_m, eta_s,
@@ -80,6 +94,7 @@ def suggestions(
     if n < 1:
         raise InputError("n must be >= 1")
     at = _now(now)
+    max_fix_age_s = _age(max_fix_age_s)
     ev = _event(conn, event_id)
     workers = available_workers(conn, ev["lon"], ev["lat"], at, max_fix_age_s, max(candidates, n), event_id)
     ranked = add_network(conn, ev["lon"], ev["lat"], workers, by="straight")
@@ -90,12 +105,13 @@ def suggestions(
 
 def dispatch(
     conn: Connection, event_id: str, actor: str, worker_id: str | None = None, note: str | None = None,
-    now: datetime | None = None, max_fix_age_s: float = DEFAULT_MAX_FIX_AGE_S,
+    now: datetime | None = None, max_fix_age_s: float | None = None,
 ) -> dict[str, Any]:
     """Send a worker to an event: the chosen ``worker_id``, else the first suggestion. A reported
     event is accepted first (both steps in the history). Refused (409) when the event cannot be
     dispatched from its status, the worker is inactive or busy with another event, or nobody is
     available. Returns ``{event_id, status, worker_id, suggested, network_m, eta_s, route}``."""
+    max_fix_age_s = _age(max_fix_age_s)
     ev = _event(conn, event_id, lock=True)
     status = ev["status"]
     if status == "reported":
@@ -115,7 +131,7 @@ def dispatch(
         worker_id = chosen["worker_id"]
     else:
         state = conn.execute(sql("dispatch/worker_state"), {
-            "worker_id": worker_id, "event_id": event_id, "now": _now(now)}).mappings().first()
+            "worker_id": worker_id, "event_id": event_id, "now": _now(now), "busy_s": _busy_s()}).mappings().first()
         if state is None:
             raise InputError(f"unknown worker_id {worker_id!r}")
         if not state["active"]:

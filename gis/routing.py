@@ -1,8 +1,10 @@
 """The road graph (pgRouting) and road-network legs to a point.
 
 The graph (``road_vertices``, ``road_edges``; migration ``0005_dispatch``) is built from the roads
-layer by the database function ``road_graph_rebuild()``: lines split at every crossing of two
-at-grade roads (``ST_Node``) and at bridge ends, vertices where piece ends meet (1 cm snap), cost
+layer by the database function ``road_graph_rebuild()`` (migration ``0008_road_snap``): road ends
+closer than ``road_end_snap_m`` (setting, 2 m) to another end or road joined first, then lines
+split at every crossing of two at-grade roads (``ST_Node``), at those junctions and at bridge
+ends, vertices where piece ends meet (1 cm snap), cost
 in seconds per mode from ``road_speed`` (``walk`` for grid workers, ``drive`` for vehicles),
 length in metres. The roads loader rebuilds it in its own transaction, so readers see the old
 graph until the new roads commit. Shortest paths: ``pgr_dijkstra`` (undirected) from the vertex
@@ -18,7 +20,11 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, text
 
+from core.settings import DispatchSettings, get_settings
 from gis.sqlfiles import sql
+
+#: road_graph_rebuild(end snap m, default walk km/h, default drive km/h)
+REBUILD_SQL = "SELECT road_graph_rebuild(%s, %s, %s)"
 
 Mode = Literal["walk", "drive"]
 
@@ -28,9 +34,18 @@ def mode_for_kind(kind: str | None) -> Mode:
     return "drive" if kind == "vehicle" else "walk"
 
 
-def rebuild_graph(conn: Connection) -> int:
-    """Rebuild the graph from ``roads`` (as the schema owner); the number of edges."""
-    return int(conn.execute(text("SELECT road_graph_rebuild()")).scalar_one())
+def rebuild_params(settings: DispatchSettings | None = None) -> tuple[float, float, float]:
+    """``(road_end_snap_m, dispatch_walk_kmh, dispatch_drive_kmh)`` for ``road_graph_rebuild``."""
+    d = settings or get_settings().dispatch
+    return (d.road_end_snap_m, d.dispatch_walk_kmh, d.dispatch_drive_kmh)
+
+
+def rebuild_graph(conn: Connection, settings: DispatchSettings | None = None) -> int:
+    """Rebuild the graph from ``roads`` (as the schema owner) with the dispatch settings; the
+    number of edges."""
+    snap_m, walk_kmh, drive_kmh = rebuild_params(settings)
+    return int(conn.execute(text("SELECT road_graph_rebuild(:snap, :walk, :drive)"),
+                            {"snap": snap_m, "walk": walk_kmh, "drive": drive_kmh}).scalar_one())
 
 
 def _plain(v: Any) -> Any:

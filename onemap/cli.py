@@ -19,7 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from core.errors import OnemapError
-from onemap.commands import db, load, sample, serve, simulate, tiles, users
+from onemap.commands import db, dispatch, load, sample, serve, simulate, tiles, users
 
 log = logging.getLogger("onemap")
 
@@ -53,6 +53,7 @@ app.add_typer(sample.app, name="sample", help="Sample district delivery.")
 app.add_typer(tiles.app, name="tiles", help="Survey data -> Cesium 3D Tiles.")
 app.add_typer(load.app, name="load", help="Load deliveries into PostGIS.")
 app.add_typer(users.app, name="users", help="API users and bearer tokens.")
+app.add_typer(dispatch.app, name="dispatch", help="Dispatch administration (priority deadlines).")
 app.command("serve", help="Serve the API and viewer.")(serve.serve)
 app.command("simulate", help="Drive a living day through the HTTP API (devices, residents, operators).")(
     simulate.simulate)

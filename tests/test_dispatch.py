@@ -104,11 +104,12 @@ def test_graph_built_from_roads_at_load(db: sa.Connection) -> None:
 
 
 def test_noding_matches_shapely(db: sa.Connection) -> None:
-    """Random at-grade roads: the edges are the pieces shapely's noding gives, same total length."""
+    """Random at-grade roads: the edges are the pieces shapely's noding gives, same total length
+    (end snapping off: it moves ends, see test_road_ends_snapped_before_noding)."""
     roads = _random_roads()
     db.execute(sa.text("DELETE FROM roads"))
     _add_roads(db, roads)
-    n_edges = db.execute(sa.text("SELECT road_graph_rebuild()")).scalar_one()
+    n_edges = db.execute(sa.text("SELECT road_graph_rebuild(0)")).scalar_one()
     lines = [shapely.LineString([(W.X0 + x, W.Y0 + y) for x, y in pts]) for _, _, _, pts in roads]
     noded = shapely.get_parts(shapely.unary_union(lines))
     assert n_edges == len(noded)
@@ -277,3 +278,61 @@ def test_priority_deadline_queue_and_escalation(db: sa.Connection) -> None:
     # escalation at a later time picks up EQB and EQD only when their deadlines pass
     assert dispatch.escalate(db, now=t0 + timedelta(hours=25)) == 1
     assert dispatch.escalate(db, now=t0 + timedelta(hours=73)) == 1
+
+
+def test_road_ends_snapped_before_noding(db: sa.Connection) -> None:
+    """Ends that stop short of (or run just past) a road, and pieces of a street with a gap between
+    them, meet within the tolerance (2 m); farther ends stay apart; bridges take no junction."""
+    db.execute(sa.text("DELETE FROM roads"))
+    _add_roads(db, [
+        ("M1", "secondary", False, [(0, 100), (400, 100)]),
+        ("L1", "residential", False, [(100, 101.5), (100, 200)]),   # stops 1.5 m short of M1
+        ("L2", "residential", False, [(200, 99.2), (200, 0)]),       # stops 0.8 m short, other side
+        ("L3", "residential", False, [(300, 98.6), (300, 200)]),     # runs 1.4 m past M1
+        ("L4", "residential", False, [(350, 103), (350, 200)]),      # 3 m short: stays apart
+        ("S1", "tertiary", False, [(0, 300), (199, 300)]),           # a street in two pieces,
+        ("S2", "tertiary", False, [(200.2, 300.5), (400, 300)]),     # 1.3 m apart
+        ("BR", "primary", True, [(150, 90), (150, 300)]),            # over M1 (no junction) to S1
+    ])
+    db.execute(sa.text("SELECT road_graph_rebuild()"))
+    g = _graph(db)
+    assert nx.number_connected_components(g) == 3  # M1 + L1-L3; L4 alone; S1 + S2 + the bridge
+    vid = {r[0]: r[1] for r in db.execute(sa.text(
+        "SELECT road_id, array_agg(source) || array_agg(target) FROM road_edges GROUP BY road_id"))}
+    comp = {v: k for k, c in enumerate(nx.connected_components(g)) for v in c}
+    main = comp[vid["M1"][0]]
+    for rid in ("L1", "L2", "L3"):
+        assert comp[vid[rid][0]] == main, rid
+    assert comp[vid["S1"][0]] == comp[vid["S2"][0]] == comp[vid["BR"][0]] != main
+    assert comp[vid["L4"][0]] not in (main, comp[vid["S1"][0]])
+    near = sa.text("SELECT count(*) FROM road_vertices "
+                   "WHERE ST_DWithin(geom_4548, ST_SetSRID(ST_MakePoint(:x, :y), 4548), 0.02)")
+    for x in (100, 200, 300):  # the junctions lie on M1
+        assert db.execute(near, {"x": W.X0 + x, "y": W.Y0 + 100}).scalar_one() == 1, x
+    # L3's overshoot is cut off, the short ends extended: M1 400 m, L1-L3 100 m, L4 97 m
+    lengths = dict(db.execute(sa.text("SELECT road_id, sum(length_m) FROM road_edges GROUP BY road_id")).all())
+    assert lengths["M1"] == pytest.approx(400, abs=0.01)
+    assert lengths["L1"] == pytest.approx(100, abs=0.01) and lengths["L3"] == pytest.approx(100, abs=0.01)
+    assert lengths["L2"] == pytest.approx(100, abs=0.01) and lengths["L4"] == pytest.approx(97, abs=0.01)
+    # tolerance 0: the old behaviour (ends meet only where they touch): M1 + L3 (crossing), L1,
+    # L2, L4, S1 + the bridge, S2
+    db.execute(sa.text("SELECT road_graph_rebuild(0)"))
+    assert nx.number_connected_components(_graph(db)) == 6
+
+
+def test_cli_deadlines(tiny_loaded, use_database: str) -> None:  # noqa: ANN001
+    from typer.testing import CliRunner
+
+    from onemap.cli import app
+
+    runner = CliRunner()
+    try:
+        out = runner.invoke(app, ["dispatch", "deadlines", "--set", "A=200", "--set", "c=4000"])
+        assert out.exit_code == 0, out.output
+        lines = {ln.split()[0]: ln for ln in out.output.splitlines()}
+        assert lines["A"].split()[1] == "200" and "changed" in lines["A"] and "cli:" in lines["A"]
+        assert lines["C"].split()[1] == "4000" and lines["B"].split()[1] == "1440" and "changed" not in lines["B"]
+        assert runner.invoke(app, ["dispatch", "deadlines", "--set", "E=5"]).exit_code == 2
+        assert runner.invoke(app, ["dispatch", "deadlines", "--set", "A=0"]).exit_code == 2
+    finally:
+        runner.invoke(app, ["dispatch", "deadlines", "--set", "A=240", "--set", "C=4320"])

@@ -123,12 +123,11 @@ def test_dirty_buildings_reported(sample_loaded, sample_dir: Path, pg_url: str) 
     assert (set(rejected) & clean_ids) <= db_ids
 
 
-@pytest.mark.xfail(reason="open: the sample's road graph falls into 132 components (road ends stop short of "
-                          "the roads they meet, so ST_Node makes no junction); needs end snapping in "
-                          "road_graph_rebuild()", strict=False)
 def test_sample_day_is_dispatchable(sample_loaded, pg_url: str) -> None:  # noqa: ANN001
-    """The sample's roads make a graph; at a time inside a shift (its newest loaded fix) an event
-    has available workers with road-network ETAs."""
+    """The sample's roads make one connected graph (road ends that stop short of the road they
+    meet are snapped, migration 0008_road_snap: 132 components without, the rest are driveways
+    lying metres from any road); at a time inside a shift (its newest loaded fix) an event has
+    available workers with road-network ETAs."""
     import sqlalchemy as sa
 
     from gis import dispatch
@@ -136,6 +135,19 @@ def test_sample_day_is_dispatchable(sample_loaded, pg_url: str) -> None:  # noqa
     engine = sa.create_engine(pg_url)
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM road_edges")).scalar_one() > 100
+        sizes = conn.execute(sa.text(
+            "SELECT sum(e.length_m) FROM pgr_connectedComponents("
+            "'SELECT id, source, target, length_m AS cost, length_m AS reverse_cost FROM road_edges') c "
+            "JOIN road_edges e ON e.source = c.node GROUP BY c.component ORDER BY 1 DESC")).scalars().all()
+        assert len(sizes) <= 20, len(sizes)
+        assert sizes[0] >= 0.97 * sum(sizes)  # one network; the islands are single driveways
+        # every island lies more than the snapping tolerance from the network
+        assert conn.execute(sa.text(
+            "WITH c AS (SELECT * FROM pgr_connectedComponents('SELECT id, source, target, length_m AS cost, "
+            "length_m AS reverse_cost FROM road_edges')), "
+            "ec AS (SELECT e.geom_4548, c.component FROM road_edges e JOIN c ON c.node = e.source) "
+            "SELECT count(*) FROM ec a JOIN ec b ON a.component < b.component "
+            "AND ST_DWithin(a.geom_4548, b.geom_4548, 2.0)")).scalar_one() == 0
         at = conn.execute(sa.text("SELECT max(t) FROM gps_fixes")).scalar_one()
         event_id = conn.execute(sa.text("SELECT id FROM events ORDER BY reported_at DESC LIMIT 1")).scalar_one()
         out = dispatch.suggestions(conn, event_id, at, n=3)

@@ -134,3 +134,22 @@ def test_bad_environment_is_a_config_error_naming_the_variable(monkeypatch: pyte
     monkeypatch.delenv("ONEMAP_PG_PORT")
     with pytest.raises(ConfigError, match="ONEMAP_MAX_PAGE_SIZE=0"):
         load_settings(max_page_size=0)
+
+
+def test_dispatch_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.settings import DispatchSettings
+
+    d = get_settings().dispatch
+    assert (d.dispatch_fix_max_age_s, d.dispatch_escalation_interval_s, d.dispatch_busy_window_h,
+            d.dispatch_walk_kmh, d.dispatch_drive_kmh, d.road_end_snap_m) == (300, 30, 12, 5, 20, 2)
+    monkeypatch.setenv("ONEMAP_ROAD_END_SNAP_M", "0.5")
+    monkeypatch.setenv("ONEMAP_DISPATCH_FIX_MAX_AGE_S", "120")
+    assert DispatchSettings().road_end_snap_m == 0.5 and Settings().dispatch.dispatch_fix_max_age_s == 120
+    for bad in ({"road_end_snap_m": -1}, {"dispatch_fix_max_age_s": 0}, {"dispatch_busy_window_h": 0},
+                {"dispatch_escalation_interval_s": 0}, {"dispatch_drive_kmh": 0}):
+        with pytest.raises(ValidationError, match=next(iter(bad))):
+            DispatchSettings(**bad)
+    with pytest.raises(ValidationError, match="must not exceed dispatch_drive_kmh"):
+        DispatchSettings(dispatch_walk_kmh=25, dispatch_drive_kmh=10)
+    with pytest.raises(ConfigError, match="ONEMAP_ROAD_END_SNAP_M=100"):
+        load_settings(road_end_snap_m=100)

@@ -1,7 +1,9 @@
 """Dispatch: suggestions by road-network ETA, sending a worker, the worker's steps, the queue and
 the priority deadlines. The work is in :mod:`gis.dispatch`; every status change goes through the
 event lifecycle (``event_set_status``: checked, in the history, NOTIFY'd) and every write leaves
-an audit row. Periodic deadline escalation: :func:`escalation_loop` (started by the app).
+an audit row. Periodic deadline escalation: :func:`escalation_loop` (started by the app, every
+``dispatch_escalation_interval_s``). The fix freshness default is the setting
+``dispatch_fix_max_age_s`` (settings group ``dispatch``, :mod:`core.settings`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from starlette.responses import Response
 
 from api.auth import User, write_audit
 from api.deps import DbConn, State, client_addr, require
+from core.settings import get_settings
 from gis import dispatch
 from gis.policy import Permission
 
@@ -27,10 +30,6 @@ router = APIRouter(tags=["dispatch"])
 
 Dispatcher = Annotated[User, Depends(require(Permission.DISPATCH))]
 Worker = Annotated[User, Depends(require(Permission.WORK_EVENTS))]
-
-#: how often each server process checks for missed deadlines
-ESCALATION_INTERVAL_S = 30.0
-
 
 def _default(v: Any) -> Any:
     if isinstance(v, datetime):
@@ -62,29 +61,34 @@ class DeadlineIn(BaseModel):
     minutes: int = Field(gt=0, le=60 * 24 * 365)
 
 
-MaxAge = Annotated[float, Query(gt=0, le=86400, description="a worker's fix must be at most this old")]
+MaxAge = Annotated[float | None, Query(gt=0, le=86400, description=(
+    "a worker's fix must be at most this old (default: setting dispatch_fix_max_age_s, 300 s)"))]
+
+
+def _max_age(state: Any, value: float | None) -> float:
+    return state.settings.dispatch.dispatch_fix_max_age_s if value is None else value
 
 
 @router.get("/events/{event_id}/dispatch/suggestions",
             summary="Available workers for an event, ranked by road-network ETA")
 def suggestions(
-    event_id: str, conn: DbConn, _: Dispatcher,
+    event_id: str, conn: DbConn, state: State, _: Dispatcher,
     n: Annotated[int, Query(ge=1, le=50)] = 5,
-    max_age_s: MaxAge = dispatch.DEFAULT_MAX_FIX_AGE_S,
+    max_age_s: MaxAge = None,
     at: Annotated[datetime | None, Query(description="evaluate availability at this time (default now)")] = None,
 ) -> Response:
-    return _json(dispatch.suggestions(conn, event_id, _aware(at), n, max_age_s))
+    return _json(dispatch.suggestions(conn, event_id, _aware(at), n, _max_age(state, max_age_s)))
 
 
 @router.post("/events/{event_id}/dispatch", summary="Dispatch a worker (chosen, or the first suggestion)")
 def dispatch_event(
     event_id: str, request: Request, state: State, user: Dispatcher, body: DispatchIn | None = None,
-    max_age_s: MaxAge = dispatch.DEFAULT_MAX_FIX_AGE_S,
+    max_age_s: MaxAge = None,
 ) -> Response:
     body = body or DispatchIn()
     with state.engine.begin() as conn:
         out = dispatch.dispatch(conn, event_id, actor=user.name, worker_id=body.worker_id, note=body.note,
-                                max_fix_age_s=max_age_s)
+                                max_fix_age_s=_max_age(state, max_age_s))
         write_audit(conn, user, "event.dispatch", event_id,
                     {"worker_id": out["worker_id"], "suggested": out["suggested"], "eta_s": out["eta_s"]},
                     client_addr(request), ids=[event_id])
@@ -136,9 +140,13 @@ def set_deadline(
     return _json(row)
 
 
-async def escalation_loop(engine: Any, interval_s: float = ESCALATION_INTERVAL_S) -> None:
-    """Every ``interval_s``: raise ``deadline_missed`` alarms (once per event, whichever server
+async def escalation_loop(engine: Any, interval_s: float | None = None) -> None:
+    """Every ``interval_s`` (default: setting ``dispatch_escalation_interval_s``): raise
+    ``deadline_missed`` alarms (once per event, whichever server
     process gets there first). Errors are logged and retried next round."""
+    if interval_s is None:
+        interval_s = get_settings().dispatch.dispatch_escalation_interval_s
+
     def once() -> int:
         with engine.begin() as conn:
             return dispatch.escalate(conn)

@@ -18,6 +18,7 @@ import psycopg
 
 from core.delivery import rules
 from core.delivery.read import FieldSpec
+from gis import routing
 from gis.loaders import io
 from gis.loaders.db import Upserted, ids_in, stage, upsert_from_stage
 from gis.loaders.io import Mapping
@@ -291,8 +292,9 @@ def load_roads(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping(
     stage(conn, "stg_roads", cols, df)
     target = ["id", "name", "class", "width", "lanes", "deck_height", "bridge", "attrs"]
     result = _replace_layer(conn, report, "roads", target, df)
-    # the road graph (pgRouting, migration 0005_dispatch) follows the layer in the same transaction
-    edges = conn.execute("SELECT road_graph_rebuild()").fetchone()
+    # the road graph (pgRouting, migrations 0005_dispatch/0008_road_snap) follows the layer in the
+    # same transaction, road ends snapped within the setting road_end_snap_m
+    edges = conn.execute(routing.REBUILD_SQL, routing.rebuild_params()).fetchone()
     report.note(f"road graph: {edges[0] if edges else 0} edges")
     return _finish(conn, report, t0, result)
 

@@ -1,6 +1,7 @@
 -- Workers available for a dispatch to (:lon, :lat) at :now, nearest first (straight line):
 -- active, on duty (duty_roster), not busy with another event (dispatched / en_route / on_scene,
--- dispatched in the 12 h before :now: an older open dispatch is a stale case, not today's work),
+-- dispatched in the :busy_s seconds before :now (setting
+-- dispatch_busy_window_h): an older open dispatch is a stale case, not today's work),
 -- with a fix in (:now - :max_age_s, :now] (their last one is where they are).
 SELECT w.id AS worker_id, w.name, w.kind, w.grid_id,
        CASE w.kind WHEN 'vehicle' THEN 'drive' ELSE 'walk' END AS mode,
@@ -19,6 +20,6 @@ SELECT w.id AS worker_id, w.name, w.kind, w.grid_id,
    AND NOT EXISTS (SELECT 1 FROM events e
                     WHERE e.worker_id = w.id AND e.status IN ('dispatched', 'en_route', 'on_scene')
                       AND e.id IS DISTINCT FROM CAST(:event_id AS text)
-                      AND e.dispatched_at > CAST(:now AS timestamptz) - interval '12 hours')
+                      AND e.dispatched_at > CAST(:now AS timestamptz) - make_interval(secs => CAST(:busy_s AS double precision)))
  ORDER BY distance_m, w.id
  LIMIT :k
