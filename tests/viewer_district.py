@@ -103,7 +103,7 @@ def clip_delivery(clean: Path, dst: Path, window: Window) -> Path:
     x, y = events["x"].astype(float), events["y"].astype(float)
     inside = (x > window.x0) & (x < window.x1) & (y > window.y0) & (y < window.y1)
     events[inside].to_csv(out / "events.csv", index=False)
-    fixes = pd.read_parquet(clean / "gps_fixes.parquet")
+    fixes = pd.read_parquet(clean / "gps_fixes")  # the month files as one table
     last_day = fixes["t"].max().normalize()
     fixes[fixes["t"] >= last_day].to_parquet(out / "gps_fixes.parquet", index=False)
     return dst
