@@ -4,7 +4,7 @@
 * :class:`RateLimit` (ASGI middleware): a token bucket per bearer token (anonymous: per client
   address); over it → 429 with ``Retry-After``. Tiles and static files are not counted.
 * :class:`AnalyticsSlots`: heavy analytics run at most ``analytics_concurrency`` at a time per
-  process (a request waits up to ``analytics_queue_s`` for a slot, then 503 + Retry-After) and
+  process (a request waits up to ``analytics_queue_s`` for a slot, then 429 + Retry-After) and
   ``analytics_per_token`` at a time per token (429 + Retry-After), so the database pool and the
   thread pool stay free for tiles, features and writes.
 * :class:`StreamLimit` (ASGI middleware): open ``/stream`` connections per token (429 + Retry-After).
@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import error_response
-from core.errors import LimitExceededError, UnavailableError
+from core.errors import LimitExceededError
 
 #: paths never counted by the rate limit (static files, tiles: a 3D view asks for hundreds a second)
 UNCOUNTED = ("/tiles/", "/terrain/", "/imagery/", "/cesium/", "/viewer/", "/swagger/", "/media/")
@@ -115,10 +115,10 @@ class AnalyticsSlots:
         try:
             try:
                 await asyncio.wait_for(self._sem.acquire(), timeout=self.queue_s)
-            except TimeoutError:
-                err = UnavailableError(f"analytics busy ({self.concurrency} running); retry later")
-                err.retry_after_s = self.retry_after_s  # type: ignore[attr-defined]
-                raise err from None
+            except TimeoutError:  # the server is fine, the analytics capacity is taken: 429, not 5xx
+                raise LimitExceededError(
+                    f"analytics busy ({self.concurrency} running, waited {self.queue_s:g} s); retry later",
+                    retry_after_s=self.retry_after_s) from None
             try:
                 yield
             finally:

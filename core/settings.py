@@ -136,13 +136,13 @@ class ApiSettings(_Group):
     extent_cache_s: float = Field(default=300.0, ge=0)
     # --- abuse limits (docs/security.md) ---
     # Heavy analytics (/analytics/*): at most this many run at once per process, a request waits
-    # at most analytics_queue_s for a slot (then 503 + Retry-After); one token may run at most
+    # at most analytics_queue_s for a slot (then 429 + Retry-After); one token may run at most
     # analytics_per_token at once (429 + Retry-After); a request estimated above
-    # analytics_max_cost (event x cell tests, see api/limits.py) is refused with 400.
+    # analytics_max_cost (geometry tests, see gis/cost.py) is refused with 400.
     analytics_concurrency: int = Field(default=4, gt=0)
     analytics_per_token: int = Field(default=2, gt=0)
     analytics_queue_s: float = Field(default=10.0, ge=0)
-    analytics_max_cost: float = Field(default=2e8, gt=0)
+    analytics_max_cost: float = Field(default=1.5e7, gt=0)
     # Request rate per token (anonymous: per client address), token bucket: sustained rate (per s)
     # and burst; 0 = off. Static files and tiles are not counted.
     rate_limit_per_s: float = Field(default=30.0, ge=0)

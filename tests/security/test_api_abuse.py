@@ -63,7 +63,7 @@ def test_parallel_heavy_analytics_leave_features_answering(api_db_url, tiles_dir
         with ThreadPoolExecutor(40) as pool:
             heavy_status = list(pool.map(analytics, heavy))
             light_status = list(pool.map(buildings, range(8)))
-    assert all(s < 500 or s == 503 for s in heavy_status), heavy_status
+    assert all(s < 500 for s in heavy_status), heavy_status  # over capacity: 429 + Retry-After
     assert 429 in heavy_status or all(s == 200 for s in heavy_status), heavy_status
     assert light_status == [200] * 8, light_status
 
