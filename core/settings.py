@@ -276,6 +276,8 @@ class PathSettings(_VarDir):
     cesium_dir: Path = Field(default=REPO_ROOT / "node_modules" / "cesium" / "Build" / "Cesium")
     # Swagger UI files (npm swagger-ui-dist) served at /swagger for the offline /docs page.
     swagger_ui_dir: Path = Field(default=REPO_ROOT / "node_modules" / "swagger-ui-dist")
+    # Community targets (GET /analytics/targets, gis/targets.py): the YAML targets file.
+    targets_file: Path = Field(default=REPO_ROOT / "data" / "targets" / "jiefang.yaml")
 
     @model_validator(mode="after")
     def _resolve(self) -> Self:

@@ -46,6 +46,11 @@ class Permission(StrEnum):
     #: the dispatched worker's steps (accept, arrive, resolve); device accounts only for events
     #: dispatched to their own worker
     WORK_EVENTS = "work_events"
+    #: care visits: the overdue list and a day's route per worker (``/care/overdue``,
+    #: ``/care/route``); person-level rows only for privileged users, every such read audited
+    CARE = "care"
+    #: ``POST /care/visits`` (device accounts: as the worker their device belongs to)
+    RECORD_VISITS = "record_visits"
     #: may be made privileged (person-level population, audited)
     PRIVILEGED = "privileged"
 
@@ -65,6 +70,8 @@ POLICY: Final[dict[Permission, frozenset[str]]] = {
     Permission.POST_FIXES: frozenset({"admin", "device"}),
     Permission.DISPATCH: frozenset({"admin", "operator"}),
     Permission.WORK_EVENTS: frozenset({"admin", "device"}),
+    Permission.CARE: frozenset({"admin", "operator"}),
+    Permission.RECORD_VISITS: frozenset({"admin", "device"}),
     Permission.PRIVILEGED: frozenset({"admin", "operator"}),
 }
 
