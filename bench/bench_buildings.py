@@ -50,7 +50,7 @@ def _py3dtiles_reference(out: Path) -> dict[str, float]:
     from py3dtiles.tileset.content.batch_table import BatchTable
     from py3dtiles.tileset.content.gltf_utils import GltfAttribute, GltfMesh, GltfPrimitive
 
-    from tiles.gltf import read_glb
+    from tiles.gltf_read import read_glb
 
     ts = json.loads((out / "tileset.json").read_text())
     leaves: list[str] = []

@@ -14,7 +14,7 @@ from pyproj import Transformer
 from core import frames
 from core.delivery.cityjson import choose_lod, read_cityjson
 from pipelines.buildings import BuildingOptions, build_buildings
-from tiles.gltf import read_glb
+from tiles.gltf_read import read_glb
 from tiles.surface_mesh import triangulate_polygon
 
 GTX = Path("/usr/share/proj") / frames.GEOID_GRID

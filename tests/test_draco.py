@@ -15,7 +15,8 @@ from scipy.spatial import cKDTree
 
 from pipelines.buildings import BuildingOptions, build_buildings
 from tiles import draco
-from tiles.gltf import FeatureTable, MeshData, PropertyColumn, encode_mesh_glb, read_glb
+from tiles.gltf import FeatureTable, MeshData, PropertyColumn, encode_mesh_glb
+from tiles.gltf_read import read_glb
 from tiles.gltf_validator import validate_glb_files, validator_available
 from tiles.validate import validate_path
 

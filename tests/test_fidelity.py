@@ -25,7 +25,7 @@ from pyproj import CRS, Transformer
 from rasterio.transform import from_origin
 
 from core import frames
-from tiles.gltf import read_glb
+from tiles.gltf_read import read_glb
 
 GTX = Path("/usr/share/proj/egm96_15.gtx")
 pytestmark = pytest.mark.skipif(not GTX.exists(), reason="proj-data (egm96_15.gtx) missing")

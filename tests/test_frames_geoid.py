@@ -117,7 +117,7 @@ def test_active_working_crs_defaults_to_the_delivery_crs() -> None:
 def _llh_of_tiles(out: Path) -> np.ndarray:
     import json
 
-    from tiles.gltf import read_glb
+    from tiles.gltf_read import read_glb
 
     ts = json.loads((out / "tileset.json").read_text())
     m = np.array(ts["root"]["transform"]).reshape(4, 4).T

@@ -27,7 +27,7 @@ from pyproj import CRS
 from rasterio.transform import from_origin
 
 from tests.gis_helpers import libpq
-from tiles.gltf import read_glb
+from tiles.gltf_read import read_glb
 
 REPO = Path(__file__).resolve().parents[1]
 ONEMAP = REPO / ".venv" / "bin" / "onemap"

@@ -19,7 +19,7 @@ from core.errors import InputError
 from core.frames import ecef_to_lonlat_ellipsoidal, geoid_undulation, gltf_to_enu, projected_orthometric_to_ecef
 from pipelines.mesh import MeshOptions, build_mesh
 from pipelines.mesh_sources import read_metadata
-from tiles.gltf import read_glb
+from tiles.gltf_read import read_glb
 from tiles.validate import validate_path
 
 TILES = ("Tile_+000_+000", "Tile_+001_+000", "Tile_+000_+001", "Tile_+001_+001")

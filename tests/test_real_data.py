@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tiles.gltf import read_glb
+from tiles.gltf_read import read_glb
 
 DATA = Path(__file__).parent / "data"
 ONEMAP = Path(sys.executable).parent / "onemap"

@@ -33,7 +33,7 @@ from core.delivery.mapping import load_mapping
 from core.delivery.read import FieldSpec, read_layer
 from core.delivery.values import parse_number
 from pipelines.buildings import BuildingOptions, build_buildings
-from tiles.gltf import read_glb
+from tiles.gltf_read import read_glb
 from tiles.gltf_validator import validate_glb_files, validator_available
 from tiles.tileset import OrientedBox
 

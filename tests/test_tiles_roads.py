@@ -23,7 +23,7 @@ from tests.tiles_fixtures import (
     write_boundary,
     write_dem,
 )
-from tiles.gltf import read_glb
+from tiles.gltf_read import read_glb
 from tiles.gltf_validator import validate_glb_files, validator_available
 
 VALLEY = (X0 + 210.0, X0 + 250.0)

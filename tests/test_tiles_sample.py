@@ -22,7 +22,7 @@ from pipelines.buildings import BuildingOptions, build_buildings
 from pipelines.furniture import FurnitureOptions, build_furniture
 from pipelines.roads import RoadOptions, build_roads
 from pipelines.vegetation import VegetationOptions, build_vegetation
-from tiles.gltf import read_glb
+from tiles.gltf_read import read_glb
 
 REPO = Path(__file__).resolve().parent.parent
 LAYERS = ("buildings", "roads", "vegetation", "furniture", "pointcloud", "terrain", "mesh")

@@ -27,7 +27,7 @@ from tests.tiles_fixtures import (
     write_dem,
     write_points,
 )
-from tiles.gltf import read_glb
+from tiles.gltf_read import read_glb
 from tiles.gltf_validator import validate_glb_files, validator_available
 from tiles.instancing import decode_instanced_glb
 

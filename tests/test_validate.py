@@ -12,7 +12,8 @@ import pytest
 
 from core.frames import EnuFrame, enu_to_gltf
 from pipelines.dem import ellipsoidal_height_range
-from tiles.gltf import FeatureTable, MeshData, PropertyColumn, encode_mesh_glb, read_glb
+from tiles.gltf import FeatureTable, MeshData, PropertyColumn, encode_mesh_glb
+from tiles.gltf_read import read_glb
 from tiles.gltf_validator import validator_available
 from tiles.validate import validate_path
 from tiles.volumes import volume_excess

@@ -9,7 +9,7 @@ fallback. Draco may reorder vertices and faces; every attribute keeps its vertex
 stay attached to their building.
 
 Decoding (:func:`decode_draco_primitive`) returns the primitive's attributes and indices so our own
-reader (:class:`tiles.gltf.Glb`) checks compressed tiles like plain ones.
+reader (:class:`tiles.gltf_read.Glb`) checks compressed tiles like plain ones.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def decode_draco_primitive(buffer_view: bytes, primitive: dict[str, Any]) -> dic
 
 def accessor_array(glb: Any, index: int) -> np.ndarray | None:
     """The decoded values of accessor ``index`` when it belongs to a Draco-compressed primitive of
-    ``glb`` (a :class:`tiles.gltf.Glb`; decoded primitives are cached on it), else None."""
+    ``glb`` (a :class:`tiles.gltf_read.Glb`; decoded primitives are cached on it), else None."""
     state = glb.__dict__.setdefault("_draco", {})
     if "owners" not in state:
         owners: dict[int, tuple[int, str]] = {}

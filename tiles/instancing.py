@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from core.frames import enu_to_gltf
-from tiles.gltf import ELEMENT_ARRAY_BUFFER, FeatureTable, GlbBuilder, quaternions_to_matrices, read_glb
+from tiles.gltf import ELEMENT_ARRAY_BUFFER, FeatureTable, GlbBuilder
+from tiles.gltf_read import quaternions_to_matrices, read_glb
 from tiles.models import TemplateMesh
 from tiles.volumes import box_corners
 

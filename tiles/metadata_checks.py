@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tiles.gltf import Glb
+from tiles.gltf_read import Glb
 from tiles.issues import ERROR
 
 

@@ -12,7 +12,7 @@ Tilesets (this module)
   node process (:mod:`tiles.gltf_validator`).
 
 Contents: :mod:`tiles.formats` (b3dm / pnts / i3dm / cmpt headers and tables, glb positions
-through :class:`tiles.gltf.Glb`), :mod:`tiles.metadata_checks` (feature ids vs property tables).
+through :class:`tiles.gltf_read.Glb`), :mod:`tiles.metadata_checks` (feature ids vs property tables).
 Terrain: :mod:`tiles.terrain_checks`.
 
 Issues carry a severity (``error`` / ``warning`` / ``info``), the file and a message.

@@ -11,7 +11,7 @@ import numpy as np
 
 from tiles.formats.common import ContentGeometry, no_geometry, table_json
 from tiles.formats.glb import READ_ERRORS, glb_positions
-from tiles.gltf import read_glb
+from tiles.gltf_read import read_glb
 from tiles.issues import ERROR, WARNING
 from tiles.volumes import Y_UP_TO_Z_UP, apply_matrix
 

@@ -1,7 +1,7 @@
 """glb content (3D Tiles 1.1): positions in the tile frame, metadata findings.
 
 The writer is :mod:`tiles.gltf` (``encode_mesh_glb``) and :mod:`tiles.instancing`; this reads
-what any producer wrote, through the same :class:`tiles.gltf.Glb`.
+what any producer wrote, through the same :class:`tiles.gltf_read.Glb`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import struct
 import numpy as np
 
 from tiles.formats.common import ContentGeometry, no_geometry
-from tiles.gltf import read_glb
+from tiles.gltf_read import read_glb
 from tiles.metadata_checks import metadata_issues
 from tiles.volumes import Y_UP_TO_Z_UP, apply_matrix
 
