@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -66,6 +67,8 @@ def one(src: Path, out: Path, dask: str, level: int | None) -> dict:
 def run(scale: int, workers: int, level: int | None) -> dict:
     src = sample(scale)
     out = BENCH / f"scale-tiles-s{scale}-w{workers}"
+    for old in [out, *BENCH.glob(f"{out.name}.partial-*")]:  # a full build every time (no resume)
+        shutil.rmtree(old, ignore_errors=True)
     proc = subprocess.run([PY, __file__, "--one", str(src), str(out), f"local:{workers}",
                            "" if level is None else str(level)], cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -77,6 +77,7 @@ class Plan:
     layer_crs: str  # WKT
     working_crs: str  # WKT
     square: tuple[float, float, float, float]
+    extent: tuple[float, float, float, float]  # the layer's declared extent, working CRS
     level: int
     frame: tuple[float, float, float]  # lon, lat, ellipsoidal h of the ENU origin
     fid_base: int
@@ -84,6 +85,7 @@ class Plan:
     settings: str
     work: str
     geoid: str | None
+    inner_workers: int = 1  # forked tile encoders inside a task (in-process engine only)
 
 
 # ------------------------------------------------------------------------------------ plan
@@ -101,17 +103,21 @@ def plan_partitions(src: Path | str, options: BuildingOptions) -> Plan | None:
         return None
     n = int(info.get("features") or 0)
     bounds = info.get("total_bounds")
-    level = options.partition_level
-    if level is None:
-        level = pt.auto_level(n, options.partition_features)
     declared = info.get("crs") or options.src_crs or mapping.crs
-    if level <= 0 or n == 0 or bounds is None or not np.all(np.isfinite(bounds)) or declared is None:
+    if n <= options.partition_features and options.partition_level is None:
+        return None
+    if n == 0 or bounds is None or not np.all(np.isfinite(bounds)) or declared is None:
         return None
     layer_crs = CRS.from_user_input(declared)
     working = working_crs_for(tuple(bounds), layer_crs)
     to_work = Transformer.from_crs(layer_crs, working, always_xy=True)
     wb = to_work.transform_bounds(*bounds, densify_pts=21)
     square = snapped_square(np.array([[wb[0], wb[1]], [wb[2], wb[3]]]), 250.0)
+    level = options.partition_level
+    if level is None:
+        level = pt.auto_level(n, options.partition_features, square, wb)
+    if level <= 0:
+        return None
     cx, cy = 0.5 * (square[0] + square[2]), 0.5 * (square[1] + square[3])
     lon, lat = projected_to_lonlat(np.array([cx]), np.array([cy]), working)
     h0 = 0.0
@@ -125,7 +131,7 @@ def plan_partitions(src: Path | str, options: BuildingOptions) -> Plan | None:
     settings = digest(["buildings-partitioned-1", str(path.absolute()), str(stat.st_size), str(stat.st_mtime_ns),
                        _options_key(options), str(level),
                        repr(active_geoid().metadata())])
-    return Plan(str(path.absolute()), layer, layer_crs.to_wkt(), working.to_wkt(), square, level,
+    return Plan(str(path.absolute()), layer, layer_crs.to_wkt(), working.to_wkt(), square, tuple(wb), level,
                 (float(lon[0]), float(lat[0]), h_ell), int(first.index[0]) if len(first) else 0, n, settings,
                 "", options.geoid)
 
@@ -352,7 +358,7 @@ def _encode_rows(plan: Plan, options: BuildingOptions, layer: Any, folder: Path,
         jobs.append(TileJob(node.key, node.is_leaf, content, subtree, depth[node.key]))
     state = EncoderState(b, facets, roof_drop, _frame(plan), lod2, folder, options.gzip_level,
                          building_colors(b, False), building_colors(b, True), compress=options.compress)
-    encoded = run_jobs(state, jobs, 1, lambda *_: None)
+    encoded = run_jobs(state, jobs, plan.inner_workers, lambda *_: None)
     summary["tiles"] = {n.key: _tile_info(encoded[n.key], n.key, hashes[n.key], b.ids[contents[n.key]],
                                           [c.key for c in n.children]) for n in tree.walk()}
     top = contents[tree.key] if not tree.is_leaf else np.arange(len(b))

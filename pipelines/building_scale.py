@@ -136,11 +136,13 @@ def build_partitioned(plan: Plan, out: Path | str | None, options: BuildingOptio
     temp = Path(tempfile.mkdtemp(prefix="onemap-partitions-")) if dry else None
     work = pt.WorkDir(temp / "out" if temp else Path(out), plan.settings)  # type: ignore[arg-type]
     plan = replace(plan, work=str(work.path))
-    cells = pt.grid_cells(plan.square, plan.level)
+    cells = pt.grid_cells(plan.square, plan.level, plan.extent)
     summaries: dict[str, dict[str, Any]] = {}
     stages: dict[str, float] = {}
     try:
         with pt.Engine(pt.resolve_address(options.dask)) as engine:
+            if engine.client is None:  # in-process: the tiles of a partition on options.workers cores
+                plan = replace(plan, inner_workers=max(1, options.workers))
             todo = []
             for c in cells:
                 done = _light(work.done(c.key))

@@ -87,10 +87,18 @@ def grid_cells(square: Sequence[float], level: int,
             for y in range(lo_y, hi_y + 1) for x in range(lo_x, hi_x + 1)]
 
 
-def auto_level(n_features: int, per_partition: int, max_level: int = 8) -> int:
-    """The smallest level whose 4^level cells hold ≤ ``per_partition`` features on average."""
-    level = 0
-    while n_features > per_partition * 4 ** level and level < max_level:
+def auto_level(n_features: int, per_partition: int, square: Sequence[float] | None = None,
+               extent: Sequence[float] | None = None, max_level: int = 8) -> int:
+    """The smallest level whose cells meeting ``extent`` hold ≤ ``per_partition`` features on
+    average (0 when everything fits in one partition; at least 8 cells otherwise, so that two
+    workers stay busy to the end)."""
+    if n_features <= per_partition:
+        return 0
+    level = 1
+    while level < max_level:
+        cells = len(grid_cells(square, level, extent)) if square is not None else 4 ** level
+        if n_features <= per_partition * cells and cells >= 8:
+            break
         level += 1
     return level
 
