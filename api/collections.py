@@ -144,6 +144,13 @@ COLLECTIONS: Final[dict[str, Collection]] = {c.id: c for c in (
         properties=(Prop("name", S), Prop("kind", S), Prop("worker_id", S), Prop("max_dwell_min", N)),
     ),
     Collection(
+        id="facilities", title="Service facilities",
+        description="Community service stations and terminals, elderly care, clinics, schools, police posts, "
+                    "convenience stores (kind: see facility_kind); walking access: /analytics/access.",
+        table="facilities", geometry_type="Point", default_sort=("id",),
+        properties=(Prop("kind", S), Prop("name", S), Prop("community_id", S), Prop("building_id", S)),
+    ),
+    Collection(
         id="patrol_tracks", title="Patrol tracks",
         description="Cleaned GPS track of one worker's shift.",
         table="shift_tracks", id_type="integer", geometry_type="MultiLineString",

@@ -298,5 +298,27 @@ def test_sql_refuses_unpublished_parameters(db: sa.Connection) -> None:
     for stmt in ("SELECT * FROM access_by_community('clinic', 1.0)",
                  "SELECT * FROM access_sites('clinic', 1.2, 7, 3)",
                  "SELECT * FROM access_sites('nope', 1.2, 5, 3)"):
-        with db.begin_nested(), pytest.raises(sa.exc.DBAPIError, match="must be|unknown"):
+        with pytest.raises(sa.exc.DBAPIError, match="must be|unknown"), db.begin_nested():
             db.execute(sa.text(stmt))
+
+
+def test_facilities_loader(conn, tiny_loaded, tmp_path) -> None:  # noqa: ANN001
+    import geopandas as gpd
+
+    from gis.loaders.facilities import load_facilities
+    from gis.loaders.io import Mapping
+
+    rows = [("FS001", "service_station", "站", None, (50, 50)),   # inside B000001, in C01
+            ("FK001", "convenience_store", "店", "B000004", (320, 10)),  # declared building kept
+            ("FQ001", "spaceport", "坏", None, (10, 10))]  # unknown kind: rejected, named
+    gdf = gpd.GeoDataFrame({"id": [r[0] for r in rows], "kind": [r[1] for r in rows], "name": [r[2] for r in rows],
+                            "building_id": [r[3] for r in rows], "opening": ["8-20"] * 3},
+                           geometry=[shapely.Point(W.xy(*r[4])) for r in rows], crs="EPSG:4548")
+    path = tmp_path / "facilities.gpkg"
+    gdf.to_file(path, layer="facilities", driver="GPKG", engine="pyogrio")
+    report = load_facilities(conn, path, Mapping())
+    assert report.loaded == 2
+    assert [(r.feature_id, r.field, r.code) for r in report.rejects] == [("FQ001", "kind", "unknown_value")]
+    got = {r[0]: r[1:] for r in conn.execute(
+        "SELECT id, community_id, building_id FROM facilities ORDER BY id")}
+    assert got == {"FS001": ("C01", "B000001"), "FK001": ("C02", "B000004")}

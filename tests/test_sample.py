@@ -109,6 +109,7 @@ def test_volumes(clean: Path) -> None:
     assert 60e3 <= _gpkg(clean, "roads").length.sum() <= 120e3
     assert len(_gpkg(clean, "trees")) >= 15000
     assert len(_gpkg(clean, "furniture")) >= 8000
+    assert 60 <= len(_gpkg(clean, "facilities")) <= 160
     cams = _gpkg(clean, "cameras")
     assert 300 <= len(cams) <= 600 and (cams["kind"] == "high_altitude").sum() == 2
     assert 40 <= len(pd.read_csv(clean / "workers.csv")) <= 60
@@ -191,6 +192,24 @@ def test_roads_trees_green_water(clean: Path) -> None:
     assert set(g["kind"]) == {"park", "green_space", "courtyard", "separator"} and g["id"].is_unique
     w = _gpkg(clean, "water")
     assert set(w["kind"]) == {"lake", "river"} and w["water_level"].between(15, 20).all()
+
+
+def test_facilities(clean: Path) -> None:
+    f = _gpkg(clean, "facilities")
+    c = _gpkg(clean, "communities")
+    assert f["id"].is_unique and f["name"].notna().all()
+    kinds = f["kind"].value_counts().to_dict()
+    assert set(kinds) == {"service_station", "service_terminal", "elderly_care", "clinic", "school", "police",
+                          "convenience_store"}
+    # one service station and one terminal per community (the plan's "20 terminals, every community")
+    for kind in ("service_station", "service_terminal"):
+        assert sorted(f.loc[f["kind"] == kind, "community"]) == sorted(c["id"])
+    b = _gpkg(clean, "buildings").set_index("id")
+    assert set(f["building_id"]) <= set(b.index)
+    # every facility lies on its building's site
+    assert all(shapely.intersects(b.geometry[bid], g) for bid, g in zip(f["building_id"], f.geometry, strict=True))
+    # no digits runs that look like phone/ID numbers in the names
+    assert not f["name"].str.contains(r"\d{6,}").any()
 
 
 def test_furniture(clean: Path) -> None:

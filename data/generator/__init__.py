@@ -18,7 +18,21 @@ import numpy as np
 import shapely
 from pyproj import Transformer
 
-from . import buildings, dirty, furniture, layout, mesh, ortho, overlays, roads, stream, terrain, vegetation, writers
+from . import (
+    buildings,
+    dirty,
+    facilities,
+    furniture,
+    layout,
+    mesh,
+    ortho,
+    overlays,
+    roads,
+    stream,
+    terrain,
+    vegetation,
+    writers,
+)
 from .common import CRS_4490, CRS_4548, DEM_RES_M, District, rng_for, suffix_ids
 
 log = logging.getLogger(__name__)
@@ -34,6 +48,7 @@ ID_COLS = {
     "green": ["id"],
     "water": ["id"],
     "furniture": ["id", "road_id"],
+    "facilities": ["id", "community", "building_id"],
     "cameras": ["id"],
     "checkpoints": ["id", "grid_id"],
     "geofences": ["id", "worker_id"],
@@ -51,6 +66,7 @@ VECTOR_LAYERS = [
     "green",
     "water",
     "furniture",
+    "facilities",
     "cameras",
     "checkpoints",
     "geofences",
@@ -66,6 +82,7 @@ LAYERS = {
     "trees": ["trees"],
     "landcover": ["green", "water"],
     "furniture": ["furniture"],
+    "facilities": ["facilities"],
     "dem": [],
     "pointcloud": [],
     "ortho": [],
@@ -104,6 +121,7 @@ def build_district(seed: int, layers: list[str] | None = None) -> District:
         ("buildings", buildings.build),
         ("vegetation", vegetation.build),
         ("furniture", furniture.build),
+        ("facilities", facilities.build),
         ("terrain", terrain.build_dem),
         ("pointcloud", terrain.build_pointcloud),
         ("overlays", overlays.build),
@@ -129,6 +147,7 @@ def build_district(seed: int, layers: list[str] | None = None) -> District:
         "green": d.green,
         "water": d.water,
         "furniture": d.furniture,
+        "facilities": d.extras["facilities"],
     }
     if "overlays" not in skip:
         d.extras["frames"].update(

@@ -3,8 +3,9 @@ posts, convenience stores): ``facilities.gpkg`` -> table ``facilities`` (migrati
 
 Points; ``kind`` must be one of ``facility_kind``. ``community_id`` is the community the point lies
 in; ``building_id`` the delivered one when the database knows it, otherwise the building the point
-lies in (None outside buildings). Other delivered fields are kept in ``attrs``. Replaces the layer
-(upsert by id, then delete ids the delivery no longer has, except rejected ones).
+lies in (None outside buildings). Fields other than ``id``, ``kind``, ``name``, ``building_id``,
+``community`` are not read. Replaces the layer (upsert by id, then delete ids the delivery no
+longer has, except rejected ones).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from core.delivery.read import FieldSpec
 from gis.loaders import io
 from gis.loaders.db import ids_in, stage
 from gis.loaders.io import Mapping
-from gis.loaders.reference import _attrs_json, _finish, _replace_layer
+from gis.loaders.reference import _finish, _replace_layer
 from gis.loaders.report import LayerReport
 
 SPECS = [
@@ -29,7 +30,6 @@ SPECS = [
     FieldSpec("building_id", "str"),
     FieldSpec("community", "str"),
 ]
-KNOWN = {"id", "kind", "name", "building_id", "community"}
 
 
 def load_facilities(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping()) -> LayerReport:
@@ -44,14 +44,13 @@ def load_facilities(conn: psycopg.Connection, path: Path, mapping: Mapping = Map
     df = pd.DataFrame({"id": gdf["id"], "kind": gdf["kind"]})
     df["name"] = io.text_or_none(gdf["name"]) if "name" in gdf.columns else None
     df["building_id"] = building
-    df["attrs"] = _attrs_json(gdf, KNOWN)
     df["wkb"] = io.wkb_hex_4490(gdf.geometry)
     if building is not None:  # a building the database does not know: found from the point below
         known = ids_in(conn, "buildings")
         df.loc[~df["building_id"].isin(known), "building_id"] = None
     stage(conn, "stg_facilities", {"id": "text", "kind": "text", "name": "text", "building_id": "text",
-                                   "attrs": "jsonb", "wkb": "text"}, df)
-    result = _replace_layer(conn, report, "facilities", ["id", "kind", "name", "building_id", "attrs"], df)
+                                   "wkb": "text"}, df)
+    result = _replace_layer(conn, report, "facilities", ["id", "kind", "name", "building_id"], df)
     assign_facilities(conn)
     return _finish(conn, report, t0, result)
 

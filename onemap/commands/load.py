@@ -138,6 +138,8 @@ _simple_table("workers", "Grid workers and vehicles, with their GPS devices.")
 _simple_vector("checkpoints", "Patrol check-in points.")
 _simple_vector("geofences", "Patrol areas and no-parking zones.")
 _simple_vector("communities", "Communities (社区).")
+_simple_vector("facilities", "Service facilities (service stations/terminals, elderly care, clinics, schools, "
+               "police posts, convenience stores); after buildings and communities.")
 
 
 @app.command("gps")

@@ -17,7 +17,8 @@ def generate(
     layers: str = typer.Option(
         "all",
         "--layers",
-        help="Comma-separated layers to write: admin, buildings, roads, trees, landcover, furniture, dem, "
+        help="Comma-separated layers to write: admin, buildings, roads, trees, landcover, furniture, facilities, "
+        "dem, "
         "pointcloud, ortho, mesh, overlays, dirty (default all; boundary.gpkg is always written).",
     ),
     scale_overlays: bool = typer.Option(
