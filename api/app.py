@@ -26,6 +26,7 @@ from api.limits import RateLimit, StreamLimit
 from api.live import Broker
 from api.middleware import BodyLimitMiddleware, TileFastPath
 from api.openapi import to_openapi30
+from api.routes import access as access_routes
 from api.routes import analytics, events, features, gps, stream, tiles, viewer
 from api.routes import auth as auth_routes
 from api.routes import civil as civil_routes
@@ -69,8 +70,8 @@ def create_app(settings: Settings | None = None, *, tiles_dir: Path | None = Non
     )
     app.state.onemap = state
     install_error_handlers(app, settings.api.db_retry_after_s)
-    for module in (viewer, features, tiles, analytics, civil_routes, events, dispatch_routes, gps, stream,
-                   auth_routes):
+    for module in (viewer, features, tiles, analytics, access_routes, civil_routes, events, dispatch_routes, gps,
+                   stream, auth_routes):
         app.include_router(module.router)
     viewer.mount_static(app, settings)
 

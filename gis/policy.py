@@ -30,6 +30,9 @@ class Permission(StrEnum):
     READ_POSITIONS = "read_positions"
     #: patrol coverage of roads per grid cell
     READ_COVERAGE = "read_coverage"
+    #: walking access to facilities: per-building times, suppressed per-community counts,
+    #: candidate sites (``/analytics/access*``); never person-level
+    READ_ACCESS = "read_access"
     #: patrol details: tracks, mileage, check-ins, grid staff phone numbers
     READ_PATROLS = "read_patrols"
     #: who staffs the district: grid cells' ``staff_id``/``staff_name``, cameras' ``stream_url``
@@ -63,6 +66,7 @@ POLICY: Final[dict[Permission, frozenset[str]]] = {
     Permission.READ_POPULATION: frozenset({"admin", "operator", "planner"}),
     Permission.READ_POSITIONS: frozenset({"admin", "operator", "viewer"}),
     Permission.READ_COVERAGE: frozenset({"admin", "operator", "planner"}),
+    Permission.READ_ACCESS: frozenset({"admin", "operator", "planner"}),
     Permission.READ_PATROLS: frozenset({"admin", "operator"}),
     Permission.READ_STAFF: frozenset({"admin", "operator"}),
     Permission.REPORT_EVENTS: frozenset({"admin", "operator", "device"}),

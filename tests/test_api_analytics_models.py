@@ -17,9 +17,14 @@ DAY = "day=2026-03-02"
 
 
 def _analytics_routes() -> dict[str, APIRoute]:
-    from api.routes import analytics
+    import importlib
+    import pkgutil
 
-    return {r.path: r for r in analytics.router.routes if isinstance(r, APIRoute)}
+    import api.routes
+
+    modules = [importlib.import_module(f"api.routes.{m.name}") for m in pkgutil.iter_modules(api.routes.__path__)]
+    return {r.path: r for m in modules if hasattr(m, "router") for r in m.router.routes
+            if isinstance(r, APIRoute) and r.path.startswith("/analytics")}
 
 
 def test_openapi_documents_every_analytics_response(client) -> None:  # noqa: ANN001
