@@ -26,7 +26,8 @@ BUILDING_USES = {"residential", "commercial", "office", "school", "hospital", "m
                  "courtyard_house"}
 FURNITURE_TYPES = {"street_lamp", "traffic_signal", "sign", "bus_shelter", "bench", "waste_bin", "toilet", "kiosk",
                    "billboard", "fire_hydrant", "fitness", "sculpture"}
-CATEGORIES = {"city_appearance", "street_order", "sanitation", "municipal_facilities", "greening",
+CATEGORIES = {"city_appearance", "street_order", "sanitation", "municipal_facilities", "greening", "burglary", "theft",
+              "family_conflict",
               "illegal_construction", "safety_hazard", "dispute"}
 LIFECYCLE = ["reported_at", "accepted_at", "dispatched_at", "handled_at", "verified_at", "closed_at"]
 # measured: 430 MB at --scale 1 and 3 (buildings,roads); the old whole-city-in-memory writer grew with K²
@@ -115,6 +116,9 @@ def test_volumes(clean: Path) -> None:
     assert 40 <= len(pd.read_csv(clean / "workers.csv")) <= 60
     assert 66_000 <= len(pd.read_csv(clean / "population.csv")) <= 74_000
     assert 45_000 <= len(pd.read_csv(clean / "events.csv")) <= 55_000
+    assert len(pd.read_csv(clean / "surveys.csv")) == 20 * 5 * 4  # communities x quarters x topics
+    assert 400 <= len(pd.read_csv(clean / "care_households.csv")) <= 800
+    assert len(pd.read_csv(clean / "care_visits.csv")) >= 3000
     assert pd.read_parquet(clean / "gps_fixes", columns=["speed"]).shape[0] >= 1_000_000
     # one Parquet file per UTC month, each holding only its month
     months = sorted(clean.glob("gps_fixes/*.parquet"))
@@ -288,6 +292,45 @@ def test_events_lifecycle(clean: Path) -> None:
         int).astype(str)
     top = cell.value_counts()
     assert top.iloc[: max(1, len(top) // 100)].sum() > 0.03 * len(ev)
+
+
+def test_civil(clean: Path) -> None:
+    """Surveys, care households and visits (issue 16): plausible, no personal data, some
+    communities on track and some off for data/targets/jiefang.yaml."""
+    comm = set(_gpkg(clean, "communities")["id"])
+    s = pd.read_csv(clean / "surveys.csv", dtype={"period": str})
+    assert list(s.columns) == ["community_id", "period", "topic", "respondents", "satisfied"]
+    assert set(s["community_id"]) == comm and not s.duplicated(["community_id", "period", "topic"]).any()
+    assert (s["respondents"] > 0).all() and s["satisfied"].between(0, s["respondents"]).all()
+    cur = s[s["period"] >= "2026-07-01"].groupby("community_id")[["satisfied", "respondents"]].sum()
+    share = cur["satisfied"] / cur["respondents"]
+    assert 3 <= (share >= 0.9).sum() <= len(comm) - 3  # the 90 % target: some met, some not
+    h = pd.read_csv(clean / "care_households.csv", dtype=str)
+    assert list(h.columns) == ["id", "building_id", "category", "interval_days", "worker_id", "enrolled_on"]
+    assert h["id"].is_unique and h["id"].str.fullmatch(r"H\d{5}").all()
+    assert h["building_id"].isin(_gpkg(clean, "buildings")["id"]).all()
+    assert h["worker_id"].isin(pd.read_csv(clean / "workers.csv", dtype=str)["id"]).all()
+    assert set(h["category"]) <= {"dibao", "tekun", "gaoling", "canji", "dujv", "kunjing_ertong"}
+    # nothing personal: no names, phone or ID-number-like digit runs anywhere
+    for f in ("care_households.csv", "care_visits.csv", "surveys.csv"):
+        assert not re.search(r"\d{11,}|name|phone|person", (clean / f).read_text(encoding="utf-8")), f
+    v = pd.read_csv(clean / "care_visits.csv", dtype=str)
+    assert v["household_id"].isin(h["id"]).all() and set(v["outcome"]) <= {"visited", "not_home", "refused"}
+    last = pd.to_datetime(v.loc[v["outcome"] == "visited"].groupby("household_id")["visited_at"].max(), utc=True)
+    end = pd.Timestamp("2026-11-01T00:00+08:00")
+    since = h.set_index("id")["enrolled_on"].map(lambda d: pd.Timestamp(d, tz="Asia/Shanghai"))
+    base = last.reindex(since.index).fillna(since)
+    overdue = base + pd.to_timedelta(h.set_index("id")["interval_days"].astype(int), unit="D") < end
+    assert 0.05 * len(h) <= overdue.sum() <= 0.5 * len(h)
+    # security incidents: per-day rate after the baseline quarter vs in it, per community
+    ev = pd.read_csv(clean / "events.csv", usecols=["category", "x", "y", "reported_at"])
+    ev = ev[ev["category"].isin(["burglary", "theft", "dispute", "family_conflict"])]
+    pts = gpd.GeoDataFrame(ev, geometry=gpd.points_from_xy(ev["x"], ev["y"]), crs=4548)
+    cm = _gpkg(clean, "communities")[["id", "geometry"]]
+    j = gpd.sjoin(pts, cm, predicate="within")
+    day = j["reported_at"].str.slice(0, 10)
+    change = (j[day >= "2026-02-01"].groupby("id").size() / 273) / (j[day < "2026-02-01"].groupby("id").size() / 92) - 1
+    assert 3 <= (change <= -0.3).sum() <= len(comm) - 3
 
 
 def test_gps(clean: Path) -> None:

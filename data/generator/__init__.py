@@ -20,6 +20,7 @@ from pyproj import Transformer
 
 from . import (
     buildings,
+    civil,
     dirty,
     facilities,
     furniture,
@@ -55,6 +56,9 @@ ID_COLS = {
     "workers": ["id", "device_id", "grid_id"],
     "population": ["person_id", "building_id"],
     "events": ["id", "worker_id"],
+    "surveys": ["community_id"],
+    "care_households": ["id", "building_id", "worker_id"],
+    "care_visits": ["household_id", "worker_id"],
 }
 VECTOR_LAYERS = [
     "boundary",
@@ -71,7 +75,7 @@ VECTOR_LAYERS = [
     "checkpoints",
     "geofences",
 ]
-CSV_LAYERS = ["workers", "population", "events"]
+CSV_LAYERS = ["workers", "population", "events", "surveys", "care_households", "care_visits"]
 
 
 # --layers: what a name writes (boundary.gpkg is always written: every pipeline wants it)
@@ -87,7 +91,8 @@ LAYERS = {
     "pointcloud": [],
     "ortho": [],
     "mesh": [],
-    "overlays": ["cameras", "checkpoints", "geofences", "workers", "population", "events"],
+    "overlays": ["cameras", "checkpoints", "geofences", "workers", "population", "events", "surveys",
+                 "care_households", "care_visits"],
     "dirty": [],
 }
 OVERLAY_FRAMES = set(LAYERS["overlays"])
@@ -114,7 +119,7 @@ def build_district(seed: int, layers: list[str] | None = None) -> District:
     if "pointcloud" not in layers:
         skip.add("pointcloud")
     if "overlays" not in layers:
-        skip.add("overlays")
+        skip |= {"overlays", "civil"}
     steps = [
         ("layout", layout.build),
         ("roads", roads.build),
@@ -125,6 +130,7 @@ def build_district(seed: int, layers: list[str] | None = None) -> District:
         ("terrain", terrain.build_dem),
         ("pointcloud", terrain.build_pointcloud),
         ("overlays", overlays.build),
+        ("civil", civil.build),  # after the overlays: trends the events, adds surveys and care visits
     ]
     for name, fn in steps:
         if name in skip:
@@ -158,6 +164,9 @@ def build_district(seed: int, layers: list[str] | None = None) -> District:
                 "workers": d.workers,
                 "population": d.population,
                 "events": d.events,
+                "surveys": d.extras["surveys"],
+                "care_households": d.extras["care_households"],
+                "care_visits": d.extras["care_visits"],
             }
         )
     return d
