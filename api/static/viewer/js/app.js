@@ -1,6 +1,7 @@
 // Bootstrap: the Cesium viewer (fully offline), the catalog of tilesets and terrain, every module,
 // the tool buttons, readiness (body[data-ready="true"]) and window.onemap for tests and monitors.
 
+import { initAccess, toggleAccess } from "./access.js";
 import { initAuth } from "./auth.js";
 import { initBigscreen } from "./bigscreen.js";
 import { initCameras, openCameraById } from "./cameras.js";
@@ -126,7 +127,7 @@ function downloadScreenshot() {
 }
 
 function initToolbar() {
-  const exclusive = { stats: toggleStats, heatmap: toggleHeatmap, patrol: togglePatrolPane };
+  const exclusive = { stats: toggleStats, heatmap: toggleHeatmap, patrol: togglePatrolPane, access: toggleAccess };
   const setPressed = (tool, on) => document.querySelector(`[data-tool="${tool}"]`)?.setAttribute("aria-pressed", String(on));
   for (const button of document.querySelectorAll("[data-tool]")) {
     button.addEventListener("click", () => {
@@ -220,6 +221,7 @@ async function main() {
   onemap.events = initEvents(viewer, { openCameraPanel: openCameraById, flyToWorkerFn: flyToWorker });
   onemap.measure = { ...measure, ...measure.initMeasure(viewer) };
   onemap.stats = initStats();
+  onemap.access = initAccess(viewer, { buildings: () => tilesets.buildings });
   if (MODE === "bigscreen") {
     onemap.bigscreen = initBigscreen(viewer, { district });
     document.getElementById("layer-tree").hidden = true;

@@ -16,7 +16,7 @@ const zh = {
   },
   tool: {
     layers: "图层", distance: "测距离", area: "测面积", height: "测高度", stats: "统计",
-    heatmap: "热力图", patrol: "巡查回放", screenshot: "截图", bigscreen: "大屏模式",
+    heatmap: "热力图", patrol: "巡查回放", screenshot: "截图", bigscreen: "大屏模式", access: "步行可达",
   },
   auth: {
     title: "登录", token: "访问令牌", signIn: "登录", signOut: "退出",
@@ -32,6 +32,7 @@ const zh = {
     buildings: "建筑", roads: "道路", vegetation: "植被", furniture: "城市部件", pointcloud: "点云",
     terrain: "地形", water: "水面", events: "事件", cameras: "摄像头", patrol: "巡查轨迹",
     workers: "巡查人员位置", grid: "网格", communities: "社区", geofences: "电子围栏", checkpoints: "巡查点",
+    facilities: "服务设施", isochrones: "步行等时线",
     unavailable: "（不可用）", failed: "{name} 加载失败：{msg}",
   },
   use: {
@@ -121,6 +122,17 @@ const zh = {
       event: "新事件 {id}：{cat}（{prio} 级）",
     },
   },
+  access: {
+    title: "步行可达性", kind: "设施类型", speed: "步行速度", minutes: "覆盖时间", community: "社区", group: "人群",
+    speedDefault: "一般 1.2 米/秒", speedElderly: "老年人 0.8 米/秒", within: "{m} 分钟内", beyond: "15 分钟以上或不可达",
+    uncovered: "{n} 栋建筑 {m} 分钟内无此类设施", sites: "建议新增选址（贪心最大覆盖）",
+    siteLine: "新增覆盖约 {n} 人（{b} 栋建筑）",
+    groups: { total: "常住人口", age_80_plus: "80 岁以上", disabled: "残疾人", low_income: "低保" },
+    kinds: {
+      service_station: "社区服务站", service_terminal: "便民服务终端", elderly_care: "养老机构", clinic: "卫生服务站",
+      school: "学校", police: "警务室", convenience_store: "便利店",
+    },
+  },
   shot: { done: "截图已保存", failed: "截图失败" },
 };
 
@@ -136,6 +148,7 @@ const en = {
   tool: {
     layers: "Layers", distance: "Distance", area: "Area", height: "Height", stats: "Statistics",
     heatmap: "Heatmap", patrol: "Patrol playback", screenshot: "Screenshot", bigscreen: "Big screen",
+    access: "Walking access",
   },
   auth: {
     title: "Sign in", token: "Access token", signIn: "Sign in", signOut: "Sign out",
@@ -154,6 +167,7 @@ const en = {
     pointcloud: "Point cloud", terrain: "Terrain", water: "Water", events: "Events", cameras: "Cameras",
     patrol: "Patrol tracks", workers: "Patrollers (live)", grid: "Grid cells", communities: "Communities",
     geofences: "Geofences", checkpoints: "Checkpoints", unavailable: "(unavailable)",
+    facilities: "Facilities", isochrones: "Walking isochrones",
     failed: "{name} failed to load: {msg}",
   },
   use: {
@@ -245,6 +259,17 @@ const en = {
       left_patrol_area: "{worker} left the patrol area", no_parking_dwell: "{worker} stayed too long in a no-parking zone",
       speeding: "{worker} speeding", stationary: "{worker} motionless for a long time (man down?)", sos: "SOS from {worker}",
       event: "New event {id}: {cat} (priority {prio})",
+    },
+  },
+  access: {
+    title: "Walking access", kind: "Facility kind", speed: "Walking speed", minutes: "Within", community: "Community",
+    group: "Group", speedDefault: "Default 1.2 m/s", speedElderly: "Elderly 0.8 m/s", within: "within {m} min",
+    beyond: "over 15 min or unreachable", uncovered: "{n} buildings have none within {m} min",
+    sites: "Candidate new sites (greedy maximal coverage)", siteLine: "covers about {n} more residents ({b} buildings)",
+    groups: { total: "Residents", age_80_plus: "Aged 80+", disabled: "Disabled", low_income: "Low income" },
+    kinds: {
+      service_station: "Service station", service_terminal: "Service terminal", elderly_care: "Elderly care",
+      clinic: "Clinic", school: "School", police: "Police post", convenience_store: "Convenience store",
     },
   },
   shot: { done: "Screenshot saved", failed: "Screenshot failed" },
