@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -42,6 +43,7 @@ def one(src: Path, out: Path, dask: str, level: int | None) -> dict:
     sys.path.insert(0, str(REPO))
     from pipelines.buildings import BuildingOptions, build_buildings
 
+    load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     res = build_buildings(src / "buildings.gpkg", out,
                           BuildingOptions(dem=src / "dem.tif", dask=dask, partition_level=level))
@@ -58,10 +60,12 @@ def one(src: Path, out: Path, dask: str, level: int | None) -> dict:
             "level": parts.get("level"), "partitions": len(tasks), "busy_partitions": len(busy),
             "partition_s_mean": round(sum(t["seconds"] for t in busy) / max(1, len(busy)), 2),
             "partition_buildings_mean": round(sum(t["owned"] for t in busy) / max(1, len(busy))),
+            "partition_cpu_s_mean": round(sum(t.get("cpu_s") or 0 for t in busy) / max(1, len(busy)), 2),
+            "stage_seconds": parts.get("stage_seconds", {}),
             "worker_peak_mb": round(max(per_worker.values(), default=0.0)),
             "workers_seen": len(per_worker),
             "client_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "mb": round(res.bytes / 1e6, 1)}
+            "mb": round(res.bytes / 1e6, 1), "load_avg": round(max(load0, os.getloadavg()[0]), 1)}
 
 
 def run(scale: int, workers: int, level: int | None) -> dict:
@@ -92,7 +96,8 @@ def main() -> int:
     scales = list(args.scales) + ([30] if args.big and 30 not in args.scales else [])
     rows = []
     print(f"{'scale':>5} {'workers':>7} {'buildings':>10} {'s':>7} {'bldg/s':>8} {'speed-up':>8} "
-          f"{'level':>5} {'parts':>6} {'part s':>7} {'part bldg':>9} {'worker MB':>9} {'client MB':>9}")
+          f"{'level':>5} {'parts':>6} {'part s':>7} {'part cpu':>8} {'part bldg':>9} {'worker MB':>9} "
+          f"{'client MB':>9} {'start s':>7} {'load':>5}")
     for scale in scales:
         base = None
         for w in args.workers:
@@ -102,7 +107,8 @@ def main() -> int:
             rows.append(r)
             print(f"{scale:>5} {w:>7} {r['written']:>10,} {r['seconds']:>7.1f} {r['buildings_per_s']:>8,.0f} "
                   f"{r['speed_up']:>8.2f} {r['level']:>5} {r['busy_partitions']:>6} {r['partition_s_mean']:>7.2f} "
-                  f"{r['partition_buildings_mean']:>9,} {r['worker_peak_mb']:>9,} {r['client_peak_mb']:>9,}",
+                  f"{r['partition_cpu_s_mean']:>8.2f} {r['partition_buildings_mean']:>9,} {r['worker_peak_mb']:>9,} "
+                  f"{r['client_peak_mb']:>9,} {r['stage_seconds'].get('engine_start', 0):>7.1f} {r['load_avg']:>5.1f}",
                   flush=True)
     (BENCH / "scale.json").write_text(json.dumps(rows, indent=1))
     print(f"figures: {BENCH / 'scale.json'}")

@@ -256,7 +256,7 @@ def run_partition(plan: Plan, options: BuildingOptions, cell_key: str,
 def _run_partition(plan: Plan, options: BuildingOptions, cell_key: str, dup_rows: dict[int, str]) -> dict[str, Any]:
     from pipelines.buildings import prepare_buildings
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     level, cx, cy = (int(v) for v in cell_key.split("/"))
     bounds = pt.cell_bounds(plan.square, level, cx, cy)
     layer_crs, working = CRS.from_wkt(plan.layer_crs), CRS.from_wkt(plan.working_crs)
@@ -278,8 +278,8 @@ def _run_partition(plan: Plan, options: BuildingOptions, cell_key: str, dup_rows
     summary = _encode_rows(plan, options, layer, folder, dup_rows, subtree_root=(level, cx, cy, bounds),
                            prepare=prepare_buildings)
     summary.update({"cell": cell_key, "bbox": list(bbox), "read": n_read, "owned": int(owned.sum()),
-                    "seconds": round(time.perf_counter() - t0, 3), "rss_mb": round(pt.peak_rss_mb(), 1),
-                    "pid": os.getpid(), "dups": sorted(dup_rows)})
+                    "seconds": round(time.perf_counter() - t0, 3), "cpu_s": round(time.process_time() - cpu0, 3),
+                    "rss_mb": round(pt.peak_rss_mb(), 1), "pid": os.getpid(), "dups": sorted(dup_rows)})
     return pt.mark_done(folder, summary)
 
 

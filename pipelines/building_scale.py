@@ -197,6 +197,7 @@ def build_partitioned(plan: Plan, out: Path | str | None, options: BuildingOptio
                 parents.update(level_nodes)
                 report(progress, "levels", plan.level - level, plan.level)
             stages["levels"] = round(time.perf_counter() - t0 - stages["partitions"], 3)
+            stages["engine_start"] = engine.start_seconds
             workers = engine.workers
         acc = _merge_report(plan, work.path, folders)
         acc.require_accepted(int(acc.counts["written"]), "no building to publish",
@@ -208,9 +209,10 @@ def build_partitioned(plan: Plan, out: Path | str | None, options: BuildingOptio
             for tkey, info in s.get("tiles", {}).items():
                 infos[tkey], dirs[tkey] = info, work.task_dir(key)
         result.tiles = len(infos)
-        parts = [{k: s.get(k) for k in ("cell", "bbox", "read", "owned", "written", "seconds", "rss_mb", "pid")}
-                 for s in summaries.values()]
+        fields = ("cell", "bbox", "read", "owned", "written", "seconds", "cpu_s", "rss_mb", "pid")
+        parts = [{k: s.get(k) for k in fields} for s in summaries.values()]
         acc.output["partitions"] = {"level": plan.level, "cells": len(cells), "resumed": resumed,
+                                    "stage_seconds": dict(stages),
                                     "workers": workers, "dask": options.dask or None, "tasks": parts,
                                     "peak_rss_mb": max((p["rss_mb"] or 0) for p in parts)}
         if dry:
@@ -247,7 +249,7 @@ def build_partitioned(plan: Plan, out: Path | str | None, options: BuildingOptio
             staging.abort()
             raise
         work.cleanup()
-        stages["write"] = round(time.perf_counter() - t0 - sum(stages.values()), 3)
+        stages["write"] = round(time.perf_counter() - t0 - stages["partitions"] - stages["levels"], 3)
         result.stage_seconds = stages
         return result
     finally:

@@ -23,6 +23,7 @@ import os
 import re
 import resource
 import shutil
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,10 +173,17 @@ class Engine:
         self.address = address
         self.client: Any = None
         self.cluster: Any = None
+        self.start_seconds = 0.0  # starting the LocalCluster / connecting
 
     def __enter__(self) -> Engine:
         if self.address is None:
             return self
+        t0 = time.perf_counter()
+        self._start()
+        self.start_seconds = round(time.perf_counter() - t0, 3)
+        return self
+
+    def _start(self) -> None:
         try:
             from distributed import Client, LocalCluster
         except ImportError as exc:  # pragma: no cover - a dependency
@@ -196,7 +204,6 @@ class Engine:
                 raise InputError(f"cannot reach the Dask scheduler at {self.address}: {exc}",
                                  hint="start one (dask scheduler; dask worker ADDRESS) or use --dask local:N") \
                     from exc
-        return self
 
     def __exit__(self, *exc: object) -> None:
         if self.client is not None:
