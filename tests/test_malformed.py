@@ -551,6 +551,18 @@ def test_load_events_latin1_bytes(db: str, tmp_path: Path) -> None:
     assert_clear_error(onemap("load", "events", str(path)), "events_latin.csv", "--encoding")
 
 
+def test_load_surveys_and_care_refused_or_named(db: str, tmp_path: Path) -> None:
+    """Civil-affairs loads: a header-only survey delivery is refused (--allow-empty named), a care
+    delivery without its category field names the file and the field; nothing is written."""
+    surveys = tmp_path / "surveys_empty.csv"
+    surveys.write_text("community_id,period,topic,respondents,satisfied\n", encoding="utf-8")
+    assert_clear_error(onemap("load", "surveys", str(surveys)), "surveys_empty.csv", "--allow-empty")
+    care = tmp_path / "care_households.csv"
+    care.write_text("id,building_id,interval_days\nH00001,B1,30\n", encoding="utf-8")
+    assert_clear_error(onemap("load", "care", str(care)), "care_households.csv", "category")
+    assert _rows(db, "SELECT count(*) FROM restricted.care_households")[0][0] == 0
+
+
 # ------------------------------------------------------------------------------------ one delivery layer
 def test_dirty_delivery_same_ids_in_tiles_and_postgis(sample_dir: Path, conn: psycopg.Connection,
                                                       tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 
 from core.errors import InputError
+from gis.loaders.civil import load_care_households, load_care_visits, load_surveys, rebuild_viewsheds
 from gis.loaders.dem import load_dem
 from gis.loaders.derive import derive_all
 from gis.loaders.events import load_events
@@ -55,15 +56,23 @@ LAYERS: dict[str, tuple[Loader, str]] = {
     "events": (load_events, "events.csv"),
     "population": (load_population, "population.csv"),
     "gps": (load_gps, "gps_fixes"),  # a folder of month files; older deliveries: gps_fixes.parquet
+    "surveys": (load_surveys, "surveys.csv"),
+    "care_households": (load_care_households, "care_households.csv"),
+    "care_visits": (load_care_visits, "care_visits.csv"),
 }
 #: older sample layouts still read: layer -> file name used when the LAYERS one is absent
 LEGACY_FILES = {"gps": "gps_fixes.parquet"}
 
 #: the table a layer replaces (when not named like the layer)
-LAYER_TABLES = {"population": "restricted.persons", "gps": "gps_fixes"}
+LAYER_TABLES = {"population": "restricted.persons", "gps": "gps_fixes", "care_households": "restricted.care_households",
+                "care_visits": "restricted.care_visits"}
+#: layers after which every camera's viewshed is rebuilt, buildings occluding
+#: (a camera's own row is rebuilt by the trigger cameras_viewshed_aiu; buildings need a rebuild)
+VIEWSHED_LAYERS = ("buildings",)
 
 #: everything `load sample` replaces (event_category / event_transition are reference data)
 SAMPLE_TABLES = (
+    "restricted.care_visits", "restricted.care_households", "surveys", "camera_viewsheds",
     "alarms", "alarm_watermark", "alarm_live_state", "checkins", "shift_tracks", "worker_positions", "gps_fixes",
     "event_status_history", "events", "restricted.persons", "geofences", "checkpoints", "cameras",
     "devices", "workers", "road_edges", "road_vertices", "roads", "facilities", "buildings", "grid_cells",
@@ -113,6 +122,8 @@ def load_layer(
             from gis.loaders.reference import assign_buildings
 
             assign_buildings(conn)
+        if layer in VIEWSHED_LAYERS:
+            layer_report.note(f"{rebuild_viewsheds(conn)} camera viewsheds rebuilt")
         conn.commit()
         refresh_statistics(conn, vacuum=("events",) if layer == "events" else ())
     return report
@@ -152,6 +163,8 @@ def load_sample(
     with connect(url) as conn:
         conn.execute("SELECT set_config('onemap.quiet', 'on', true)")
         conn.execute(f"TRUNCATE {', '.join(SAMPLE_TABLES)}")  # noqa: S608 - constant list
+        # one viewshed rebuild after every layer, not one per inserted camera (rolled back on failure)
+        conn.execute("ALTER TABLE cameras DISABLE TRIGGER cameras_viewshed_aiu")
         for layer, (loader, file_name) in LAYERS.items():
             path = clean / file_name
             if not path.exists() and layer in LEGACY_FILES:
@@ -166,9 +179,13 @@ def load_sample(
                 options = {"limit": gps_limit}
             log.info("loading %s from %s", layer, path)
             report.add(loader(conn, path, Mapping(), **options))
+        conn.execute("ALTER TABLE cameras ENABLE TRIGGER cameras_viewshed_aiu")
+        t0 = time.perf_counter()
+        report.derived["camera_viewsheds"] = rebuild_viewsheds(conn)
+        report.derived["camera_viewsheds_seconds"] = round(time.perf_counter() - t0, 1)
         if derive:
             t0 = time.perf_counter()
-            report.derived = derive_all(conn)
+            report.derived |= derive_all(conn)
             report.derived["seconds"] = round(time.perf_counter() - t0, 1)
         conn.execute("SELECT set_config('onemap.quiet', 'off', true)")
         conn.commit()

@@ -158,6 +158,35 @@ def gps(
          allow_empty=allow_empty)
 
 
+_simple_table("surveys", "Resident satisfaction surveys (community_id, period, topic, respondents, satisfied); "
+              "replaces the periods the delivery holds.")
+
+
+@app.command("care")
+def care(
+    src: Annotated[Path, typer.Argument(help="care_households.csv (pseudonymous households; restricted tables).")],
+    visits: Annotated[Path | None, typer.Option(
+        "--visits", help="Visit history CSV (default: care_visits.csv beside SRC, if present).")] = None,
+    mapping: MappingPath = None,
+    encoding: Encoding = None,
+    allow_empty: AllowEmpty = False,
+    report_path: ReportPath = None,
+) -> None:
+    """Care households (replaced) and their visits (appended; visits already recorded are kept once),
+    into the restricted schema as the owner. After buildings and workers."""
+    from gis.loaders import LoadReport, load_layer
+
+    if not src.exists():
+        raise NotFoundError(f"{src} does not exist")
+    visits = visits or (src.parent / "care_visits.csv")
+    report = LoadReport()
+    report.layers += load_layer("care_households", src, mapping=mapping, encoding=encoding,
+                                allow_empty=allow_empty).layers
+    if visits.exists():
+        report.layers += load_layer("care_visits", visits, encoding=encoding, allow_empty=allow_empty).layers
+    _finish(report, "care", report_path)
+
+
 @app.command("dem")
 def dem(
     src: Annotated[Path, typer.Argument(help="DEM GeoTIFF (orthometric heights, e.g. clean/dem.tif).")],
