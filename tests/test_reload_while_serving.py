@@ -6,6 +6,10 @@ threads loop over buildings, events and two analytics routes while buildings, po
 30 000-event delivery are reloaded. Every answer must be 200 with either the old or the new row
 count, the new rows visible once the load has committed, and ``pg_locks`` (polled throughout) must
 never show an ACCESS EXCLUSIVE lock on the live tables nor a reader waiting for a lock on them.
+
+``load gps --replace`` (a month-partitioned table) swaps its new partitions in at the end: there
+ACCESS EXCLUSIVE on ``gps_fixes`` is allowed, but only inside that final swap (after every fix is
+loaded and indexed), and the GPS readers (mileage, track, nearest patrollers) still get only 200s.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import geopandas as gpd
@@ -109,8 +113,10 @@ class Readers:
             while not self.stop.is_set():
                 for route, path in self.ROUTES.items():
                     r = http.get(path)
-                    count = r.json().get("numberMatched") if r.status_code == 200 and "items" in path else None
-                    self.seen.append((route, r.status_code, count))
+                    self.seen.append((route, r.status_code, self.count_of(path, r) if r.status_code == 200 else None))
+
+    def count_of(self, path: str, r: httpx.Response) -> int | None:
+        return r.json().get("numberMatched") if "items" in path else None
 
     def __enter__(self) -> Readers:
         for t in self.threads:
@@ -130,10 +136,11 @@ class LockWatch:
     """Polls pg_locks of the database: ACCESS EXCLUSIVE locks on the live tables, and readers
     (ACCESS SHARE) waiting for a lock on them."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, url: str, tables: list[str] = LIVE_TABLES) -> None:
+        self.url, self.tables = url, tables
         self.stop = threading.Event()
         self.hits: list[tuple[str, str, bool]] = []
+        self.stamped: list[tuple[float, str, str, bool]] = []  # (time.monotonic(), *hit)
         self.polls = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -145,9 +152,11 @@ class LockWatch:
                         WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                           AND c.relname = ANY (%s)
                           AND (l.mode = 'AccessExclusiveLock' OR (NOT l.granted AND l.mode = 'AccessShareLock'))""",
-                    [LIVE_TABLES],
+                    [self.tables],
                 ).fetchall()
                 self.hits += rows
+                now = time.monotonic()
+                self.stamped += [(now, *row) for row in rows]
                 self.polls += 1
                 time.sleep(0.01)
 
@@ -256,3 +265,108 @@ def test_events_reload_while_serving(server, reload_db: str, tmp_path: Path) -> 
         state = conn.execute("SELECT tgenabled FROM pg_trigger WHERE tgname = 'event_status_history_append_only'"
                              ).fetchone()
         assert state == ("O",)  # the append-only guard is on again
+
+
+class GpsReaders(Readers):
+    """Readers of the GPS data: fixes per day (mileage), a track, the nearest patrollers."""
+
+    DAY = gis_world.DAY.date().isoformat()
+    ROUTES = {
+        "mileage": f"/analytics/patrol/mileage?day={DAY}",
+        "track": f"/analytics/patrol/track?worker_id=W001&start={DAY}T00:00:00Z&end={DAY}T06:00:00Z",
+        "nearest": "/analytics/patrollers/nearest?lon=117.39&lat=32.93&by=straight&n=5",
+    }
+
+    def count_of(self, path: str, r: httpx.Response) -> int | None:
+        return sum(row["fixes"] for row in r.json()) if "mileage" in path else None
+
+
+def write_gps_parquet(path: Path, every_s: int = 30) -> pd.DataFrame:
+    """The tiny district's three devices, a fix every ``every_s`` s from 1 February to the end of
+    DAY (two months: 2026-02 and 2026-03), walking inside the district."""
+    rng = np.random.default_rng(3)
+    day = gis_world.DAY.replace(tzinfo=None)  # naive UTC, as the delivery contract says
+    t = pd.date_range(day - timedelta(days=29), day + timedelta(days=1), freq=f"{every_s}s", inclusive="left")
+    frames = []
+    for dev, worker in (("D001", "W001"), ("D002", "W002"), ("D003", "W003")):
+        x = 200 + np.cumsum(rng.normal(0, 1, len(t))).clip(-150, 150)
+        y = 200 + np.cumsum(rng.normal(0, 1, len(t))).clip(-150, 150)
+        lon, lat = gis_world.TO_LONLAT.transform(gis_world.X0 + x, gis_world.Y0 + y)
+        frames.append(pd.DataFrame({"device_id": dev, "worker_id": worker, "t": t, "lon": lon, "lat": lat,
+                                    "speed": 1.0, "accuracy": 5.0}))
+    df = pd.concat(frames, ignore_index=True)
+    df.to_parquet(path, index=False)
+    return df
+
+
+def test_gps_replace_while_serving(server, reload_db: str, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """``load gps --replace``: the new months load into detached tables while readers get the old
+    fixes; ACCESS EXCLUSIVE on gps_fixes appears only in the final swap (after everything was
+    loaded and indexed) and never long enough to time a reader out (all 200 at 2 s)."""
+    from gis.loaders import gps_replace, load_layer
+
+    url = libpq(reload_db)
+    new = write_gps_parquet(tmp_path / "gps.parquet")
+    local_day = new["t"].dt.tz_localize("UTC").dt.tz_convert("Asia/Shanghai").dt.date.astype(str)
+    new_on_day = int((local_day == GpsReaders.DAY).sum())
+    with psycopg.connect(url) as conn:
+        old_on_day = conn.execute(
+            "SELECT count(*) FROM gps_fixes WHERE (t AT TIME ZONE 'Asia/Shanghai')::date = %s::date",
+            (GpsReaders.DAY,)).fetchone()[0]
+    assert 0 < old_on_day < new_on_day
+
+    swap_started: list[float] = []
+    real_swap = gps_replace.ReplacementMonths.swap
+
+    def timed_swap(self) -> float:  # noqa: ANN001
+        swap_started.append(time.monotonic())
+        return real_swap(self)
+
+    monkeypatch.setattr(gps_replace.ReplacementMonths, "swap", timed_swap)
+    base, headers = server
+    watched = ["gps_fixes", "gps_fixes_default", "worker_positions"]
+    with LockWatch(url, watched) as locks, GpsReaders(base, headers) as readers:
+        while len(readers.seen) < 12:
+            time.sleep(0.05)
+        t_load = time.monotonic()
+        report = load_layer("gps", tmp_path / "gps.parquet", url=url, replace=True)
+        t_done = time.monotonic()
+        n_during = len(readers.seen)
+        while len(readers.seen) < n_during + 12:
+            time.sleep(0.05)
+    assert report.layers[0].loaded == len(new)
+    bad = sorted({(r, s) for r, s, _ in readers.seen if s != 200})
+    assert bad == [], f"non-200 answers during the gps reload: {bad}"
+    assert readers.counts("mileage") == {old_on_day, new_on_day}  # old fixes until commit, then the new ones
+
+    # exclusive locks (and readers waiting) only once the swap began, none while the fixes loaded
+    assert locks.polls > 5
+    assert len(swap_started) == 1
+    early = [h for h in locks.stamped if h[0] < swap_started[0]]
+    assert early == [], f"locks before the swap: {sorted({h[1:] for h in early})}"
+    exclusive = [h[0] for h in locks.stamped if h[1] == "gps_fixes" and h[2] == "AccessExclusiveLock"]
+    held = (max(exclusive) - min(exclusive)) if exclusive else 0.0
+    print(f"gps --replace of {len(new)} fixes: {t_done - t_load:.1f} s, loading without exclusive locks for "
+          f"{swap_started[0] - t_load:.1f} s; ACCESS EXCLUSIVE on gps_fixes seen for {held:.3f} s "
+          f"({len(exclusive)} of {locks.polls} polls); {report.layers[0].notes}")
+    assert held < 2.0  # the readers' statement timeout: they were not held up (all 200 above)
+    assert not any(h[1] == "worker_positions" and h[2] == "AccessExclusiveLock" for h in locks.stamped)
+
+    with psycopg.connect(url) as conn:  # the partitions are the new months, named and indexed as usual
+        children = {r[0]: r[1] for r in conn.execute(
+            """SELECT c.relname, (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid)
+                 FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid
+                WHERE h.inhparent = 'gps_fixes'::regclass""")}
+        assert children == {"gps_fixes_default": 4, "gps_fixes_p202602": 4, "gps_fixes_p202603": 4}
+        names = {r[0] for r in conn.execute(
+            "SELECT relname FROM pg_class WHERE relname LIKE 'gps\\_fixes\\_p%%' AND relname LIKE '%%new%%'")}
+        assert names == set()
+        assert conn.execute("SELECT count(*) FROM gps_fixes").fetchone()[0] == len(new)
+        assert conn.execute("SELECT count(*) FROM gps_fixes_default").fetchone()[0] == 0
+        positions = dict(conn.execute("SELECT worker_id, t FROM worker_positions").fetchall())
+        assert sorted(positions) == ["W001", "W002", "W003"]
+        assert {p.astimezone(UTC).replace(tzinfo=None) for p in positions.values()} == {new["t"].max().to_pydatetime()}
+        assert conn.execute("SELECT has_table_privilege('onemap_api', 'gps_fixes', 'SELECT')").fetchone()[0]
+    # an appending load of the same file afterwards: every fix is already there
+    again = load_layer("gps", tmp_path / "gps.parquet", url=url).layers[0]
+    assert again.loaded == 0 and len(again.rejects) == len(new)

@@ -4,7 +4,9 @@ partition are filled detached and attached at the end of the load, which builds 
 pass (see ``gps_partitions``).
 
 Default mode appends: a fix whose (device_id, t) is already loaded is reported as ``duplicate``
-(so re-running the same file loads 0 and reports every row). ``replace=True`` truncates first.
+(so re-running the same file loads 0 and reports every row). ``replace=True`` fills every month
+into a new detached table and swaps them in at the end in one short locked step (``gps_replace``):
+readers keep the old fixes until the load commits.
 Triggers stay on but quiet (no NOTIFY); worker_positions is maintained per batch (by the parent's
 statement trigger) and, for the new months, when they are attached.
 """
@@ -26,7 +28,8 @@ from core.errors import InputError
 from gis.loaders import io
 from gis.loaders.copy_binary import copy_columns
 from gis.loaders.db import quiet
-from gis.loaders.gps_partitions import FreshMonth, MonthPartitions, drop_month_partitions
+from gis.loaders.gps_partitions import FreshMonth, MonthPartitions
+from gis.loaders.gps_replace import ReplacementMonths
 from gis.loaders.io import Mapping
 from gis.loaders.report import LayerReport
 
@@ -164,12 +167,10 @@ def load_gps(
     devices = dict(conn.execute("SELECT id, worker_id FROM devices").fetchall())
     workers = {r[0] for r in conn.execute("SELECT id FROM workers")}
     quiet(conn)
-    if replace:
-        conn.execute("TRUNCATE gps_fixes")
-        conn.execute("DELETE FROM worker_positions")
-        drop_month_partitions(conn)  # recreated below as fresh (detached, indexed once) partitions
     codes = _StageCodes(conn, sorted(devices), sorted(workers))
-    months = MonthPartitions(conn)
+    # replace: every month into a new detached table, swapped in at the end (readers see the old
+    # fixes meanwhile); append: new months detached, the others through the parent
+    months = ReplacementMonths(conn) if replace else MonthPartitions(conn)
     loaded = 0
     for df in _batches(path, mapping, batch_rows, limit):
         report.source_rows += len(df)
@@ -193,8 +194,11 @@ def load_gps(
                 "accuracy": df["accuracy"].to_numpy(np.float32, na_value=np.nan),
             },
         )
-        loaded += insert_staged(conn, report, fresh)
-    months.attach_all()
+        loaded += insert_staged(conn, report, fresh, through_parent=not replace)
+    if replace:
+        report.notes.append(f"gps_fixes locked for the swap: {months.swap():.3f} s")  # type: ignore[union-attr]
+    else:
+        months.attach_all()  # type: ignore[union-attr]
     report.finish(loaded)
     report.seconds = time.perf_counter() - t0
     return report
@@ -230,8 +234,9 @@ _SELECT_STAGED = sql.SQL(
 )
 
 
-def _inserts(fresh: list[FreshMonth]) -> list[sql.Composed]:
-    """One INSERT per fresh month (straight into its detached table) and one through the parent for the rest."""
+def _inserts(fresh: list[FreshMonth], through_parent: bool = True) -> list[sql.Composed]:
+    """One INSERT per fresh month (straight into its detached table) and one through the parent for
+    the rest (none when every month of the batch is fresh: a replacing load)."""
     cols = sql.SQL("(device_id, worker_id, t, speed, accuracy, geom)")
     out, rest = [], []
     for fm in fresh:
@@ -244,6 +249,8 @@ def _inserts(fresh: list[FreshMonth]) -> list[sql.Composed]:
             )
         )
         rest.append(sql.SQL("NOT ({})").format(in_month))
+    if not through_parent:
+        return out
     where = sql.SQL(" AND ").join(rest) if rest else sql.SQL("true")
     out.append(
         sql.SQL("INSERT INTO gps_fixes {cols} {sel} ON CONFLICT DO NOTHING").format(
@@ -269,16 +276,20 @@ def _insert_all_or_nothing(conn: psycopg.Connection, inserts: list[sql.Composed]
         raise _Conflicts() from exc
 
 
-def insert_staged(conn: psycopg.Connection, report: LayerReport, fresh: Sequence[FreshMonth] = ()) -> int:
-    """Insert the staged batch; fixes already loaded (in gps_fixes or a fresh month) are reported as duplicates."""
-    inserts = _inserts(list(fresh))
+def insert_staged(
+    conn: psycopg.Connection, report: LayerReport, fresh: Sequence[FreshMonth] = (), *, through_parent: bool = True
+) -> int:
+    """Insert the staged batch; fixes already loaded (in gps_fixes or a fresh month) are reported as
+    duplicates. ``through_parent=False`` (a replacing load): the fresh months cover every staged
+    fix, and the live gps_fixes (about to be replaced) is neither written nor compared with."""
+    inserts = _inserts(list(fresh), through_parent)
     try:
         return _insert_all_or_nothing(conn, inserts)
     except _Conflicts:
         pass
     exists = sql.SQL(" OR ").join(
         sql.SQL("EXISTS (SELECT 1 FROM {t} g WHERE g.device_id = s.device_id AND g.t = s.t)").format(t=t)
-        for t in [sql.Identifier("gps_fixes"), *(fm.ident for fm in fresh)]
+        for t in [*([sql.Identifier("gps_fixes")] if through_parent else []), *(fm.ident for fm in fresh)]
     )
     dups = conn.execute(
         sql.SQL("SELECT s.row_no, s.device_id, s.t FROM (" + _STAGED + ") s WHERE {e} ORDER BY s.row_no").format(

@@ -136,15 +136,3 @@ class MonthPartitions:
         self.attached.update(self.fresh)
         self.fresh.clear()
 
-
-def drop_month_partitions(conn: psycopg.Connection) -> int:
-    """Drop every month partition (for a replacing load, after TRUNCATE): the load recreates them fresh."""
-    names = [
-        r[0]
-        for r in conn.execute("""
-            SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-             WHERE i.inhparent = 'gps_fixes'::regclass AND c.relname <> 'gps_fixes_default'""")
-    ]
-    for name in names:
-        conn.execute(sql.SQL("DROP TABLE {t}").format(t=sql.Identifier(name)))
-    return len(names)

@@ -1,5 +1,10 @@
 -- Road length per grid cell and the part within :buffer_m of any cleaned patrol track in [:t0, :t1).
-WITH c AS MATERIALIZED (
+-- gps_fixes is named in this statement so that its lock is taken before the statement's snapshot:
+-- a read queued behind the swap of a replacing GPS load (gis/loaders/gps_replace.py) then reads the
+-- new fixes. clean_fixes() is STABLE and reads with this snapshot; locking only inside it, a read
+-- queued there would find the old partitions gone and the new rows not yet visible to it (empty).
+WITH lock_fixes_first AS (SELECT FROM gps_fixes LIMIT 0),
+c AS MATERIALIZED (
     SELECT * FROM clean_fixes(:t0, :t1, NULL, :max_speed, :jitter_k, :min_step_m, :max_gap_s)
      WHERE status IN ('start', 'gap', 'reanchor', 'kept')
 ),
