@@ -6,8 +6,9 @@
   turn it into a 500). The ``Host`` header must be trusted (``ONEMAP_TRUSTED_HOSTS``) unless
   links are built from ``ONEMAP_PUBLIC_URL``: a foreign Host never reaches a link.
 * :class:`SecurityHeaders` — every response carries the Content-Security-Policy of
-  :func:`content_security_policy`, ``X-Content-Type-Options: nosniff``, ``Referrer-Policy`` and
-  ``frame-ancestors`` (``ONEMAP_FRAME_ANCESTORS``, default ``'none'``).
+  :func:`content_security_policy` (the viewer's documents a measured, looser one),
+  ``X-Content-Type-Options: nosniff``, ``Referrer-Policy`` and ``frame-ancestors``
+  (``ONEMAP_FRAME_ANCESTORS``, default ``'none'``).
 """
 
 from __future__ import annotations
@@ -202,15 +203,26 @@ def _origin(url: str | None) -> str | None:
     return f"{parts.scheme}://{host}"
 
 
-def content_security_policy(settings: Settings, script_hashes: tuple[str, ...] = ()) -> str:
-    """The one CSP. Everything from the origin itself; beyond that only what the viewer measurably
-    needs (tests/test_viewer_browser.py records 0 violations with it):
 
-    * ``worker-src blob:`` — Cesium starts its web workers from blob: URLs;
-    * ``img-src data: blob:`` — Cesium's and Swagger UI's inline icons, canvas snapshots;
-    * ``script-src 'wasm-unsafe-eval'`` — Cesium compiles WebAssembly (Draco/KTX2 decoders);
+
+def is_viewer_document(path: str) -> bool:
+    return path == "/" or path.startswith("/viewer/")
+
+
+def content_security_policy(settings: Settings, script_hashes: tuple[str, ...] = (), *,
+                            viewer: bool = False) -> str:
+    """The CSP. Everything from the origin itself; beyond that only what was measured to be
+    needed (a strict policy in headless Chromium, violations recorded; tests/test_viewer_browser.py
+    records 0 with this one):
+
+    * viewer documents (``/``, ``/viewer/…``) only: ``script-src 'unsafe-eval'`` — Cesium bundles
+      Knockout, which evaluates ``(0,eval)("this")`` at load and compiles its widgets' bindings
+      with ``new Function``; ``style-src 'unsafe-inline'`` — Cesium's widgets and the viewer set
+      style attributes and inject ``<style>`` elements; ``worker-src blob:`` — Cesium starts its
+      workers from blob: URLs;
+    * ``img-src data: blob:`` — Cesium's inline icons, textures decoded from blob: URLs;
     * an online base map's origin in ``img-src``/``connect-src`` only when one is configured;
-    * inline scripts only by hash (the /docs page's Swagger UI start-up script).
+    * other pages: inline scripts only by hash (the /docs page's Swagger UI start-up script).
     """
     basemap = getattr(settings, "basemap", None)
     extra = _origin(getattr(basemap, "basemap_url", None))
@@ -218,13 +230,11 @@ def content_security_policy(settings: Settings, script_hashes: tuple[str, ...] =
     hashes = "".join(f" 'sha256-{h}'" for h in script_hashes)
     return "; ".join((
         "default-src 'self'",
-        f"script-src 'self' 'wasm-unsafe-eval'{hashes}",
-        "worker-src 'self' blob:",
+        f"script-src 'self'{hashes}" + (" 'unsafe-eval'" if viewer else ""),
+        "worker-src 'self'" + (" blob:" if viewer else ""),
         f"img-src 'self' data: blob:{ext}",
         f"connect-src 'self' data: blob:{ext}",
-        "style-src 'self'",
-        "font-src 'self' data:",
-        "media-src 'self' blob:",
+        "style-src 'self'" + (" 'unsafe-inline'" if viewer else ""),
         "object-src 'none'",
         "base-uri 'none'",
         "form-action 'self'",
@@ -244,6 +254,7 @@ class SecurityHeaders:
         self.app = app
         self.settings = settings
         self.csp = content_security_policy(settings).encode()
+        self.viewer_csp = content_security_policy(settings, viewer=True).encode()
         frame = settings.api.frame_ancestors
         self.static = [
             (b"x-content-type-options", b"nosniff"),
@@ -270,9 +281,11 @@ class SecurityHeaders:
             await self._hashed(scope, receive, send)
             return
 
+        csp = self.viewer_csp if is_viewer_document(scope["path"]) else self.csp
+
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": self._headers(list(message.get("headers", [])), self.csp)}
+                message = {**message, "headers": self._headers(list(message.get("headers", [])), csp)}
             await send(message)
 
         await self.app(scope, receive, with_headers)
