@@ -23,6 +23,7 @@ import pandas as pd
 
 from core.delivery import Accounting
 from core.delivery.accounting import Issue
+from core.errors import InputError
 from core.frames import EnuFrame, active_geoid
 from pipelines import partitions as pt
 from pipelines.building_partitions import Plan, run_orphans, run_parent, run_partition
@@ -165,7 +166,13 @@ def build_partitioned(plan: Plan, out: Path | str | None, options: BuildingOptio
             seen = np.zeros(plan.n_input, bool)
             for key, s in summaries.items():
                 if s.get("owned_rows"):
-                    seen[np.load(work.task_dir(key) / "rows.npy")] = True
+                    rows = np.load(work.task_dir(key) / "rows.npy")
+                    if len(rows) and (rows.min() < 0 or rows.max() >= plan.n_input):
+                        raise InputError(f"{plan.src}: feature ids are not numbered 1..n (a layer with deleted "
+                                         "rows): partitions cannot number its rows",
+                                         hint="build it in one piece with --partition-level 0, or rewrite the "
+                                              "file (ogr2ogr)")
+                    seen[rows] = True
             orphans = np.flatnonzero(~seen)
             folders = [work.task_dir(k) for k in summaries]
             if len(orphans):

@@ -192,3 +192,22 @@ def test_duplicates_and_orphans_across_partitions(tmp_path: Path) -> None:
     written = sorted(i for k, ids in _manifest_tiles(tmp_path / "parts").items() if k in leaves for i in ids)
     assert written == sorted(i for k, ids in _manifest_tiles(tmp_path / "whole").items()
                              if k in _leaf_keys(tmp_path / "whole") for i in ids)
+
+
+def test_dask_setting_and_partition_level() -> None:
+    from core.settings import TileSettings
+    from pipelines.partitions import auto_level, cell_index, grid_cells
+
+    assert TileSettings(dask_scheduler="local:2").dask_scheduler == "local:2"
+    assert TileSettings(dask_scheduler=" tcp://10.0.0.5:8786 ").dask_scheduler == "tcp://10.0.0.5:8786"
+    assert TileSettings().dask_scheduler == ""
+    with pytest.raises(ValueError, match="not a Dask scheduler address"):
+        TileSettings(dask_scheduler="localhost")
+    square = (0.0, 0.0, 8000.0, 8000.0)
+    assert auto_level(9_000, 10_000, square, (0, 0, 8000, 8000)) == 0
+    level = auto_level(300_000, 10_000, square, (0, 0, 8000, 4000))  # data in the south half only
+    cells = grid_cells(square, level, (0, 0, 8000, 4000))
+    assert 300_000 / len(cells) <= 10_000 and len(cells) >= 8
+    assert all(c.bounds[1] <= 4000 for c in cells)
+    ix, iy = cell_index(np.array([[0.0, 0.0], [7999.9, 3999.9], [4000.0, 4000.0]]), square, 1)
+    assert ix.tolist() == [0, 1, 1] and iy.tolist() == [0, 0, 1]  # half-open cells
