@@ -104,7 +104,9 @@ class InputGuard:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.public_url = settings.api.public_url
-        self.trusted = frozenset(settings.api.trusted_hosts)
+        # the address the server is bound to is trusted too (not a wildcard like 0.0.0.0)
+        bound = {settings.api.host.lower()} - {"0.0.0.0", "::", "[::]"}
+        self.trusted = frozenset(settings.api.trusted_hosts) | bound
         self.max_body = settings.api.max_body_bytes
 
     def host_ok(self, headers: list[tuple[bytes, bytes]]) -> bool:
