@@ -6,7 +6,9 @@ A file (``data/targets/jiefang.yaml`` for the sample; setting ``ONEMAP_TARGETS_F
       - id: security_down_30
         title: 治安案件较基线下降30%
         metric: events.count          # events.count | events.closure_hours | events.on_time_rate
-                                      # | survey.satisfaction
+                                      # | survey.satisfaction | access.share (level only, now:
+                                      #   kind, minutes 5|10|15, speed 0.8|1.2, residents total|
+                                      #   age_80_plus|disabled|low_income; no baseline)
         group: security               # events: a category group (event_category_group) ...
         # categories: [burglary, theft] # ... or categories (neither: every event)
         community: each               # all (the district) | each (every community) | a community id
@@ -41,7 +43,7 @@ from core.errors import InputError
 from gis.sqlfiles import sql
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
-METRICS = ("events.count", "events.closure_hours", "events.on_time_rate", "survey.satisfaction")
+METRICS = ("events.count", "events.closure_hours", "events.on_time_rate", "survey.satisfaction", "access.share")
 STATUSES = ("met", "on_track", "off_track", "missed", "no_data")
 
 
@@ -60,6 +62,10 @@ class Target:
     change: float | None = None
     level: float | None = None
     direction: str = "at_least"
+    kind: str | None = None  # access.share: the facility kind, minutes, walking speed and population group
+    minutes: int = 15
+    speed: float = 1.2
+    residents: str = "total"
 
 
 def _date(value: Any, where: str) -> date:
@@ -109,7 +115,13 @@ def parse_target(raw: Any, where: str) -> Target:
         raise InputError(f"{where}: field 'categories' must be a list of category codes")
     if raw.get("deadline") is None:
         raise InputError(f"{where}: field 'deadline' is missing")
-    baseline = _window(raw.get("baseline"), f"{where}: baseline", required=True)
+    access_fields: dict[str, Any] = {}
+    if metric == "access.share":
+        access_fields = _access_fields(raw, where)
+        baseline = _window(raw.get("baseline") or {"start": "1970-01-01", "end": "1970-01-02"},
+                           f"{where}: baseline", required=True)
+    else:
+        baseline = _window(raw.get("baseline"), f"{where}: baseline", required=True)
     return Target(
         id=tid, metric=metric, community=str(raw.get("community") or "all"),
         baseline=(baseline[0], baseline[1]),  # type: ignore[arg-type]
@@ -117,8 +129,40 @@ def parse_target(raw: Any, where: str) -> Target:
         group=raw.get("group"), categories=tuple(cats) if cats is not None else None, topic=raw.get("topic"),
         current=_window(raw.get("current"), f"{where}: current", required=False),
         change=None if raw.get("change") is None else float(raw["change"]),
-        level=None if raw.get("level") is None else float(raw["level"]), direction=direction,
+        level=None if raw.get("level") is None else float(raw["level"]), direction=direction, **access_fields,
     )
+
+
+def _access_fields(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """access.share: the share of a community's residents (or of its 80+, disabled, low-income)
+    within ``minutes`` walk of a facility ``kind`` (gis.access), now: a level target only."""
+    from gis import access
+
+    if raw.get("level") is None:
+        raise InputError(f"{where}: metric access.share takes a 'level' (a share, e.g. 0.9), not a 'change'")
+    kind, minutes = raw.get("kind"), raw.get("minutes", 15)
+    speed, residents = raw.get("speed", access.DEFAULT_SPEED), raw.get("residents", "total")
+    if kind not in access.KINDS:
+        raise InputError(f"{where}: field 'kind' {kind!r} is not one of {', '.join(access.KINDS)}")
+    if minutes not in access.MINUTES:
+        raise InputError(f"{where}: field 'minutes' {minutes!r} is not one of {', '.join(map(str, access.MINUTES))}")
+    if speed not in access.SPEEDS:
+        raise InputError(f"{where}: field 'speed' {speed!r} is not one of {', '.join(map(str, access.SPEEDS))}")
+    if residents not in access.GROUPS:
+        raise InputError(f"{where}: field 'residents' {residents!r} is not one of {', '.join(access.GROUPS)}")
+    return {"kind": kind, "minutes": int(minutes), "speed": float(speed), "residents": residents}
+
+
+def measure_access(conn: Connection, t: Target) -> dict[str | None, float | None]:
+    """access.share now: community id (None: the district, over the published counts) -> share."""
+    from gis import access
+
+    rows = [r for r in access.community_access(conn, t.kind or "", t.speed) if r["grp"] == t.residents]
+    out: dict[str | None, float | None] = {r["community_id"]: r[f"share_{t.minutes}"] for r in rows}
+    pub = [r for r in rows if r[f"within_{t.minutes}"] is not None and r["residents"]]
+    total = sum(r["residents"] for r in pub)
+    out[None] = sum(r[f"within_{t.minutes}"] for r in pub) / total if total else None
+    return out
 
 
 def load_targets(path: Path | str) -> list[Target]:
@@ -214,7 +258,39 @@ def status(t: Target, base: float | None, cur: float | None, base_days: int, cur
             "on_track": st in ("met", "on_track")}
 
 
+def _keys(t: Target, names: dict[str, str]) -> list[str | None]:
+    if t.community == "all":
+        return [None]
+    if t.community == "each":
+        return list(names)
+    if t.community not in names:
+        raise InputError(f"target {t.id}: unknown community {t.community!r}")
+    return [t.community]
+
+
+def evaluate_access(conn: Connection, t: Target, as_of: datetime, names: dict[str, str]) -> dict[str, Any]:
+    """An access.share target: the share now against its level (no baseline, no series)."""
+    now = measure_access(conn, t)
+    past = as_of.astimezone(LOCAL_TZ).date() > t.deadline
+    results = []
+    for k in _keys(t, names):
+        row = {"community_id": k, "name": names.get(k) if k else None, "baseline_value": None,
+               "current_value": now.get(k), "series": []}
+        row |= status(t, None, now.get(k), 1, 1, 1.0, past)
+        results.append(row)
+    day = as_of.astimezone(LOCAL_TZ).date().isoformat()
+    return {
+        "id": t.id, "title": t.title, "metric": t.metric, "group": None, "categories": None, "topic": None,
+        "community": t.community, "baseline": None, "current": {"start": day, "end": day},
+        "access": {"kind": t.kind, "minutes": t.minutes, "speed": t.speed, "residents": t.residents},
+        "change": t.change, "level": t.level, "direction": t.direction, "deadline": t.deadline.isoformat(),
+        "elapsed_fraction": 1.0, "results": results,
+    }
+
+
 def evaluate_target(conn: Connection, t: Target, as_of: datetime, names: dict[str, str]) -> dict[str, Any]:
+    if t.metric == "access.share":
+        return evaluate_access(conn, t, as_of, names)
     today = as_of.astimezone(LOCAL_TZ).date() + timedelta(days=1)  # windows end exclusive: as_of's day counts
     cats = _categories(conn, t) if t.metric.startswith("events.") else None
     b0, b1 = t.baseline
@@ -225,14 +301,7 @@ def evaluate_target(conn: Connection, t: Target, as_of: datetime, names: dict[st
     span = (t.deadline - c0).days
     fraction = 1.0 if span <= 0 else min(max((c1 - c0).days / span, 0.0), 1.0)
     past = as_of.astimezone(LOCAL_TZ).date() > t.deadline
-    if t.community == "all":
-        keys: list[str | None] = [None]
-    elif t.community == "each":
-        keys = list(names)
-    else:
-        if t.community not in names:
-            raise InputError(f"target {t.id}: unknown community {t.community!r}")
-        keys = [t.community]
+    keys = _keys(t, names)
     months = _months(b0, c1) if c1 > b0 else []
     monthly = [(m0, measure(conn, t, m0, m1, cats)) for m0, m1 in months]
     results = []
