@@ -91,14 +91,14 @@ def grid_cells(square: Sequence[float], level: int,
 def auto_level(n_features: int, per_partition: int, square: Sequence[float] | None = None,
                extent: Sequence[float] | None = None, max_level: int = 8) -> int:
     """The smallest level whose cells meeting ``extent`` hold ≤ ``per_partition`` features on
-    average (0 when everything fits in one partition; at least 8 cells otherwise, so that two
-    workers stay busy to the end)."""
+    average (0 when everything fits in one partition). Partitions then hold between a quarter of
+    and ``per_partition`` features whatever the input's size: a worker's memory does not grow."""
     if n_features <= per_partition:
         return 0
     level = 1
     while level < max_level:
         cells = len(grid_cells(square, level, extent)) if square is not None else 4 ** level
-        if n_features <= per_partition * cells and cells >= 8:
+        if n_features <= per_partition * cells:
             break
         level += 1
     return level
