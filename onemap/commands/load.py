@@ -146,7 +146,8 @@ _simple_vector("facilities", "Service facilities (service stations/terminals, el
 def gps(
     src: Annotated[Path, typer.Argument(help="gps_fixes/ (a folder of month files), gps_fixes.parquet or .csv")],
     mapping: MappingPath = None,
-    replace: Annotated[bool, typer.Option("--replace", help="Truncate gps_fixes first (default: append).")] = False,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Replace every fix: new month tables, swapped in at the end (default: append).")] = False,
     limit: Annotated[int | None, typer.Option("--limit", help="Load only the first N rows.")] = None,
     encoding: Encoding = None,
     allow_empty: AllowEmpty = False,
