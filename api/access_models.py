@@ -28,7 +28,8 @@ class CommunityAccess(_Shape):
     share_5: float | None = Field(description="within_5 / residents (None unless both are published)")
     share_10: float | None
     share_15: float | None
-    suppressed: list[str] = Field(description="counts withheld (fewer than 5, or differencing would reveal them)")
+    suppressed: list[str] = Field(
+        description="counts withheld (1 to 4 people, or a difference of published figures would be)")
 
 
 class BuildingAccess(_Shape):

@@ -57,7 +57,8 @@ def test_answers_and_suppression(client, tokens) -> None:  # noqa: ANN001
     rows = {(r["community_id"], r["grp"]): r for r in body["communities"]}
     for r in rows.values():
         for k in ("within_5", "within_10", "within_15"):
-            assert r[k] is None or (r[k] >= 5 and (r["residents"] or 0) - r[k] >= 5), r
+            assert r[k] is None or r[k] == 0 or r[k] >= 5, r
+            assert r[k] is None or r["residents"] is None or r["residents"] - r[k] in (0, *range(5, 10**6)), r
         assert r["grp"] != "disabled" or r["residents"] is None
     # a privileged user gets the same aggregates: there is no person-level variant
     assert client.get("/analytics/access?kind=clinic&minutes=5&speed=0.8",

@@ -64,7 +64,8 @@ def build(rng: np.random.Generator, d: District) -> None:
     rows: list[tuple[str, str, str, int]] = []  # kind, name, community, building index
 
     for cid, cname, cpoly in zip(d.communities["id"], d.communities["name"], d.communities.geometry, strict=True):
-        mine = np.flatnonzero(comm == cid)
+        # buildings whose point on surface lies in the community (the loader assigns the same way)
+        mine = np.flatnonzero(shapely.contains_xy(cpoly, cxy[:, 0], cxy[:, 1]))
         if not len(mine):
             continue
         centre = np.array(cpoly.centroid.coords[0])

@@ -1,11 +1,11 @@
 """Facilities (community service stations and terminals, elderly care, clinics, schools, police
 posts, convenience stores): ``facilities.gpkg`` -> table ``facilities`` (migration 0007_access).
 
-Points; ``kind`` must be one of ``facility_kind``. ``community_id`` is the community the point lies
-in; ``building_id`` the delivered one when the database knows it, otherwise the building the point
-lies in (None outside buildings). Fields other than ``id``, ``kind``, ``name``, ``building_id``,
-``community`` are not read. Replaces the layer (upsert by id, then delete ids the delivery no
-longer has, except rejected ones).
+Points; ``kind`` must be one of ``facility_kind``. ``building_id`` is the delivered one when the
+database knows it, otherwise the building the point lies in (None outside buildings);
+``community_id`` is that building's community, else the community the point lies in. Fields other
+than ``id``, ``kind``, ``name``, ``building_id``, ``community`` are not read. Replaces the layer
+(upsert by id, then delete ids the delivery no longer has, except rejected ones).
 """
 
 from __future__ import annotations
@@ -56,13 +56,19 @@ def load_facilities(conn: psycopg.Connection, path: Path, mapping: Mapping = Map
 
 
 def assign_facilities(conn: psycopg.Connection) -> None:
-    """community_id of every facility (the community its point lies in) and building_id where
-    missing (the building it lies in)."""
+    """building_id where missing (the building the point lies in), then community_id: the
+    building's community (a facility serves the community its building belongs to), else the
+    community the point lies in."""
     conn.execute("""
         UPDATE facilities f
-           SET community_id = (SELECT c.id FROM communities c WHERE ST_Intersects(c.geom_4548, f.geom_4548)
-                                ORDER BY c.id LIMIT 1),
-               building_id = COALESCE(f.building_id,
-                                      (SELECT b.id FROM buildings b WHERE ST_Intersects(b.geom_4548, f.geom_4548)
-                                        ORDER BY b.id LIMIT 1))
+           SET building_id = (SELECT b.id FROM buildings b WHERE ST_Intersects(b.geom_4548, f.geom_4548)
+                               ORDER BY b.id LIMIT 1)
+         WHERE f.building_id IS NULL
+    """)
+    conn.execute("""
+        UPDATE facilities f
+           SET community_id = COALESCE(
+                   (SELECT b.community_id FROM buildings b WHERE b.id = f.building_id),
+                   (SELECT c.id FROM communities c WHERE ST_Intersects(c.geom_4548, f.geom_4548)
+                     ORDER BY c.id LIMIT 1))
     """)

@@ -69,8 +69,9 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Which of the cumulative counts c[1..k] (thresholds in increasing order) of a group of n people
--- may be published: c[i] >= 5, n - c[i] >= 5 (the people outside), and c[i] minus the previous
--- published count >= 5, so no difference of published figures isolates fewer than 5 people.
+-- may be published: c[i], n - c[i] (the people outside) and c[i] minus the previous published
+-- count are each 0 or at least 5, so no difference of published figures isolates 1 to 4 people
+-- (0 is published: "everyone within 15 minutes" discloses nothing about anyone).
 CREATE FUNCTION access_publish(p_n integer, p_counts integer[]) RETURNS boolean[]
 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
@@ -79,7 +80,7 @@ DECLARE
     c integer;
 BEGIN
     FOREACH c IN ARRAY coalesce(p_counts, '{}') LOOP
-        IF c >= 5 AND p_n - c >= 5 AND c - prev >= 5 THEN
+        IF (c = 0 OR c >= 5) AND (p_n - c = 0 OR p_n - c >= 5) AND (c - prev = 0 OR c - prev >= 5) THEN
             res := res || true;
             prev := c;
         ELSE
