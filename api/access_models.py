@@ -44,14 +44,13 @@ class UncoveredBuilding(_Shape):
     building_id: str
     community_id: str | None
     walk_min: float | None = Field(description="minutes to the nearest facility (None: unreachable)")
-    residents: int | None = Field(description="published residents (population_by_building; None: suppressed)")
 
 
 class Access(_Shape):
     kind: Kind
     speed: float = Field(description="walking speed, m/s")
     minutes: int = Field(description="threshold for `uncovered`")
-    communities: list[CommunityAccess]
+    communities: list[CommunityAccess] = Field(description="empty when communities=false")
     buildings: list[BuildingAccess]
     uncovered: list[UncoveredBuilding] = Field(description="buildings not within `minutes` of a facility")
 

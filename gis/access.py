@@ -9,8 +9,8 @@ Speeds and thresholds are fixed (:data:`SPEEDS`, :data:`MINUTES`): counts of peo
 arbitrary distances could be differenced into small groups, so the database suppresses the counts
 of every published threshold together (``access_publish``). Planners get aggregates only:
 per-community counts of residents, the 80+, the disabled and the low-income within 5/10/15 minutes
-(suppressed like the population views), per-building times (no people), uncovered buildings with
-their published resident count, and ranked candidate sites whose gains are rounded to 5.
+(suppressed like the population views), per-building times (no people), uncovered buildings, and
+ranked candidate sites whose gains are rounded to 5.
 """
 
 from __future__ import annotations
@@ -80,24 +80,23 @@ def community_access(
 
 def access(
     conn: Connection | Engine, kind: str, minutes: int = 15, speed: float = DEFAULT_SPEED,
-    community: str | None = None,
+    community: str | None = None, communities: bool = True,
 ) -> dict[str, Any]:
-    """The answer of ``GET /analytics/access``: per-community suppressed figures, per-building
-    walking times and the buildings not within ``minutes`` (with their published residents)."""
+    """The answer of ``GET /analytics/access``: per-community suppressed figures (unless
+    ``communities`` is false: they cost a pass of the population views' complementary
+    suppression), per-building walking times and the buildings not within ``minutes``."""
     _check(kind, speed, minutes)
     if isinstance(conn, Engine):
         with conn.connect() as c:
-            return access(c, kind, minutes, speed, community)
+            return access(c, kind, minutes, speed, community, communities)
     times = building_times(conn, kind, speed, community)
     limit_s = minutes * 60
     uncovered = [t for t in times if t["walk_s"] is None or t["walk_s"] > limit_s]
-    published = {r["building_id"]: r["total"] for r in conn.execute(
-        sql("access/residents"), {"ids": [u["building_id"] for u in uncovered]}).mappings()}
     return {
         "kind": kind,
         "speed": speed,
         "minutes": minutes,
-        "communities": community_access(conn, kind, speed, community),
+        "communities": community_access(conn, kind, speed, community) if communities else [],
         "buildings": [
             {"building_id": t["building_id"], "community_id": t["community_id"], "facility_id": t["facility_id"],
              "walk_m": _round(t["walk_m"], 1), "walk_min": _round(t["walk_s"] and t["walk_s"] / 60, 2)}
@@ -105,7 +104,7 @@ def access(
         ],
         "uncovered": [
             {"building_id": u["building_id"], "community_id": u["community_id"],
-             "walk_min": _round(u["walk_s"] and u["walk_s"] / 60, 2), "residents": published.get(u["building_id"])}
+             "walk_min": _round(u["walk_s"] and u["walk_s"] / 60, 2)}
             for u in uncovered
         ],
     }

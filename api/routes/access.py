@@ -33,8 +33,9 @@ SpeedQ = Annotated[float, Query(gt=0, le=10, description="walking speed in m/s: 
 def access_summary(
     conn: DbConn, _: AccessReader, kind: KindQ = "service_station", minutes: MinutesQ = 15,
     speed: SpeedQ = 1.2, community: Annotated[str | None, Query(max_length=40)] = None,
+    communities: Annotated[bool, Query(description="false: skip the per-community figures (the costly part)")] = True,
 ) -> Response:
-    return _json(_call(access.access, conn, kind, minutes, speed, community))
+    return _json(_call(access.access, conn, kind, minutes, speed, community, communities))
 
 
 @router.get("/access/sites", response_model=list[m.Site],

@@ -26,7 +26,7 @@ export const BANDS = [[5, "#1a9850"], [10, "#fee08b"], [15, "#f46d43"]];
 const FAR = "#9e9e9e";
 const ACCESS_ROLES = ["admin", "operator", "planner"];
 
-const state = { open: false, kind: "service_station", speed: 1.2, minutes: 15, answer: null, sites: null };
+const state = { open: false, kind: "service_station", speed: 1.2, minutes: 15, answer: null, table: null, sites: null };
 let viewer = null;
 let getBuildings = () => null;
 let edges = null; // CustomDataSource of isochrone edges
@@ -94,8 +94,8 @@ function legend() {
 }
 
 function pane() {
-  const answer = state.answer;
-  const list = answer ? answer.then((a) => a) : Promise.resolve(null);
+  const list = state.answer || Promise.resolve(null);
+  const table = state.table || Promise.resolve(null);
   const legendEl = legend();
   for (const s of legendEl.querySelectorAll(".swatch")) s.style.background = s.dataset.color;
   return [
@@ -104,10 +104,9 @@ function pane() {
     h("label", { for: "access-speed" }, t("access.speed")), speedSelect(),
     h("label", { for: "access-minutes" }, t("access.minutes")), minutesSelect(),
     legendEl,
-    later(list, (a) => (a ? [
-      h("p", { id: "access-uncovered" }, t("access.uncovered", { n: fmtNumber(a.uncovered.length), m: a.minutes })),
-      communityTable(a),
-    ] : [])),
+    later(list, (a) => (a ? h("p", { id: "access-uncovered" },
+      t("access.uncovered", { n: fmtNumber(a.uncovered.length), m: a.minutes })) : [])),
+    later(table, (a) => (a ? communityTable(a) : [])),
     h("h3", {}, t("access.sites")),
     later(state.sites || Promise.resolve([]), sitesList),
   ];
@@ -148,7 +147,9 @@ function drawSites(sites) {
 /** Load the access figures for the current kind/speed/minutes and redraw everything. */
 export function refresh() {
   const q = { kind: state.kind, speed: state.speed, minutes: state.minutes };
-  state.answer = getJson("/analytics/access", q);
+  // building times first (fast); the suppressed community figures cost more and come separately
+  state.answer = getJson("/analytics/access", { ...q, communities: false });
+  state.table = getJson("/analytics/access", q);
   state.sites = getJson("/analytics/access/sites", { ...q, n: 5 });
   const iso = getJson("/analytics/access/isochrones", { kind: state.kind, speed: state.speed });
   const done = Promise.all([state.answer, state.sites, iso]).then(([answer, sites, fc]) => {

@@ -11,15 +11,17 @@ CREATE FUNCTION access_speeds() RETURNS double precision[] LANGUAGE sql IMMUTABL
     SELECT ARRAY[0.8, 1.2]::double precision[]
 $$;
 
--- The graph vertex nearest each building and the straight leg to it (NULL when no graph).
+-- The graph vertex nearest each building and the straight leg to it (NULL when no graph). The
+-- KNN index finds the 4 nearest; ties in distance go to the smaller vertex id.
 CREATE VIEW building_road_vertex AS
 SELECT b.id AS building_id, b.community_id, v.id AS vid, v.leg_m
   FROM buildings b
+  CROSS JOIN LATERAL (SELECT ST_PointOnSurface(b.geom_4548) AS pt) p
   LEFT JOIN LATERAL (
-      SELECT rv.id, ST_Distance(rv.geom_4548, ST_PointOnSurface(b.geom_4548)) AS leg_m
-        FROM road_vertices rv
-       ORDER BY rv.geom_4548 <-> ST_PointOnSurface(b.geom_4548), rv.id
-       LIMIT 1) v ON true;
+      SELECT k.id, k.leg_m FROM (
+          SELECT rv.id, ST_Distance(rv.geom_4548, p.pt) AS leg_m
+            FROM road_vertices rv ORDER BY rv.geom_4548 <-> p.pt LIMIT 4) k
+       ORDER BY k.leg_m, k.id LIMIT 1) v ON true;
 
 -- Per graph vertex: the nearest facility of p_kind (facility leg + network metres) — one
 -- pgr_dijkstraCost from the facilities' vertices to every vertex. Unreachable vertices: no row.
@@ -35,8 +37,10 @@ BEGIN
       INTO fac, starts
       FROM facilities f
       CROSS JOIN LATERAL (
-          SELECT rv.id, ST_Distance(rv.geom_4548, f.geom_4548) AS leg_m FROM road_vertices rv
-           ORDER BY rv.geom_4548 <-> f.geom_4548, rv.id LIMIT 1) v
+          SELECT k.id, k.leg_m FROM (
+              SELECT rv.id, ST_Distance(rv.geom_4548, f.geom_4548) AS leg_m
+                FROM road_vertices rv ORDER BY rv.geom_4548 <-> f.geom_4548 LIMIT 4) k
+           ORDER BY k.leg_m, k.id LIMIT 1) v
      WHERE f.kind = p_kind;
     IF starts IS NULL THEN
         RETURN;
