@@ -73,7 +73,7 @@ def big(server: str, browser, tokens: dict[str, str]) -> Iterator[Page]:  # noqa
     p = Page(browser, server, tokens["operator"], (1920, 1080))
     p.open("/?mode=bigscreen&tour=off&tour_s=4")
     assert_scene_loaded(p)
-    p.page.wait_for_function("() => document.body.dataset.live === 'open' && document.body.dataset.kpis === 'loaded'")
+    p.wait("() => document.body.dataset.live === 'open' && document.body.dataset.kpis === 'loaded'")
     yield p
     p.close()
 
@@ -83,7 +83,7 @@ def ops(server: str, browser, tokens: dict[str, str]) -> Iterator[Page]:  # noqa
     p = Page(browser, server, tokens["operator"], (1600, 900))
     p.open("/")
     assert_scene_loaded(p)
-    p.page.wait_for_function("() => document.body.dataset.live === 'open'")
+    p.wait("() => document.body.dataset.live === 'open'")
     yield p
     p.close()
 
@@ -105,10 +105,10 @@ def test_device_batch_raises_alarm_on_big_screen(big: Page, server: str, viewer_
     r = httpx.post(f"{server}/gps/fixes", json=batch, headers={"Authorization": f"Bearer {token}"}, timeout=60)
     t_post = time.monotonic()
     assert r.status_code == 202 and r.json()["accepted"] == len(batch), r.text
-    key = big.page.wait_for_function(
+    key = big.wait(
         """(before) => [...document.querySelectorAll('#ticker-list li')].map((li) => li.dataset.key)
               .find((k) => k.startsWith('alarm:') && !before.includes(k))""",
-        arg=sorted(before), timeout=ALARM_WITHIN_MS, polling=100).json_value()
+        arg=sorted(before), timeout=ALARM_WITHIN_MS, polling=100)
     waited = time.monotonic() - t_post
     print(f"alarm {key} on the big screen {waited:.2f} s after the POST")
     row = _one(viewer_db, "SELECT kind, worker_id FROM alarms WHERE id = :id", id=int(key.split(":")[1]))
@@ -122,7 +122,7 @@ def test_auto_tour_advances(big: Page) -> None:
     cam0 = big.eval("onemap.viewer.camera.positionWC.clone()")
     big.eval("onemap.bigscreen.setTour(true)")
     assert big.eval("document.body.dataset.tour") == "on"
-    big.page.wait_for_function("() => Number(document.body.dataset.tourStop || 0) >= 2", timeout=120_000, polling=500)
+    big.wait("() => Number(document.body.dataset.tourStop || 0) >= 2", timeout=120_000, polling=500)
     moved = big.eval("(c) => Cesium.Cartesian3.distance(onemap.viewer.camera.positionWC, c)", cam0)
     assert moved > 50, moved
     _shot(big, "bigscreen-tour")
@@ -146,7 +146,7 @@ def test_dispatch_from_event_panel(ops: Page, server: str, viewer_db: str, token
                          "description": "浏览器测试：路灯损坏", "lon": w["lon"] + 0.0004, "lat": w["lat"]})
     assert r.status_code == 201, r.text
     event_id = r.json()["id"]
-    ops.page.wait_for_function("(id) => onemap.events.byId.has(id)", arg=event_id, polling=500)
+    ops.wait("(id) => onemap.events.byId.has(id)", arg=event_id, polling=500)
     assert ops.eval("(id) => onemap.events.openEvent(id)", event_id)
     box = f'#panel[data-kind="event"][data-id="{event_id}"] .dispatch'
     ops.page.wait_for_selector(f'{box}[data-state="ready"]')
@@ -178,12 +178,12 @@ def test_track_playback(ops: Page, viewer_db: str) -> None:
     ops.page.fill("#patrol-start", "00:00")
     ops.page.fill("#patrol-end", "23:59")
     ops.eval("document.querySelector('#tool-pane button.primary').click()")
-    ops.page.wait_for_function("() => document.body.dataset.playback === 'on'")
-    ops.page.wait_for_function("() => !/…|\\.\\.\\./.test(document.getElementById('patrol-status').textContent)")
+    ops.wait("() => document.body.dataset.playback === 'on'")
+    ops.wait("() => !/…|\\.\\.\\./.test(document.getElementById('patrol-status').textContent)")
     assert ops.eval("onemap.viewer.clock.shouldAnimate")
     now_ms = "Cesium.JulianDate.toDate(onemap.viewer.clock.currentTime).getTime()"
     t0 = ops.eval(now_ms)
-    ops.page.wait_for_function(f"(t0) => {now_ms} > t0 + 1000", arg=t0, polling=500)
+    ops.wait(f"(t0) => {now_ms} > t0 + 1000", arg=t0, polling=500)
     moving = ops.eval("""() => { const ds = onemap.viewer.dataSources; for (let i = 0; i < ds.length; i++) {
         const s = ds.get(i);
         if (s instanceof Cesium.CzmlDataSource) return s.entities.values.filter((e) => e.position).length; }
@@ -209,7 +209,7 @@ def test_heatmap_time_and_category_filter_and_clusters(ops: Page, viewer_db: str
         e.dispatchEvent(new Event('change'));
         const s = document.getElementById('heat-days'); s.value = 30; s.dispatchEvent(new Event('input')); }""",
              last["day"])
-    ops.page.wait_for_function("(d) => { const s = document.getElementById('heat-status').dataset;"
+    ops.wait("(d) => { const s = document.getElementById('heat-status').dataset;"
                                " return s.end === d && s.days === '30' && s.category === ''; }", arg=last["day"])
     st = ops.eval("({...document.getElementById('heat-status').dataset})")
     total = int(st["total"])
@@ -217,7 +217,7 @@ def test_heatmap_time_and_category_filter_and_clusters(ops: Page, viewer_db: str
     assert ops.eval("onemap.viewer.imageryLayers.length") >= 2
     _shot(ops, "heatmap")
     ops.page.select_option("#heat-category", last["cat"])
-    ops.page.wait_for_function("(c) => document.getElementById('heat-status').dataset.category === c", arg=last["cat"])
+    ops.wait("(c) => document.getElementById('heat-status').dataset.category === c", arg=last["cat"])
     st = ops.eval("({...document.getElementById('heat-status').dataset})")
     assert int(st["total"]) == _heat_count(viewer_db, st["start"], st["until"], last["cat"]), st
     assert 0 < int(st["total"]) < total
@@ -227,7 +227,7 @@ def test_heatmap_time_and_category_filter_and_clusters(ops: Page, viewer_db: str
     # clusters: the event markers, seen from high enough, merge into counted clusters
     ops.eval("""() => { const [lon, lat] = onemap.district.center;
         onemap.viewer.camera.setView({ destination: Cesium.Cartesian3.fromDegrees(lon, lat, 6000) }); }""")
-    ops.page.wait_for_function("""() => { onemap.viewer.scene.requestRender();
+    ops.wait("""() => { onemap.viewer.scene.requestRender();
         const c = onemap.events.dataSource.clustering;
         return c.enabled && (c._clusterBillboardCollection?.length ?? 0) > 0; }""",
                                polling=1000)
@@ -239,7 +239,7 @@ def test_heatmap_time_and_category_filter_and_clusters(ops: Page, viewer_db: str
 def test_style_buildings_by_height(ops: Page) -> None:
     legend0 = ops.page.locator("#legend").inner_text()
     ops.page.locator('input[name="building-style"][value="height"]').check()
-    ops.page.wait_for_function("() => document.body.dataset.buildingStyle === 'height'")
+    ops.wait("() => document.body.dataset.buildingStyle === 'height'")
     style = ops.eval("JSON.stringify(onemap.tilesets.buildings.style?.style ?? {})")
     assert "height" in style.lower(), style
     assert ops.page.locator("#legend").inner_text() != legend0
@@ -249,7 +249,7 @@ def test_style_buildings_by_height(ops: Page) -> None:
 
 def test_statistics_charts(ops: Page) -> None:
     ops.eval("document.querySelector('[data-tool=\"stats\"]').click()")
-    ops.page.wait_for_function("() => document.querySelectorAll('#tool-pane svg.chart').length >= 2", polling=500)
+    ops.wait("() => document.querySelectorAll('#tool-pane svg.chart').length >= 2", polling=500)
     bars = ops.eval("document.querySelectorAll('#tool-pane svg.chart rect').length")
     assert bars >= 3, bars
     assert HAN.search(ops.page.locator("#tool-pane").inner_text())

@@ -144,12 +144,26 @@ class Page:
 
     def open(self, path: str) -> None:
         self.page.goto(self.base + path, wait_until="commit", timeout=STEP_TIMEOUT_MS)
-        self.page.wait_for_function(
-            "document.body && ['true', 'error'].includes(document.body.dataset.ready)",
-            timeout=READY_TIMEOUT_MS, polling=2000)
+        self.wait("() => document.body && ['true', 'error'].includes(document.body.dataset.ready)",
+                  timeout=READY_TIMEOUT_MS, polling=2000)
 
     def eval(self, js: str, arg: object = None) -> object:
         return self.page.evaluate(js, arg)
+
+    def wait(self, js: str, arg: object = None, *, timeout: float = STEP_TIMEOUT_MS, polling: float = 500) -> object:
+        """Polls ``js`` (an expression or a function of ``arg``) until it is truthy; returns that value.
+
+        Playwright's ``wait_for_function`` runs its predicate through ``eval()`` inside the page,
+        which the viewer's Content-Security-Policy (no 'unsafe-eval') refuses; ``evaluate`` goes
+        through the DevTools protocol, which the CSP does not govern."""
+        deadline = time.monotonic() + timeout / 1000
+        while True:
+            value = self.eval(js, arg)
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{js[:200]!r} still falsy after {timeout / 1000:.1f} s\n{diagnostics(self)}")
+            self.page.wait_for_timeout(polling)
 
     def screenshot(self, name: str) -> Path:
         """Full page screenshot with the render loop paused (a screenshot needs a compositor
@@ -186,10 +200,12 @@ def diagnostics(p: Page) -> str:
 
 
 def assert_scene_loaded(p: Page) -> None:
+    boot = p.eval("() => ({ ready: document.body.dataset.ready, errors: window.onemap?.errors })")
+    assert boot["ready"] == "true", (boot, diagnostics(p))
     state = p.eval("""() => ({
         ready: document.body.dataset.ready, errors: onemap.errors,
         tilesets: Object.fromEntries(Object.entries(onemap.tilesets).map(([k, t]) => [k, t.tilesLoaded])),
-        catalog: onemap.layers.tileLayers(onemap.catalog).map((l) => l.name),
+        catalog: onemap.catalog ? onemap.layers.tileLayers(onemap.catalog).map((l) => l.name) : null,
         terrain: onemap.viewer.scene.terrainProvider instanceof Cesium.CesiumTerrainProvider,
         globe: onemap.viewer.scene.globe.tilesLoaded })""")
     assert state["ready"] == "true", (state, diagnostics(p))
@@ -275,11 +291,11 @@ def test_bigscreen_reacts_to_new_event(server: str, browser, tokens: dict[str, s
     try:
         p.open("/?mode=bigscreen&tour=off")
         assert_scene_loaded(p)
-        p.page.wait_for_function("document.body.dataset.kpis === 'loaded'")
+        p.wait("() => document.body.dataset.kpis === 'loaded'")
         kpis = p.page.locator("#kpis [data-kpi]")
         assert kpis.count() == 4
         assert HAN.search(p.page.locator("#kpis").inner_text())
-        p.page.wait_for_function("document.body.dataset.live === 'open'")
+        p.wait("() => document.body.dataset.live === 'open'")
         before = int(p.page.locator('[data-kpi="eventsToday"] .kpi-value').inner_text().replace(",", ""))
 
         # an operator reports an event through the API while the wall screen is up
@@ -291,10 +307,10 @@ def test_bigscreen_reacts_to_new_event(server: str, browser, tokens: dict[str, s
                        timeout=60)
         assert r.status_code == 201, r.text
         event_id = r.json()["id"]
-        p.page.wait_for_function("(id) => (document.body.dataset.flashed || '').split(' ').includes(id)",
+        p.wait("(id) => (document.body.dataset.flashed || '').split(' ').includes(id)",
                                  arg=event_id, polling=1000)
         assert event_id in p.page.locator("#ticker-list").inner_text()
-        p.page.wait_for_function(
+        p.wait(
             "(n) => Number(document.querySelector('[data-kpi=\"eventsToday\"] .kpi-value').innerText"
             ".replace(/,/g, '')) > n", arg=before, polling=1000)
         time.sleep(1)
@@ -308,8 +324,8 @@ def test_bigscreen_reacts_to_new_event(server: str, browser, tokens: dict[str, s
             await onemap.openCamera(id);
             return id; }""")
         p.page.wait_for_selector(f'#panel[data-kind="camera"][data-id="{cam}"]', state="attached")
-        p.page.wait_for_function(
-            "['playing', 'loaded'].includes(document.querySelector('#panel .video-wrap')?.dataset.state)",
+        p.wait(
+            "() => ['playing', 'loaded'].includes(document.querySelector('#panel .video-wrap')?.dataset.state)",
             timeout=STEP_TIMEOUT_MS, polling=1000)
     finally:
         p.close()
