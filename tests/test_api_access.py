@@ -85,3 +85,13 @@ def test_facilities_collection(client, tokens) -> None:  # noqa: ANN001
     feats = r.json()["features"]
     assert [f["id"] for f in feats] == ["FC001"] and feats[0]["properties"]["kind"] == "clinic"
     assert client.get("/collections/facilities/items", headers=auth(tokens, "device")).status_code in (401, 403)
+
+
+def test_viewer_serves_the_access_tool(client) -> None:  # noqa: ANN001
+    index = client.get("/?mode=viewer", headers={"Accept": "text/html"}).text
+    assert 'data-tool="access"' in index and 'data-roles="planner operator admin"' in index
+    js = client.get("/viewer/js/access.js")
+    assert js.status_code == 200
+    for route in ("/analytics/access", "/analytics/access/sites", "/analytics/access/isochrones"):
+        assert f'"{route}"' in js.text
+    assert "innerHTML" not in js.text  # text goes in through textContent only (CSP, XSS)
