@@ -221,7 +221,8 @@ def content_security_policy(settings: Settings, script_hashes: tuple[str, ...] =
       Knockout, which evaluates ``(0,eval)("this")`` at load and compiles its widgets' bindings
       with ``new Function``; ``style-src 'unsafe-inline'`` — Cesium's widgets and the viewer set
       style attributes and inject ``<style>`` elements; ``worker-src blob:`` — Cesium starts its
-      workers from blob: URLs;
+      workers from blob: URLs, and ``script-src blob:`` — those workers ``importScripts()`` a
+      blob: URL (refused, no terrain tile is ever decoded and the scene never finishes loading);
     * ``img-src data: blob:`` — Cesium's inline icons, textures decoded from blob: URLs;
     * an online base map's origin in ``img-src``/``connect-src`` only when one is configured;
     * other pages: inline scripts only by hash (the /docs page's Swagger UI start-up script).
@@ -232,7 +233,7 @@ def content_security_policy(settings: Settings, script_hashes: tuple[str, ...] =
     hashes = "".join(f" 'sha256-{h}'" for h in script_hashes)
     return "; ".join((
         "default-src 'self'",
-        f"script-src 'self'{hashes}" + (" 'unsafe-eval'" if viewer else ""),
+        f"script-src 'self'{hashes}" + (" 'unsafe-eval' blob:" if viewer else ""),
         "worker-src 'self'" + (" blob:" if viewer else ""),
         f"img-src 'self' data: blob:{ext}",
         f"connect-src 'self' data: blob:{ext}",
