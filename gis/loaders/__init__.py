@@ -22,7 +22,7 @@ from gis.loaders.events import load_events
 from gis.loaders.facilities import load_facilities
 from gis.loaders.gps import load_gps
 from gis.loaders.io import Mapping, refuse_empty
-from gis.loaders.population import load_population
+from gis.loaders.population import POPULATION_LAYERS, load_population, refresh_suppression
 from gis.loaders.reference import (
     load_buildings,
     load_cameras,
@@ -124,6 +124,8 @@ def load_layer(
             assign_buildings(conn)
         if layer in VIEWSHED_LAYERS:
             layer_report.note(f"{rebuild_viewsheds(conn)} camera viewsheds rebuilt")
+        if layer in POPULATION_LAYERS:
+            layer_report.note(f"population suppression refreshed ({refresh_suppression(conn)} counts hidden)")
         conn.commit()
         refresh_statistics(conn, vacuum=("events",) if layer == "events" else ())
     return report
@@ -187,6 +189,9 @@ def load_sample(
             t0 = time.perf_counter()
             report.derived |= derive_all(conn)
             report.derived["seconds"] = round(time.perf_counter() - t0, 1)
+        t0 = time.perf_counter()
+        report.derived["population_hidden"] = refresh_suppression(conn)
+        report.derived["population_hidden_seconds"] = round(time.perf_counter() - t0, 1)
         conn.execute("SELECT set_config('onemap.quiet', 'off', true)")
         conn.commit()
         refresh_statistics(conn)

@@ -76,3 +76,17 @@ def load_population(conn: psycopg.Connection, path: Path, mapping: Mapping = Map
     report.finish(cur.rowcount)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+#: layers whose load changes the population counts (persons, their buildings, grid cells, communities)
+POPULATION_LAYERS = ("communities", "grid_cells", "buildings", "population")
+
+
+def refresh_suppression(conn: psycopg.Connection) -> int:
+    """Recompute the stored suppression of the public population views
+    (``population_hidden_refresh()``, migration 0010) in the load's transaction, as the owner:
+    readers see the old counts with the old suppression until commit. Returns the hidden counts."""
+    t0 = time.perf_counter()
+    n = conn.execute("SELECT population_hidden_refresh()").fetchone()[0]
+    log.info("population suppression refreshed: %d counts hidden (%.1f s)", n, time.perf_counter() - t0)
+    return int(n)
