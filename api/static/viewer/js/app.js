@@ -5,6 +5,7 @@ import { initAccess, toggleAccess } from "./access.js";
 import { initAuth } from "./auth.js";
 import { initBigscreen } from "./bigscreen.js";
 import { initCameras, openCameraById } from "./cameras.js";
+import { initCivil, toggleTargets } from "./civil.js";
 import { initEvents, toggleHeatmap } from "./events.js";
 import { initFeatures } from "./features.js";
 import { initGrid } from "./grid.js";
@@ -127,7 +128,7 @@ function downloadScreenshot() {
 }
 
 function initToolbar() {
-  const exclusive = { stats: toggleStats, heatmap: toggleHeatmap, patrol: togglePatrolPane, access: toggleAccess };
+  const exclusive = { stats: toggleStats, heatmap: toggleHeatmap, patrol: togglePatrolPane, access: toggleAccess, targets: toggleTargets };
   const setPressed = (tool, on) => document.querySelector(`[data-tool="${tool}"]`)?.setAttribute("aria-pressed", String(on));
   for (const button of document.querySelectorAll("[data-tool]")) {
     button.addEventListener("click", () => {
@@ -222,6 +223,7 @@ async function main() {
   onemap.measure = { ...measure, ...measure.initMeasure(viewer) };
   onemap.stats = initStats();
   onemap.access = initAccess(viewer, { buildings: () => tilesets.buildings });
+  onemap.civil = initCivil(viewer, { bigscreen: MODE === "bigscreen" });
   if (MODE === "bigscreen") {
     onemap.bigscreen = initBigscreen(viewer, { district });
     document.getElementById("layer-tree").hidden = true;

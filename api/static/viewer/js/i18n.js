@@ -17,6 +17,7 @@ const zh = {
   tool: {
     layers: "图层", distance: "测距离", area: "测面积", height: "测高度", stats: "统计",
     heatmap: "热力图", patrol: "巡查回放", screenshot: "截图", bigscreen: "大屏模式", access: "步行可达",
+    targets: "目标考核",
   },
   auth: {
     title: "登录", token: "访问令牌", signIn: "登录", signOut: "退出",
@@ -32,7 +33,7 @@ const zh = {
     buildings: "建筑", roads: "道路", vegetation: "植被", furniture: "城市部件", pointcloud: "点云",
     terrain: "地形", water: "水面", events: "事件", cameras: "摄像头", patrol: "巡查轨迹",
     workers: "巡查人员位置", grid: "网格", communities: "社区", geofences: "电子围栏", checkpoints: "巡查点",
-    facilities: "服务设施", isochrones: "步行等时线",
+    facilities: "服务设施", isochrones: "步行等时线", targets: "社区目标达成", cameraGaps: "监控盲区",
     unavailable: "（不可用）", failed: "{name} 加载失败：{msg}",
   },
   use: {
@@ -82,7 +83,7 @@ const zh = {
     category: {
       city_appearance: "市容环境", street_order: "街面秩序", sanitation: "环境卫生",
       municipal_facilities: "市政设施", greening: "园林绿化", illegal_construction: "违法建设",
-      safety_hazard: "安全隐患", dispute: "矛盾纠纷",
+      safety_hazard: "安全隐患", dispute: "矛盾纠纷", burglary: "入室盗窃", theft: "盗窃", family_conflict: "家庭矛盾",
     },
     source: { grid_worker: "网格员", resident: "居民", camera: "摄像头" },
   },
@@ -133,6 +134,13 @@ const zh = {
       school: "学校", police: "警务室", convenience_store: "便利店",
     },
   },
+  targets: {
+    title: "社区目标考核", asOf: "评估时间 {t}", value: "当前值", change: "较基线", expected: "应达 {v}",
+    level: "目标 ≥ {v}", levelAtMost: "目标 ≤ {v}", target: "目标 {v}", deadline: "截止 {d}",
+    communities: "{on} / {n} 个社区达标或进度正常", none: "未配置目标",
+    status: { met: "已达成", on_track: "进度正常", off_track: "进度滞后", missed: "未达成", no_data: "无数据" },
+    legend: "社区着色：目标进度",
+  },
   shot: { done: "截图已保存", failed: "截图失败" },
 };
 
@@ -148,7 +156,7 @@ const en = {
   tool: {
     layers: "Layers", distance: "Distance", area: "Area", height: "Height", stats: "Statistics",
     heatmap: "Heatmap", patrol: "Patrol playback", screenshot: "Screenshot", bigscreen: "Big screen",
-    access: "Walking access",
+    access: "Walking access", targets: "Targets",
   },
   auth: {
     title: "Sign in", token: "Access token", signIn: "Sign in", signOut: "Sign out",
@@ -167,7 +175,7 @@ const en = {
     pointcloud: "Point cloud", terrain: "Terrain", water: "Water", events: "Events", cameras: "Cameras",
     patrol: "Patrol tracks", workers: "Patrollers (live)", grid: "Grid cells", communities: "Communities",
     geofences: "Geofences", checkpoints: "Checkpoints", unavailable: "(unavailable)",
-    facilities: "Facilities", isochrones: "Walking isochrones",
+    facilities: "Facilities", isochrones: "Walking isochrones", targets: "Community targets", cameraGaps: "Camera gaps",
     failed: "{name} failed to load: {msg}",
   },
   use: {
@@ -221,6 +229,7 @@ const en = {
       city_appearance: "City appearance", street_order: "Street order", sanitation: "Sanitation",
       municipal_facilities: "Municipal facilities", greening: "Greening",
       illegal_construction: "Illegal construction", safety_hazard: "Safety hazard", dispute: "Dispute",
+      burglary: "Burglary", theft: "Theft", family_conflict: "Family conflict",
     },
     source: { grid_worker: "Grid worker", resident: "Resident", camera: "Camera" },
   },
@@ -271,6 +280,13 @@ const en = {
       service_station: "Service station", service_terminal: "Service terminal", elderly_care: "Elderly care",
       clinic: "Clinic", school: "School", police: "Police post", convenience_store: "Convenience store",
     },
+  },
+  targets: {
+    title: "Community targets", asOf: "Evaluated {t}", value: "Current", change: "vs baseline", expected: "expected {v}",
+    level: "target ≥ {v}", levelAtMost: "target ≤ {v}", target: "target {v}", deadline: "deadline {d}",
+    communities: "{on} / {n} communities met or on track", none: "No targets configured",
+    status: { met: "Met", on_track: "On track", off_track: "Off track", missed: "Missed", no_data: "No data" },
+    legend: "Communities coloured by target progress",
   },
   shot: { done: "Screenshot saved", failed: "Screenshot failed" },
 };
