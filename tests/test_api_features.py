@@ -45,7 +45,7 @@ def test_collections_depend_on_role(client, tokens) -> None:
     viewer = {c["id"] for c in get(client, tokens, "/collections").json()["collections"]}
     assert "events" in viewer and "patrol_tracks" not in viewer and "population_by_grid" not in viewer
     admin = {c["id"] for c in get(client, tokens, "/collections", "admin").json()["collections"]}
-    assert len(admin) == 11
+    assert len(admin) == 12 and "facilities" in admin
 
 
 def test_collection_metadata_and_extent(client, tokens) -> None:

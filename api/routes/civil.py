@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from api import civil_models as cm
 from api.auth import User, write_audit
 from api.deps import DbConn, State, client_addr, require
 from api.errors import BadRequest, Forbidden
@@ -59,7 +60,7 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 # --- targets ----------------------------------------------------------------------------------------
-@router.get("/analytics/targets", dependencies=[Depends(analytics_slot)],
+@router.get("/analytics/targets", dependencies=[Depends(analytics_slot)], response_model=cm.Targets,
             summary="Community targets: series, change against the baseline, on/off track")
 def analytics_targets(
     state: State, conn: DbConn, _: Reader,
@@ -71,7 +72,7 @@ def analytics_targets(
 
 
 # --- camera coverage --------------------------------------------------------------------------------
-@router.get("/analytics/camera-coverage", dependencies=[Depends(analytics_slot)],
+@router.get("/analytics/camera-coverage", dependencies=[Depends(analytics_slot)], response_model=cm.CameraCoverage,
             summary="Main-road length seen by cameras per community, unseen hot spots, candidate sites")
 def analytics_camera_coverage(
     conn: DbConn, _: Reader,
@@ -98,7 +99,7 @@ def analytics_camera_coverage(
                        hotspot_weight_m=hotspot_weight))
 
 
-@router.get("/analytics/camera-viewsheds", dependencies=[Depends(analytics_slot)],
+@router.get("/analytics/camera-viewsheds", dependencies=[Depends(analytics_slot)], response_model=cm.Viewsheds,
             summary="The ground each camera sees (GeoJSON, the viewer's camera-gap layer)")
 def analytics_camera_viewsheds(
     conn: DbConn, _: Reader, online: Annotated[bool, Query(description="only cameras online")] = False,
@@ -107,7 +108,8 @@ def analytics_camera_viewsheds(
 
 
 # --- care -------------------------------------------------------------------------------------------
-@router.get("/analytics/care", summary="Care households and overdue visits per community (suppressed)")
+@router.get("/analytics/care", response_model=list[cm.CareCount],
+            summary="Care households and overdue visits per community (suppressed)")
 def analytics_care(
     conn: DbConn, _: PopulationReader, at: Annotated[datetime | None, Query(description="default now")] = None,
 ) -> Response:

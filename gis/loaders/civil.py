@@ -109,8 +109,9 @@ def load_care_households(conn: psycopg.Connection, path: Path, mapping: Mapping 
     io.require_columns(df, ("id", "building_id", "category"), path)
     df["id"] = io.text_or_none(df["id"])
     df = io.check_required(df, report, "id")
-    df = report.reject_mask(df, ~df["id"].str.fullmatch(r"[A-Za-z0-9_.-]{1,40}").to_numpy(dtype=bool), "id",
-                            "unparsable_value", "id must be 1-40 letters, digits, '_', '.' or '-'", "id", "id")
+    bad_id = ~df["id"].str.fullmatch(r"[A-Za-z0-9_.-]{1,40}").to_numpy(dtype=bool)
+    df = report.reject_mask(df, bad_id, "id", "unparsable_value",
+                            "id must be 1-40 letters, digits, '_', '.' or '-'", "id", "id")
     df = io.check_unique(df, report, ["id"])
     df["building_id"] = io.text_or_none(df["building_id"])
     df = io.check_required(df, report, "building_id")
