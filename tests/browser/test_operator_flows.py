@@ -31,7 +31,8 @@ from tests.browser.pages import HAN, Page, assert_scene_loaded, diagnostics
 
 # Not yet seen passing (see the issue's notes): run them with ONEMAP_PENDING_BROWSER_TESTS=1.
 if os.environ.get("ONEMAP_PENDING_BROWSER_TESTS") != "1":
-    pytest.skip("the operator flows (issue 12) have not yet been seen passing end to end in software GL; ONEMAP_PENDING_BROWSER_TESTS=1 runs it", allow_module_level=True)
+    pytest.skip("the operator flows (issue 12) have not yet been seen passing end to end in software GL; "
+                "ONEMAP_PENDING_BROWSER_TESTS=1 runs it", allow_module_level=True)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(3 * 3600)]
 

@@ -25,7 +25,8 @@ from tests.browser.pages import Page, diagnostics
 
 # Not yet seen passing (see the issue's notes): run them with ONEMAP_PENDING_BROWSER_TESTS=1.
 if os.environ.get("ONEMAP_PENDING_BROWSER_TESTS") != "1":
-    pytest.skip("the orthophoto pixel sampling (issue 13) has not yet been seen passing end to end in software GL; ONEMAP_PENDING_BROWSER_TESTS=1 runs it", allow_module_level=True)
+    pytest.skip("the orthophoto pixel sampling (issue 13) has not yet been seen passing end to end in software GL; "
+                "ONEMAP_PENDING_BROWSER_TESTS=1 runs it", allow_module_level=True)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(3 * 3600)]
 
