@@ -47,4 +47,8 @@ def test_sample_targets_on_and_off_track(sample_loaded, pg_url: str) -> None:  #
         sts = [r["status"] for r in by_id[tid]["results"]]
         good = sum(s in ("met", "on_track") for s in sts)
         assert 3 <= good <= len(sts) - 3, (tid, sts)
+    access = by_id["terminal_access_10min"]["results"]
+    assert any(r["current_value"] is not None for r in access)
+    assert all(r["status"] == ("no_data" if r["current_value"] is None else
+                               "met" if r["current_value"] >= 0.9 else "missed") for r in access)
     assert {c["status"] for c in doc["communities"]} >= {"on_track", "off_track"}
