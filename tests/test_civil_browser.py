@@ -101,7 +101,9 @@ def _login(browser, base: str, path: str):  # noqa: ANN001, ANN202
     page = context.new_page()
     page.set_default_timeout(STEP_MS)
     page.goto(base + path, wait_until="commit")
-    _wait(page, "() => document.body && document.body.dataset.role === 'anonymous'")
+    # the HTML already says role=anonymous: wait until auth.js has wired the sign-in controls
+    _wait(page, "() => document.body && document.body.dataset.auth === 'ready'"
+                " && document.body.dataset.role === 'anonymous'")
     if not page.evaluate("document.getElementById('signin').open"):
         page.click("#signin-open")
     page.fill("#signin-username", "civil-planner")

@@ -68,7 +68,10 @@ def _page(browser, base: str, path: str):  # noqa: ANN001, ANN202
     page = context.new_page()
     page.set_default_timeout(STEP_MS)
     page.goto(base + path, wait_until="commit")
-    page.wait_for_function("() => document.body && document.body.dataset.role === 'anonymous'", polling=500)
+    # the HTML already says role=anonymous: wait until the sign-in controls are wired (auth.js)
+    page.wait_for_function(
+        "() => document.body && document.body.dataset.auth === 'ready' && document.body.dataset.role === 'anonymous'",
+        polling=500)
     return context, page
 
 

@@ -177,6 +177,8 @@ export async function initAuth() {
     }
   });
   document.addEventListener("onemap:lang", renderBadge);
+  // the sign-in controls answer from here on (tests wait for it: the body says "anonymous" in the HTML)
+  document.body.dataset.auth = "ready";
 
   const token = getToken();
   if (token) {
