@@ -20,18 +20,10 @@ import sqlalchemy as sa
 
 from gis import targets
 from tests.api_support import make_settings, running_server
+from tests.browser.pages import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(3600)]
 
-REPO = Path(__file__).resolve().parent.parent
-ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-    "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--no-first-run", "--disable-default-apps", "--disable-extensions", "--mute-audio",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-]
 STEP_MS = 600_000
 PASSWORD = "civil browser password"
 DB_NAME = "onemap_civil_browser"
