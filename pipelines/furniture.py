@@ -20,11 +20,12 @@ import numpy as np
 import shapely
 
 from core.delivery.accounting import RunReport
-from core.delivery.checks import check_features, find_boundary, load_boundary, numeric_column, text_column
-from core.delivery.mapping import FieldMapping, load_mapping
+from core.delivery.checks import check_features, numeric_column, text_column
+from core.delivery.mapping import FieldMapping
 from core.delivery.read import FieldSpec, read_layer
 from core.frames import active_geoid
 from pipelines.drape import DemGrid, sample_heights
+from pipelines.inputs import resolve_inputs
 from pipelines.instanced import InstancedBuild, InstanceSet, build_instanced_tileset, summary_dict
 from pipelines.progress import Progress, for_stage
 from pipelines.progress import report as say
@@ -168,9 +169,7 @@ def build_furniture(src: Path, out: Path, options: FurnitureOptions | None = Non
     staging = None if o.dry_run else Staging(out)
     try:
         say(progress, "read", 0, 1)
-        dem = DemGrid.read(o.dem) if o.dem else DemGrid.flat()
-        boundary = load_boundary(find_boundary(src, o.boundary))
-        mapping = load_mapping(o.mapping) if isinstance(o.mapping, (str, Path)) else o.mapping
+        dem, boundary, mapping = resolve_inputs(src, o.dem, o.boundary, o.mapping)
         inst, report = prepare_furniture(src, dem, boundary=boundary, mapping=mapping, src_crs=o.src_crs,
                                      encoding=o.encoding, layer=o.layer)
         say(progress, "read", 1, 1)

@@ -27,11 +27,12 @@ import numpy as np
 import shapely
 
 from core.delivery.accounting import RunReport
-from core.delivery.checks import check_features, find_boundary, load_boundary, numeric_column, text_column
-from core.delivery.mapping import FieldMapping, load_mapping
+from core.delivery.checks import check_features, numeric_column, text_column
+from core.delivery.mapping import FieldMapping
 from core.delivery.read import FieldSpec, read_layer
 from core.frames import EnuFrame, active_geoid
 from pipelines.drape import TERRAIN_CLEARANCE_M, DemGrid, color_u8, sample_heights, to_enu, vertex_normals
+from pipelines.inputs import resolve_inputs
 from pipelines.progress import Progress, for_stage
 from pipelines.progress import report as say
 from pipelines.publish import Staging
@@ -322,9 +323,7 @@ def build_roads(src: Path, out: Path, options: RoadOptions | None = None,
     staging = None if o.dry_run else Staging(out)
     try:
         say(progress, "read", 0, 1)
-        dem = DemGrid.read(o.dem) if o.dem else DemGrid.flat()
-        boundary = load_boundary(find_boundary(src, o.boundary))
-        mapping = load_mapping(o.mapping) if isinstance(o.mapping, (str, Path)) else o.mapping
+        dem, boundary, mapping = resolve_inputs(src, o.dem, o.boundary, o.mapping)
         surfaces, report = prepare_roads(src, dem, boundary=boundary, mapping=mapping, src_crs=o.src_crs,
                                      encoding=o.encoding, layer=o.layer)
         say(progress, "read", 1, 1)

@@ -27,11 +27,12 @@ import numpy as np
 import shapely
 
 from core.delivery.accounting import RunReport
-from core.delivery.checks import check_features, find_boundary, load_boundary, numeric_column, text_column
-from core.delivery.mapping import FieldMapping, load_mapping
+from core.delivery.checks import check_features, numeric_column, text_column
+from core.delivery.mapping import FieldMapping
 from core.delivery.read import FieldSpec, read_layer
 from core.frames import active_geoid, ecef_to_lonlat_ellipsoidal
 from pipelines.drape import TERRAIN_CLEARANCE_M, DemGrid, color_u8, sample_heights
+from pipelines.inputs import resolve_inputs
 from pipelines.instanced import InstancedBuild, InstanceSet, build_instanced_tileset, summary_dict
 from pipelines.progress import Progress, for_stage
 from pipelines.progress import report as say
@@ -279,9 +280,7 @@ def build_vegetation(src: Path, out: Path, options: VegetationOptions | None = N
     staging = None if o.dry_run else Staging(out)
     try:
         say(progress, "read", 0, 1)
-        dem = DemGrid.read(o.dem) if o.dem else DemGrid.flat()
-        boundary = load_boundary(find_boundary(src, o.boundary))
-        mapping = load_mapping(o.mapping) if isinstance(o.mapping, (str, Path)) else o.mapping
+        dem, boundary, mapping = resolve_inputs(src, o.dem, o.boundary, o.mapping)
         inst, trees_report = prepare_trees(src, dem, boundary=boundary, mapping=mapping, src_crs=o.src_crs,
                                      encoding=o.encoding, layer=o.layer)
         if o.dem is None:
