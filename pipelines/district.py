@@ -103,10 +103,11 @@ def _counts(report: Any) -> tuple[int, int]:
 
 def build_district(sample_dir: Path, out: Path, *, layers: tuple[str, ...] = LAYERS,
                    progress: Progress | None = None, dask: str | None = None,
-                   partition_level: int | None = None) -> dict[str, Any]:
+                   partition_level: int | None = None, mesh_compress: str = "none") -> dict[str, Any]:
     """Build every layer of ``sample_dir`` (the ``clean/`` folder of a delivery, or a folder that
     holds ``clean/``) into ``out`` and write ``out/index.json``; returns the catalog. ``dask`` and
-    ``partition_level``: the spatial partitions of the buildings (docs/scale.md)."""
+    ``partition_level``: the spatial partitions of the buildings (docs/scale.md);
+    ``mesh_compress``: none or draco for the reality-mesh tiles."""
     src = sample_dir / "clean" if (sample_dir / "clean").is_dir() else sample_dir
     required = {"buildings.gpkg", "roads.gpkg", "trees.gpkg", "furniture.gpkg", "dem.tif"}
     missing = sorted(f for f in required if not (src / f).exists())
@@ -197,11 +198,11 @@ def build_district(sample_dir: Path, out: Path, *, layers: tuple[str, ...] = LAY
                                      "scheme": res.info.scheme, "format": res.info.fmt})
 
     def mesh() -> LayerOutcome:
-        from pipelines.mesh import build_mesh
+        from pipelines.mesh import MeshOptions, build_mesh
 
-        res = build_mesh(src / "mesh", out / "mesh", None, progress)
+        res = build_mesh(src / "mesh", out / "mesh", MeshOptions(compress=mesh_compress), progress)
         return LayerOutcome("mesh", True, 0, res.triangles_in,
-                            details={"tiles": res.tiles, "tiles_reused": res.tiles_reused,
+                            details={"tiles": res.tiles, "tiles_reused": res.tiles_reused, "compress": res.compress,
                                      "triangles_per_level": {str(k): v for k, v in res.triangles_out.items()}})
 
     for name, fn in (("terrain", terrain), ("buildings", buildings), ("roads", roads),

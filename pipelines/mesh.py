@@ -16,6 +16,9 @@ OBJ/PLY/glTF file with ``src_crs`` and ``origin`` (pipelines/mesh_sources.py).
 * Incremental: a leaf's hash covers its files' bytes and the options, a node's its children's
   hashes; unchanged tiles are hard-linked from the previous output. Published atomically
   through pipelines/publish.py (validated first). OUT/report.json has counts and sizes.
+* Compression: ``compress="draco"`` writes every primitive (POSITION, TEXCOORD_0 or COLOR_0,
+  indices) with KHR_draco_mesh_compression (tiles/mesh_glb.py); the report gives the leaves'
+  bytes per triangle as written and their geometry bytes per triangle with and without Draco.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from core.errors import InputError
 from core.frames import (
     EnuFrame,
     active_geoid,
@@ -48,6 +52,7 @@ from tiles.tileset import OrientedBox, Tile, Tileset, box_enclosing, box_from_po
 
 log = logging.getLogger(__name__)
 PIPELINE_VERSION = "mesh-1"
+COMPRESSIONS = ("none", "draco")
 MIN_ERROR_M = 0.01
 
 
@@ -61,6 +66,7 @@ class MeshOptions:
     ratio: float = 0.25  # triangles kept per level up the tree
     jpeg_quality: int = 85
     geoid: Any = None
+    compress: str = "none"  # or "draco" (KHR_draco_mesh_compression)
 
 
 @dataclass
@@ -77,6 +83,9 @@ class MeshResult:
     bytes: int = 0
     gzip_bytes: int = 0
     texture_bytes: int = 0
+    compress: str = "none"
+    leaf_geometry_bytes: int = 0  # the leaves' binary geometry as written (Draco streams or accessors)
+    leaf_plain_geometry_bytes: int = 0  # the same geometry as plain accessors
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)
 
@@ -87,10 +96,23 @@ class MeshResult:
                 "geometric_error_m_per_level": {str(k): round(v, 4) for k, v in sorted(self.errors_m.items())},
                 "bytes": self.bytes, "gzip_bytes": self.gzip_bytes,
                 "bytes_per_triangle_leaves": round(self.bytes_leaves_per_triangle(), 2),
+                "compress": self.compress,
+                "geometry_bytes_per_triangle_leaves": round(self.leaf_geometry_bytes / self._leaf_tris, 2),
+                "plain_geometry_bytes_per_triangle_leaves": round(self.leaf_plain_geometry_bytes / self._leaf_tris,
+                                                                  2),
                 "seconds": round(self.seconds, 2), "stages": self.stages}
 
     def bytes_leaves_per_triangle(self) -> float:
-        return self._leaf_bytes / max(1, self.triangles_out.get(0, 0))
+        """Bytes of the leaf tiles (textures included) per leaf triangle."""
+        return self._leaf_bytes / self._leaf_tris
+
+    def geometry_bytes_per_triangle(self, plain: bool = False) -> float:
+        """The leaves' binary geometry per triangle, as written or (``plain``) uncompressed."""
+        return (self.leaf_plain_geometry_bytes if plain else self.leaf_geometry_bytes) / self._leaf_tris
+
+    @property
+    def _leaf_tris(self) -> int:
+        return max(1, self.triangles_out.get(0, 0))
 
     _leaf_bytes: int = 0
 
@@ -161,13 +183,15 @@ def build_mesh(src: Path | str, out: Path | str, options: MeshOptions | None = N
                progress: Progress | None = None) -> MeshResult:
     """Read, place, simplify, tile, validate and publish a reality mesh; returns the report."""
     options = options or MeshOptions()
+    if options.compress not in COMPRESSIONS:
+        raise InputError(f"--compress {options.compress!r}: use one of {', '.join(COMPRESSIONS)}")
     with using_geoid(options.geoid):
         return _build(Path(src), Path(out), options, progress)
 
 
 def _build(src_path: Path, out: Path, options: MeshOptions, progress: Progress | None) -> MeshResult:
     t0 = tick = time.perf_counter()
-    res = MeshResult(out=out)
+    res = MeshResult(out=out, compress=options.compress)
 
     def stage(name: str) -> None:
         nonlocal tick
@@ -186,7 +210,8 @@ def _build(src_path: Path, out: Path, options: MeshOptions, progress: Progress |
 
     root, depth = _tree(list(leaves))
     res.levels = depth
-    settings = digest([PIPELINE_VERSION, repr(options.ratio), str(options.jpeg_quality), src.crs.to_wkt(),
+    settings = digest([PIPELINE_VERSION, repr(options.ratio), str(options.jpeg_quality), options.compress,
+                       src.crs.to_wkt(),
                        repr(frame.origin_ecef), repr(active_geoid()), repr(origin), repr(options.leaf_size)])
     old = read_manifest(out)
     old_tiles = old.get("tiles", {}) if old.get("settings") == settings else {}
@@ -231,7 +256,9 @@ def _build(src_path: Path, out: Path, options: MeshOptions, progress: Progress |
                 res.tiles_reused += 1
             else:
                 meshes = content(node)
-                glb = encode_parts_glb(meshes, quality=options.jpeg_quality)
+                sizes: dict[str, int] = {}
+                glb = encode_parts_glb(meshes, quality=options.jpeg_quality, compress=options.compress,
+                                       sizes=sizes)
                 staging.write_bytes(node.uri, glb)
                 pts = np.vstack([m.positions for m in meshes])
                 err = 0.0
@@ -241,7 +268,7 @@ def _build(src_path: Path, out: Path, options: MeshOptions, progress: Progress |
                 box = box_from_points(pts, pad=0.01)
                 info = {"hash": h, "error": max(err, MIN_ERROR_M) if node.level else 0.0, "box": box.to_json(),
                         "triangles": int(sum(m.n_triangles for m in meshes)), "bytes": len(glb),
-                        "gzip_bytes": len(gzip.compress(glb, 6)),
+                        "gzip_bytes": len(gzip.compress(glb, 6)), **sizes,
                         "texture_px": int(sum(m.image.shape[0] * m.image.shape[1] for m in meshes
                                               if m.image is not None))}
             manifest_tiles[node.key] = {**info, "uri": node.uri}
@@ -251,6 +278,8 @@ def _build(src_path: Path, out: Path, options: MeshOptions, progress: Progress |
             res.gzip_bytes += int(info["gzip_bytes"])
             if node.level == 0:
                 res._leaf_bytes += int(info["bytes"])
+                res.leaf_geometry_bytes += int(info.get("geometry_bytes", 0))
+                res.leaf_plain_geometry_bytes += int(info.get("plain_geometry_bytes", 0))
             child_tiles = [tiles_of[c.key] for c in sorted(node.children, key=lambda c: c.key)]
             box = OrientedBox.from_json(info["box"])
             if child_tiles:

@@ -1,13 +1,15 @@
 """Reality meshes -> 3D Tiles (pipelines/mesh.py): placement, measured LOD errors, validation,
-incremental rebuilds, single-file input. Uses 2 x 2 tiles of the sample's OBJ export."""
+incremental rebuilds, single-file input, Draco compression. Uses 2 x 2 tiles of the sample's OBJ export."""
 
 from __future__ import annotations
 
 import io
 import re
 import shutil
+import struct
 from pathlib import Path
 
+import DracoPy
 import numpy as np
 import orjson
 import pytest
@@ -164,3 +166,96 @@ def test_metadata_without_srs_is_an_input_error(tmp_path: Path) -> None:
     (tmp_path / "metadata.xml").write_text("<ModelMetadata><SRSOrigin>0,0,0</SRSOrigin></ModelMetadata>")
     with pytest.raises(InputError, match="metadata.xml"):
         build_mesh(tmp_path, tmp_path / "out")
+
+
+# ------------------------------------------------------------------------------------ Draco
+def _glb_chunks(path: Path) -> tuple[dict, bytes]:
+    """The JSON and BIN chunks of a glb, parsed here (not through tiles.gltf_read)."""
+    data = path.read_bytes()
+    js_len = struct.unpack_from("<I", data, 12)[0]
+    doc = orjson.loads(data[20:20 + js_len])
+    bin_len = struct.unpack_from("<I", data, 20 + js_len)[0]
+    return doc, data[28 + js_len:28 + js_len + bin_len]
+
+
+def _draco_decoded(path: Path) -> list[dict[str, np.ndarray]]:
+    """Every primitive of a Draco glb decoded with DracoPy directly: {semantic: values, "faces"}."""
+    doc, binary = _glb_chunks(path)
+    out = []
+    for prim in doc["meshes"][0]["primitives"]:
+        ext = prim["extensions"]["KHR_draco_mesh_compression"]
+        view = doc["bufferViews"][ext["bufferView"]]
+        start = view.get("byteOffset", 0)
+        mesh = DracoPy.decode(binary[start:start + view["byteLength"]])
+        by_id = {a["unique_id"]: np.asarray(a["data"]) for a in mesh.attributes}
+        decoded = {sem: by_id[uid] for sem, uid in ext["attributes"].items()}
+        decoded["faces"] = np.asarray(mesh.faces).reshape(-1, 3)
+        out.append(decoded)
+    return out
+
+
+@pytest.fixture(scope="module")
+def built_draco(export: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("mesh-draco") / "mesh"
+    res = build_mesh(export, out, MeshOptions(compress="draco"))
+    assert res.tiles == 5 and res.compress == "draco"
+    return out
+
+
+def test_draco_tiles_validate_and_carry_textured_primitives(built_draco: Path, built: Path) -> None:
+    report = validate_path(built_draco, gltf=True)  # decodes every stream against its accessors
+    assert report.ok and not report.warnings, report.summary()
+    for uri in ("tiles/0/0_0.glb", "tiles/1/0_0.glb"):
+        doc, _bin = _glb_chunks(built_draco / uri)
+        assert doc["extensionsRequired"] == ["KHR_draco_mesh_compression"]
+        for prim in doc["meshes"][0]["primitives"]:
+            assert set(prim["attributes"]) == {"POSITION", "TEXCOORD_0"}
+            assert all("bufferView" not in doc["accessors"][a] for a in prim["attributes"].values())
+            assert "baseColorTexture" in doc["materials"][prim["material"]]["pbrMetallicRoughness"]
+    rep = orjson.loads((built_draco / "report.json").read_bytes())
+    plain = orjson.loads((built / "report.json").read_bytes())
+    assert rep["compress"] == "draco" and rep["triangles_out_per_level"] == plain["triangles_out_per_level"]
+    assert rep["plain_geometry_bytes_per_triangle_leaves"] == plain["geometry_bytes_per_triangle_leaves"]
+    assert rep["geometry_bytes_per_triangle_leaves"] < rep["plain_geometry_bytes_per_triangle_leaves"] / 2
+    assert rep["bytes"] < plain["bytes"]
+
+
+def test_draco_vertices_within_5cm_of_obj_after_ecef(built_draco: Path, export: Path) -> None:
+    doc = _tileset(built_draco)
+    crs, origin = read_metadata(export / "metadata.xml")
+    obj = _obj_vertices(export / "Data" / TILES[0] / f"{TILES[0]}.obj") + np.array(origin)
+    expected = projected_orthometric_to_ecef(obj[:, 0], obj[:, 1], obj[:, 2], crs)
+    transform = _root_transform(doc)
+    enu = gltf_to_enu(np.vstack([p["POSITION"] for p in _draco_decoded(built_draco / "tiles/0/0_0.glb")]))
+    got = enu.astype(float) @ transform[:3, :3].T + transform[:3, 3]
+    d_got, _ = cKDTree(expected).query(got)
+    d_exp, _ = cKDTree(got).query(expected)
+    assert d_got.max() < 0.05 and d_exp.max() < 0.05, (d_got.max(), d_exp.max())
+
+
+def test_draco_texture_coordinates_survive(built_draco: Path, built: Path) -> None:
+    """Each decoded (position, uv) pair is one of the uncompressed tile's, within quantisation."""
+    plain = read_glb((built / "tiles/0/0_0.glb").read_bytes())
+    for i, dec in enumerate(_draco_decoded(built_draco / "tiles/0/0_0.glb")):
+        ref = np.hstack([plain.attribute("POSITION", i), 100.0 * plain.attribute("TEXCOORD_0", i)])
+        got = np.hstack([dec["POSITION"], 100.0 * dec["TEXCOORD_0"]])
+        d, _ = cKDTree(ref).query(got)
+        assert d.max() < 0.03, d.max()  # 16-bit positions (<= 2 mm here), 14-bit UVs (x 100)
+        assert len(dec["faces"]) == len(plain.indices(i)) // 3
+
+
+def test_validate_reports_a_draco_stream_that_disagrees_with_its_accessors(built_draco: Path,
+                                                                          tmp_path: Path) -> None:
+    out = tmp_path / "mesh"
+    shutil.copytree(built_draco, out)
+    glb = out / "tiles/0/0_0.glb"
+    doc, binary = _glb_chunks(glb)
+    doc["accessors"][doc["meshes"][0]["primitives"][0]["attributes"]["TEXCOORD_0"]]["count"] += 1
+    js = orjson.dumps(doc)
+    js += b" " * (-len(js) % 4)
+    glb.write_bytes(struct.pack("<III", 0x46546C67, 2, 28 + len(js) + len(binary))
+                    + struct.pack("<II", len(js), 0x4E4F534A) + js + struct.pack("<II", len(binary), 0x004E4942)
+                    + binary)
+    report = validate_path(out, gltf=False)
+    assert not report.ok
+    assert any("TEXCOORD_0 decodes to" in i.message for i in report.errors), report.summary()

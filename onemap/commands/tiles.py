@@ -64,6 +64,13 @@ def print_summary(title: str, summary: dict[str, Any], report_txt: Path | None) 
         console.print(f"report: {report_txt}")
 
 
+def _check_compress(compress: str) -> None:
+    from tiles.gltf import COMPRESSIONS
+
+    if compress not in COMPRESSIONS:
+        raise typer.BadParameter(f"{compress!r}: give one of {', '.join(COMPRESSIONS)}", param_hint="--compress")
+
+
 def as_input_error(exc: Exception) -> InputError:
     """A library error that is not yet a :class:`core.errors.OnemapError`, as one (onemap/cli.py
     prints it and exits 1)."""
@@ -228,12 +235,15 @@ def build(
     geoid: GeoidModel = None,
     dask: DaskAddress = None,
     partition_level: PartitionLevel = None,
+    compress: str = typer.Option("none", "--compress", help="Compression of the reality-mesh glb tiles: none or "
+                                 "draco (KHR_draco_mesh_compression). The other layers are written as before."),
 ) -> None:
     """Build every layer of the district (buildings, roads, vegetation, furniture, point cloud, terrain,
     imagery, reality mesh)."""
     from pipelines.district import LAYERS, build_district
 
     wanted = tuple(x.strip() for x in layers.split(",") if x.strip())
+    _check_compress(compress)
     unknown = sorted(set(wanted) - set(LAYERS))
     if unknown:
         raise typer.BadParameter(f"unknown layer(s) {', '.join(unknown)}; choose from {', '.join(LAYERS)}",
@@ -241,7 +251,7 @@ def build(
     try:
         with using_geoid(geoid), progress_bar() as progress:
             catalog = build_district(sample, out, layers=wanted, progress=progress, dask=dask,
-                                     partition_level=partition_level)
+                                     partition_level=partition_level, mesh_compress=compress)
     except FileNotFoundError as exc:
         raise as_input_error(exc) from exc
     table = Table(title=f"district tiles → {out}")
@@ -296,21 +306,28 @@ def mesh(
     leaf_size: float = typer.Option(100.0, "--leaf-size", min=1.0, help="Leaf cell size of a single file, m."),
     ratio: float = typer.Option(0.25, "--ratio", min=0.01, max=0.9, help="Triangles kept per level up."),
     geoid: GeoidModel = None,
+    compress: str = typer.Option("none", "--compress", help="Mesh compression of the glb tiles: none or draco "
+                                 "(KHR_draco_mesh_compression; the report gives geometry bytes per triangle both "
+                                 "ways)."),
 ) -> None:
     """Reality mesh (oblique photogrammetry) → 3D Tiles 1.1: textured glb, simplified LOD
     hierarchy with measured geometric errors, geoid-correct placement."""
     from pipelines.mesh import MeshOptions, build_mesh
 
+    _check_compress(compress)
     with progress_bar() as progress:
         result = build_mesh(src, out, MeshOptions(src_crs=src_crs, origin=origin, leaf_size=leaf_size,
-                                                  ratio=ratio, geoid=geoid), progress)
+                                                  ratio=ratio, geoid=geoid, compress=compress), progress)
     print_summary("mesh", {
         "leaves": result.leaves, "tiles": result.tiles, "reused": result.tiles_reused,
         "triangles in": result.triangles_in,
         "triangles per level": ", ".join(f"{k}: {v:,}" for k, v in sorted(result.triangles_out.items())),
         "error per level (m)": ", ".join(f"{k}: {v:.2f}" for k, v in sorted(result.errors_m.items())),
-        "bytes": result.bytes, "gzip bytes": result.gzip_bytes, "seconds": round(result.seconds, 1),
-        "tileset": out / "tileset.json",
+        "bytes": result.bytes, "gzip bytes": result.gzip_bytes, "compress": result.compress,
+        "leaf bytes/triangle (with textures)": round(result.bytes_leaves_per_triangle(), 1),
+        "leaf geometry bytes/triangle": f"{result.geometry_bytes_per_triangle():.1f} "
+                                        f"(uncompressed {result.geometry_bytes_per_triangle(plain=True):.1f})",
+        "seconds": round(result.seconds, 1), "tileset": out / "tileset.json",
     }, out / "report.json")
 
 

@@ -10,6 +10,7 @@ import struct
 
 import numpy as np
 
+from tiles.draco import draco_issues
 from tiles.formats.common import ContentGeometry, no_geometry
 from tiles.gltf_read import read_glb
 from tiles.metadata_checks import metadata_issues
@@ -20,10 +21,11 @@ READ_ERRORS = (ValueError, KeyError, IndexError, TypeError, struct.error)
 
 def glb_positions(data: bytes) -> ContentGeometry:
     """All vertex positions of a glb's default scene in glTF space (y-up; node transforms
-    applied, GPU instances expanded on mesh bounds); metadata counts checked on the way."""
+    applied, GPU instances expanded on mesh bounds); metadata counts and Draco streams (decoded
+    against their accessors, :func:`tiles.draco.draco_issues`) checked on the way."""
     glb = read_glb(data)
     points, exact = glb.scene_positions()
-    return ContentGeometry(points, metadata_issues(glb), glb=data, exact=exact)
+    return ContentGeometry(points, metadata_issues(glb) + draco_issues(glb), glb=data, exact=exact)
 
 
 def glb_geometry(data: bytes) -> ContentGeometry:
