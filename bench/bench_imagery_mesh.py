@@ -6,7 +6,9 @@ SAMPLE_DIR is the output of ``onemap sample generate`` (``clean/ortho.tif``, ``c
 Prints, for the imagery pyramid: tiles, tiles/s, MB, source megapixels/s; for the mesh:
 triangles in, triangles/s in (read + place + simplify + encode + publish), triangles out per
 level, bytes (raw and gzip) per leaf triangle, the measured geometric error per level, and the
-incremental rebuild time (nothing changed). Wall and CPU seconds; no figure is asserted.
+incremental rebuild time (nothing changed); then the same build with ``--compress draco``: its
+time and bytes per leaf triangle (whole tiles with textures, and the binary geometry alone) next
+to the uncompressed build's. Wall and CPU seconds; no figure is asserted.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def bench_imagery(ortho: Path, work: Path) -> None:
 
 
 def bench_mesh(src: Path, work: Path) -> None:
-    from pipelines.mesh import build_mesh
+    from pipelines.mesh import MeshOptions, MeshResult, build_mesh
 
     out = work / "mesh"
     t0, c0 = time.perf_counter(), time.process_time()
@@ -59,6 +61,15 @@ def bench_mesh(src: Path, work: Path) -> None:
     again = build_mesh(src, out)
     print(f"  incremental rebuild, nothing changed: {time.perf_counter() - t0:.1f} s "
           f"({again.tiles_reused}/{again.tiles} tiles reused)")
+    t0, c0 = time.perf_counter(), time.process_time()
+    dra = build_mesh(src, work / "mesh-draco", MeshOptions(compress="draco"))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(f"mesh --compress draco: {wall:.1f} s wall, {cpu:.1f} s cpu: {dra.triangles_in / wall:,.0f} triangles/s in; "
+          f"{dra.bytes / 1e6:.2f} MB raw, {dra.gzip_bytes / 1e6:.2f} MB gzip (all levels)")
+    print("  bytes per leaf triangle      none    draco")
+    for label, fn in (("tiles incl. textures", MeshResult.bytes_leaves_per_triangle),
+                      ("geometry only", MeshResult.geometry_bytes_per_triangle)):
+        print(f"    {label:20s}  {fn(res):8.1f} {fn(dra):8.1f}")
 
 
 def main() -> int:
