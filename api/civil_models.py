@@ -137,6 +137,7 @@ class CameraCoverage(BaseModel):
 class ViewshedProperties(_Shape):
     camera_id: str
     name: str | None
+    kind: str | None = Field(description="street | high_altitude")
     status: str | None
     area_m2: float
 

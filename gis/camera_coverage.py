@@ -140,5 +140,5 @@ def viewsheds(conn: Connection, only_online: bool = False) -> dict[str, Any]:
     rows = conn.execute(sql("camera_coverage/viewsheds"), {"only_online": only_online}).mappings()
     return {"type": "FeatureCollection", "features": [
         {"type": "Feature", "id": r["camera_id"], "geometry": r["geometry"],
-         "properties": {"camera_id": r["camera_id"], "name": r["name"], "status": r["status"],
+         "properties": {"camera_id": r["camera_id"], "name": r["name"], "kind": r["kind"], "status": r["status"],
                         "area_m2": float(r["area_m2"])}} for r in rows]}

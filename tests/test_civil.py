@@ -105,6 +105,100 @@ def test_viewshed_equals_shapely_visibility(viewshed_case) -> None:  # noqa: ANN
     assert not vs.contains(shapely.Point(cam[0] + 40, cam[1] + 22))
 
 
+#: a lookout camera 3 m above the roof of a 30 m tower (footprint relative to the camera, off-centre)
+#: and a 12 m building 110-130 m west of it, EPSG:4548 metres; the camera's range is 200 m
+TOWER = (-8, -12, 14, 10, 30.0)
+TOWER_FAR = (-130, -10, -110, 10, 12.0)
+TOWER_CAM = {"mount": 33.0, "heading": 0.0, "hfov": 360.0, "range_m": 200.0}
+
+
+def _sees(cam: tuple[float, float], p: tuple[float, float], blds, *, mount: float, heading: float,  # noqa: ANN001
+          hfov: float, pitch: float, vfov: float | None, range_m: float) -> bool:
+    """Ground point p seen from a camera ``mount`` m above level ground, in plain geometry: slant
+    range, bearing, elevation angle within pitch +- vfov/2 (None: from hfov at 16:9, none from
+    180°), no footprint above the sight line. A footprint holding the camera hides the ground like
+    any other when the eye is above its roof (camera on the roof); when the eye is below its roof
+    (camera on a wall) the camera looks out past it."""
+    dx, dy = p[0] - cam[0], p[1] - cam[1]
+    d = math.hypot(dx, dy)
+    if d < 1e-6 or math.hypot(d, mount) > range_m:
+        return False
+    bearing = math.degrees(math.atan2(dx, dy)) % 360
+    if hfov < 360 and abs((bearing - heading + 540) % 360 - 180) > hfov / 2:
+        return False
+    vf = vfov if vfov is not None else (
+        180.0 if hfov >= 180 else math.degrees(2 * math.atan(math.tan(math.radians(hfov / 2)) * 9 / 16)))
+    if vf < 180 and abs(math.degrees(math.atan2(-mount, d)) - pitch) > vf / 2:
+        return False
+    seg = shapely.LineString([cam, p])
+    for fp, h in blds:
+        if fp.contains(shapely.Point(p)):
+            return False  # roof, not ground
+        if fp.contains(shapely.Point(cam)) and h >= mount:
+            continue
+        for q in shapely.get_coordinates(seg.intersection(fp)):
+            t = math.hypot(q[0] - cam[0], q[1] - cam[1]) / d
+            if mount * (1 - t) < h - 1e-9:
+                return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def tower_case(owner, origin):  # noqa: ANN001, ANN201
+    """The lookout camera on its tower, 600 m north of the first viewshed case (out of its reach)."""
+    x0, y0 = origin[0], origin[1] + 600
+    with owner.begin() as c:
+        for bid, (x1, y1, x2, y2, h) in (("RT0", TOWER), ("RT1", TOWER_FAR)):
+            wkt = shapely.box(x0 + x1, y0 + y1, x0 + x2, y0 + y2).wkt
+            c.execute(sa.text(f"INSERT INTO buildings (id, height, geom) VALUES (:id, :h, {_g4490(wkt)})"),
+                      {"id": bid, "h": h})
+        c.execute(sa.text(
+            "INSERT INTO cameras (id, name, kind, mount_height, heading, pitch, hfov, range_m, geom) VALUES "
+            "('RTCAM', 'tower', 'high_altitude', :m, :hd, -8, :hf, :r, ST_Transform(ST_SetSRID("
+            "ST_MakePoint(:x, :y), 4548), 4490))"),
+            {"m": TOWER_CAM["mount"], "hd": TOWER_CAM["heading"], "hf": TOWER_CAM["hfov"],
+             "r": TOWER_CAM["range_m"], "x": x0, "y": y0})
+        cam = c.execute(sa.text("SELECT ST_X(geom_4548), ST_Y(geom_4548) FROM cameras WHERE id = 'RTCAM'")).one()
+        blds = [(shapely.from_wkt(w), h) for w, h in c.execute(sa.text(
+            "SELECT ST_AsText(geom_4548), roof_height_m FROM buildings WHERE id LIKE 'RT%' ORDER BY id"))]
+    return (cam[0], cam[1]), blds
+
+
+@pytest.mark.parametrize(("pitch", "vfov", "seen_min"), [
+    (-8.0, None, 20_000),  # pan-tilt dome (no vertical limit): the ground past the roof's edge
+    (-12.0, 10.0, 5_000),  # a 10° vertical field: the ring 108-197 m out, less what the roof hides
+    (15.0, 20.0, 0),  # looks above the horizon: no ground at all
+])
+def test_tower_camera_viewshed_equals_shapely(owner, tower_case, pitch: float, vfov: float | None,  # noqa: ANN001
+                                              seen_min: int) -> None:
+    """A camera mounted high sees the ground (its own roof hiding the foot of its tower), unless
+    its pitch keeps the whole vertical field above the horizon; computed again with shapely."""
+    cam, blds = tower_case
+    with owner.begin() as c:
+        c.execute(sa.text("UPDATE cameras SET pitch = :p, vfov = :v WHERE id = 'RTCAM'"), {"p": pitch, "v": vfov})
+        vs = shapely.from_wkt(c.execute(sa.text(
+            "SELECT ST_AsText(geom_4548) FROM camera_viewsheds WHERE camera_id = 'RTCAM'")).scalar())
+    args = TOWER_CAM | {"pitch": pitch, "vfov": vfov}
+    boundary = vs.boundary
+    edges = [fp.boundary for fp, _ in blds]
+    checked = seen = 0
+    for ix in range(-100, 100):
+        for iy in range(-100, 100):
+            p = (cam[0] + 2 * ix + 0.5, cam[1] + 2 * iy + 0.5)
+            pt = shapely.Point(p)
+            if boundary.distance(pt) < 0.25 or any(e.distance(pt) < 0.25 for e in edges):
+                continue
+            expect = _sees(cam, p, blds, **args)
+            assert vs.contains(pt) == expect, (ix, iy, expect)
+            checked += 1
+            seen += expect
+    assert checked > 35_000
+    assert seen * 4 >= seen_min and (seen > 0) == (seen_min > 0), seen  # 2 m grid: 4 m² a point
+    if seen_min:
+        # the roof hides the tower's foot: nothing within 80 m (8 m to the roof's west edge x 11)
+        assert vs.distance(shapely.Point(cam)) > 80
+
+
 def test_camera_moves_rebuild_viewshed(owner, viewshed_case) -> None:  # noqa: ANN001
     with owner.begin() as c:
         c.execute(sa.text("UPDATE cameras SET heading = 270 WHERE id = 'VSCAM'"))
