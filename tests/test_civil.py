@@ -438,3 +438,18 @@ def test_care_counts_suppressed(client, tokens, care_world) -> None:  # noqa: AN
     assert c01
     for role in ("viewer", "device"):
         assert client.get("/analytics/care", headers=auth(tokens, role)).status_code == 403
+
+
+def test_issue16_routes_are_in_the_role_matrix() -> None:
+    """Every route of issue 16 is called by every role in tests/security/test_authorization_matrix.py
+    (generated from the routes and gis.policy.POLICY), with the permission docs/api.md names."""
+    from gis.policy import Permission as P
+    from tests.security.test_authorization_matrix import ROUTES
+
+    want = {("GET", "/analytics/access"): P.READ_ACCESS, ("GET", "/analytics/access/sites"): P.READ_ACCESS,
+            ("GET", "/analytics/access/isochrones"): P.READ_ACCESS, ("GET", "/analytics/targets"): P.READ,
+            ("GET", "/analytics/camera-coverage"): P.READ, ("GET", "/analytics/camera-viewsheds"): P.READ,
+            ("GET", "/analytics/care"): P.READ_POPULATION, ("POST", "/care/visits"): P.RECORD_VISITS,
+            ("GET", "/care/overdue"): P.CARE, ("GET", "/care/route"): P.CARE}
+    got = {(method, path): perm for method, path, perm in ROUTES}
+    assert {k: got.get(k) for k in want} == want
