@@ -28,9 +28,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +42,6 @@ import shapely
 from pyproj import CRS, Transformer
 
 from core.delivery import Accounting
-from core.delivery.accounting import Issue
 from core.delivery.mapping import FieldMapping, load_mapping
 from core.delivery.read import pick_layer, read_layer
 from core.frames import EnuFrame, active_geoid, geoid_undulation, projected_to_lonlat, using_geoid, working_crs_for
@@ -63,7 +61,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PARTITIONED_SUFFIXES = (".gpkg", ".fgb", ".shp", ".geojson", ".json", ".gml", ".sqlite")
-_ROW_RE = re.compile(r"^(.*?: feature )row \d+")
 ENGINE_OPTIONS = ("dask", "workers", "dry_run")  # how a run executes, not what it writes
 _AFTER_DUP = ("duplicate_id", "outside_boundary", "absurd_height", "missing_height")
 
@@ -162,38 +159,6 @@ def _read(plan: Plan, options: BuildingOptions, **kwargs: Any):  # noqa: ANN202 
                       src_crs=options.src_crs, layer=plan.layer, expected_crs=options.expected_crs, **kwargs)
 
 
-def _subset(layer: Any, keep: np.ndarray) -> Any:
-    """The layer restricted to rows ``keep`` (positions), its accounting renumbered."""
-    pos = np.full(len(layer.gdf), -1, np.int64)
-    pos[keep] = np.arange(len(keep))
-    old = layer.report
-    new = Accounting(layer=old.layer, source=old.source, ids=old.ids[keep])
-    new.notes = list(old.notes)
-    for r, issue in old.rejected.items():
-        if pos[r] >= 0:
-            new.rejected[int(pos[r])] = replace(issue, row=int(pos[r]))
-    for r, issues in old.repaired.items():
-        if pos[r] >= 0:
-            new.repaired[int(pos[r])] = [replace(i, row=int(pos[r])) for i in issues]
-    gdf = layer.gdf.iloc[keep].reset_index(drop=True)
-    return replace(layer, gdf=gdf, report=new, fids=layer.fids[keep])
-
-
-def _issue_json(issue: Issue, row: int) -> dict[str, Any]:
-    d = issue.as_dict()
-    d["row"] = row
-    if issue.id is None:
-        d["message"] = _ROW_RE.sub(lambda m: f"{m.group(1)}row {row}", issue.message, count=1)
-    return d
-
-
-def _export_report(acc: Accounting, rows: np.ndarray) -> dict[str, Any]:
-    """Rejections and repairs numbered by source row (``rows``: local → source)."""
-    return {"notes": acc.notes,
-            "rejected": [_issue_json(i, int(rows[r])) for r, i in sorted(acc.rejected.items())],
-            "repaired": [[_issue_json(i, int(rows[r])) for i in issues] for r, issues in sorted(acc.repaired.items())]}
-
-
 def _frame(plan: Plan) -> EnuFrame:
     return EnuFrame.at_lonlat(*plan.frame)
 
@@ -228,13 +193,6 @@ def _read_tops(dirs: list[Path], working: CRS) -> tuple[PreparedBuildings, np.nd
         footprints=shapely.from_wkb(df["wkb"].to_numpy()), working_crs=working,
         report=Accounting(layer="buildings", source=""))
     return b, df["roof_drop"].to_numpy(float)
-
-
-def _rekey(node: Any, level: int, x: int, y: int) -> None:
-    for n in node.walk():
-        n.x, n.y = (x << n.level) + n.x, (y << n.level) + n.y
-    for n in node.walk():
-        n.level += level
 
 
 def _tile_info(enc: dict[str, Any], key: str, h: str, ids: np.ndarray, children: list[str]) -> dict[str, Any]:
@@ -274,7 +232,7 @@ def _run_partition(plan: Plan, options: BuildingOptions, cell_key: str, dup_rows
             0.5 * (env[:, 0] + env[:, 2]), 0.5 * (env[:, 1] + env[:, 3]))
         ix, iy = pt.cell_index(np.column_stack([ex, ey]), plan.square, level)
         owned[ok] = (ix == cx) & (iy == cy)
-    layer = _subset(layer, np.flatnonzero(owned))
+    layer = pt.subset_layer(layer, np.flatnonzero(owned))
     summary = _encode_rows(plan, options, layer, folder, dup_rows, subtree_root=(level, cx, cy, bounds),
                            prepare=prepare_buildings)
     summary.update({"cell": cell_key, "bbox": list(bbox), "read": n_read, "owned": int(owned.sum()),
@@ -324,14 +282,11 @@ def _encode_rows(plan: Plan, options: BuildingOptions, layer: Any, folder: Path,
     # the ids still alive when the duplicate-id rule ran: the client checks them across cells
     alive_at_dup = np.array([r not in acc.rejected or acc.rejected[r].code in _AFTER_DUP[1:]
                              for r in range(acc.n_input)], bool)
-    ids = acc.ids[alive_at_dup]
-    pd.DataFrame({"h": pd.util.hash_array(np.array([str(i) for i in ids], dtype=object)),
-                  "row": rows_global[alive_at_dup], "id": [str(i) for i in ids]}
-                 ).to_parquet(folder / "ids.parquet", index=False)
+    pt.write_ids(folder, acc.ids[alive_at_dup], rows_global[alive_at_dup])
     written = rows_global[b.rows]
     np.save(folder / "written.npy", written)
     np.save(folder / "rows.npy", rows_global)
-    (folder / "report.json").write_text(json.dumps(_export_report(acc, rows_global)), encoding="utf-8")
+    (folder / "report.json").write_text(json.dumps(pt.export_report(acc, rows_global)), encoding="utf-8")
     summary: dict[str, Any] = {"written": len(b), "root": None, "tiles": {}, "depth_below": 0, "rest_max": 0.0,
                                "max_height": 0.0, "owned_rows": len(rows_global)}
     if len(b) == 0 or subtree_root is None:
@@ -340,7 +295,7 @@ def _encode_rows(plan: Plan, options: BuildingOptions, layer: Any, folder: Path,
     rp = shapely.point_on_surface(b.footprints)
     xy = np.column_stack([shapely.get_x(rp), shapely.get_y(rp)])
     tree = build_quadtree(xy, options.max_features, bounds, max_depth=max(0, 12 - level))
-    _rekey(tree, level, cx, cy)
+    pt.rekey(tree, level, cx, cy)
     lod2 = options.lod >= 2
     if lod2:
         facets, roof_drop = bm.lod2_facets(b.footprints, b.base, b.height, b.roof, pitch_deg=options.roof_pitch_deg)

@@ -19,10 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from core.delivery import Accounting
-from core.delivery.accounting import Issue
 from core.errors import InputError
 from core.frames import EnuFrame, active_geoid
 from pipelines import partitions as pt
@@ -36,57 +33,6 @@ if TYPE_CHECKING:
     from pipelines.buildings import BuildingOptions, BuildResult
 
 VERSION = "buildings-1"
-
-
-def _cross_duplicates(work: Path, cells: dict[str, dict[str, Any]]) -> dict[str, dict[int, str]]:
-    """Per cell, its rows whose id an earlier row of another cell has (row → the id)."""
-    keys = [k for k, s in cells.items() if s.get("owned_rows")]
-    parts = []
-    for i, key in enumerate(keys):
-        df = pd.read_parquet(work / key.replace("/", "_") / "ids.parquet", columns=["h", "row"])
-        df["cell"] = np.int32(i)
-        parts.append(df)
-    if not parts:
-        return {}
-    allh = pd.concat(parts, ignore_index=True)
-    rep = allh[allh["h"].duplicated(keep=False)]
-    if rep.empty:
-        return {}
-    found: list[pd.DataFrame] = []
-    for i, group in rep.groupby("cell"):
-        df = pd.read_parquet(work / keys[int(i)].replace("/", "_") / "ids.parquet")
-        found.append(df[df["row"].isin(group["row"])].assign(cell=int(i)))
-    ids = pd.concat(found, ignore_index=True).sort_values("row")
-    out: dict[str, dict[int, str]] = {}
-    for _id, group in ids.groupby("id"):
-        if group["cell"].nunique() < 2:
-            continue
-        for row, cell in zip(group["row"].to_numpy()[1:], group["cell"].to_numpy()[1:], strict=True):
-            out.setdefault(keys[int(cell)], {})[int(row)] = str(_id)
-    return out
-
-
-def _merge_report(plan: Plan, work: Path, folders: list[Path]) -> Accounting:
-    acc = Accounting(layer="buildings", source=plan.src, ids=np.full(plan.n_input, None, dtype=object))
-    notes: dict[str, None] = {}
-    for folder in folders:
-        data = json.loads((folder / "report.json").read_text(encoding="utf-8"))
-        notes.update(dict.fromkeys(data["notes"]))
-        for d in data["rejected"]:
-            acc.rejected[d["row"]] = _issue(d)
-            acc.ids[d["row"]] = d["id"]
-        for issues in data["repaired"]:
-            row = issues[0]["row"]
-            acc.repaired[row] = [_issue(d) for d in issues]
-            acc.ids[row] = issues[0]["id"]
-        acc.mark_written(np.load(folder / "written.npy"))
-    acc.notes = list(notes)
-    return acc
-
-
-def _issue(d: dict[str, Any]) -> Issue:
-    return Issue(d["row"], d["id"], d["code"], d["message"], d.get("field"), d.get("value"), d.get("file"),
-                 d.get("related_id"))
 
 
 def _light(summary: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -160,7 +106,7 @@ def build_partitioned(plan: Plan, out: Path | str | None, options: BuildingOptio
             report(progress, "partitions", resumed, len(cells))
             engine.map(run_partition, [(plan, options, c.key, None) for c in todo], finished)
             stages["partitions"] = round(time.perf_counter() - t0, 3)
-            dups = _cross_duplicates(work.path, summaries)
+            dups = pt.cross_duplicates(work.path, summaries)
             again = [(plan, options, k, d) for k, d in dups.items() if sorted(d) != summaries[k].get("dups", [])]
             engine.map(run_partition, again, finished)
             seen = np.zeros(plan.n_input, bool)
@@ -206,7 +152,7 @@ def build_partitioned(plan: Plan, out: Path | str | None, options: BuildingOptio
             stages["levels"] = round(time.perf_counter() - t0 - stages["partitions"], 3)
             stages["engine_start"] = engine.start_seconds
             workers = engine.workers
-        acc = _merge_report(plan, work.path, folders)
+        acc = pt.merge_reports("buildings", plan.src, plan.n_input, folders)
         acc.require_accepted(int(acc.counts["written"]), "no building to publish",
                              hint="fix the delivery (the reasons are listed above)")
         result = BuildResult(out=None if dry else Path(out), report=acc)  # type: ignore[arg-type]

@@ -13,8 +13,10 @@ Checks: common ones (:mod:`core.delivery.checks`), ``unknown_type``, ``absurd_he
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import shapely
@@ -22,11 +24,12 @@ import shapely
 from core.delivery.accounting import RunReport
 from core.delivery.checks import check_features, numeric_column, text_column
 from core.delivery.mapping import FieldMapping
-from core.delivery.read import FieldSpec, read_layer
+from core.delivery.read import FieldSpec, SourceLayer, read_layer
 from core.frames import active_geoid
 from pipelines.drape import DemGrid, sample_heights
 from pipelines.inputs import resolve_inputs
 from pipelines.instanced import InstancedBuild, InstanceSet, build_instanced_tileset, summary_dict
+from pipelines.layer_partitions import LayerWorker
 from pipelines.progress import Progress, for_stage
 from pipelines.progress import report as say
 from pipelines.publish import Staging
@@ -66,12 +69,23 @@ def prepare_furniture(src_path: Path, dem: DemGrid, *, boundary: shapely.Geometr
     """Read, check and place furniture points (no files written)."""
     src = read_layer(src_path, SPECS, layer_name="furniture", mapping=mapping, src_crs=src_crs,
                      encoding=encoding, layer=layer)
+    return furniture_from_layer(src, dem, boundary)
+
+
+def furniture_from_layer(src: SourceLayer, dem: DemGrid, boundary: shapely.Geometry | None,
+                         after_clean: Callable[[RunReport, np.ndarray], None] | None = None,
+                         notes: bool = True) -> tuple[InstanceSet, RunReport]:
+    """The checks and placement of :func:`prepare_furniture` on a layer already read (a
+    partition's: ``after_clean`` runs right after the geometry rules, ``notes`` about the whole
+    layer are left to the client)."""
     report = src.report
     geoms = check_features(src, "point", compare=["type", "heading", "height", "name"], boundary=boundary)
+    if after_clean is not None:
+        after_clean(report, geoms)
     kind = np.array([(t or "").strip().lower() for t in text_column(src, "type")], dtype=object)
     height = numeric_column(src, "height")
     heading = numeric_column(src, "heading")
-    alive = np.array([g is not None for g in geoms]) & ~report.rejected_mask()
+    alive = np.array([g is not None for g in geoms], dtype=bool) & ~report.rejected_mask()
 
     unknown = alive & ~np.isin(kind, FURNITURE_TYPES)
     if unknown.any():
@@ -108,12 +122,9 @@ def prepare_furniture(src_path: Path, dem: DemGrid, *, boundary: shapely.Geometr
     if off.any():
         report.reject(rows[off], "outside_dem", "no DEM height at this point (outside the DEM or nodata)")
         rows, xy, base = rows[~off], xy[~off], base[~off]
-    sculptures = int(np.sum(kind[rows] == "sculpture"))
-    if sculptures > 3:
-        report.note(f"{sculptures} sculptures (the specification allows at most 3 in the scene)")
-    low = rows[(kind[rows] == "sculpture") & (height[rows] <= 2.5)]
-    if len(low):
-        report.note(f"{len(low)} sculptures are ≤ 2.5 m (the specification models only taller ones)")
+    if notes:
+        _sculpture_notes(report, int(np.sum(kind[rows] == "sculpture")),
+                         int(np.sum((kind[rows] == "sculpture") & (height[rows] <= 2.5))))
 
     sz = height[rows] / nominal[rows]
     sxy = np.clip(sz, 0.75, 1.33)
@@ -144,6 +155,13 @@ def prepare_furniture(src_path: Path, dem: DemGrid, *, boundary: shapely.Geometr
     return inst, report
 
 
+def _sculpture_notes(report: RunReport, sculptures: int, low: int) -> None:
+    if sculptures > 3:
+        report.note(f"{sculptures} sculptures (the specification allows at most 3 in the scene)")
+    if low:
+        report.note(f"{low} sculptures are ≤ 2.5 m (the specification models only taller ones)")
+
+
 @dataclass
 class FurnitureOptions:
     """Options of :func:`build_furniture` (``onemap tiles furniture``)."""
@@ -157,14 +175,32 @@ class FurnitureOptions:
     geoid: str | None = None
     dry_run: bool = False  # read, check and report; publish nothing (the report goes to OUT)
     max_per_leaf: int = 2000
+    # spatial partitions (docs/scale.md): level (None = from the feature count, 0 = one piece),
+    # target features per partition, Dask scheduler (None = ONEMAP_DASK_SCHEDULER, else in-process)
+    partition_level: int | None = None
+    partition_features: int = 20_000
+    dask: str | None = None
 
 
-@in_run_frame
 def build_furniture(src: Path, out: Path, options: FurnitureOptions | None = None,
                     progress: Progress | None = None) -> FurnitureResult:
     """The ``onemap tiles furniture`` pipeline: stages the tileset and the report in
-    ``OUT.tmp-<pid>`` and publishes them atomically once validated (a dry run writes only the report)."""
+    ``OUT.tmp-<pid>`` and publishes them atomically once validated (a dry run writes only the report).
+    Big inputs run in spatial partitions (:mod:`pipelines.layer_partitions`), in-process or on Dask."""
+    from pipelines.layer_partitions import plan_layer
+
     o = options or FurnitureOptions()
+    plan = plan_layer("furniture", src, o)
+    if plan is not None:
+        from pipelines.layer_scale import build_layer_partitioned
+
+        return FurnitureResult(build_layer_partitioned(plan, Path(src), Path(out), o, progress), None, None)
+    return _build_whole(src, out, o, progress)
+
+
+@in_run_frame
+def _build_whole(src: Path, out: Path, options: FurnitureOptions, progress: Progress | None) -> FurnitureResult:
+    o = options
     src, out = Path(src), Path(out)
     staging = None if o.dry_run else Staging(out)
     try:
@@ -198,3 +234,30 @@ def build_furniture(src: Path, out: Path, options: FurnitureOptions | None = Non
             staging.abort()
         raise
     return FurnitureResult(report, build, inst)
+
+
+# ------------------------------------------------------------------------------------ partitions
+def _partition_prepare(src: SourceLayer, dem: DemGrid, boundary: shapely.Geometry | None,
+                       after_clean: Callable[[RunReport, np.ndarray], None], owned: np.ndarray
+                       ) -> tuple[InstanceSet, RunReport, np.ndarray, dict[str, Any]]:
+    from pipelines.partition_content import subset_instances
+
+    inst, report = furniture_from_layer(src, dem, boundary, after_clean, notes=False)
+    inst = subset_instances(inst, np.flatnonzero(owned[inst.rows]))
+    keys = inst.template_keys.astype(str)
+    types, counts = np.unique(keys, return_counts=True)
+    heights = np.asarray(inst.columns["height"].values, float)
+    stats = {"by_type": dict(zip(types.tolist(), counts.tolist(), strict=True)),
+             "sculptures": int(np.sum(keys == "sculpture")),
+             "low_sculptures": int(np.sum((keys == "sculpture") & (heights <= 2.5)))}
+    return inst, report, inst.rows, stats
+
+
+def _partition_finish(report: RunReport, stats: dict[str, Any]) -> None:
+    _sculpture_notes(report, int(stats.get("sculptures", 0)), int(stats.get("low_sculptures", 0)))
+    report.output["by_type"] = dict(sorted(stats.get("by_type", {}).items()))
+
+
+PARTITION_WORKER = LayerWorker(
+    name="furniture", kind="instances", specs=SPECS, prepare=_partition_prepare, template=furniture_template,
+    finish=_partition_finish, build_kw={"class_name": "furniture", "description": "street furniture"})

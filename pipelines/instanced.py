@@ -30,10 +30,11 @@ import pyproj
 
 from core.frames import EnuFrame, active_working_crs, crs_key, projected_to_lonlat
 from pipelines.drape import DemGrid, layer_frame, to_enu
+from pipelines.partitions import rekey
 from tiles.gltf import FeatureTable, PropertyColumn
 from tiles.instancing import InstanceGroup, encode_instanced_glb, local_to_frame_rotations
 from tiles.models import TemplateMesh
-from tiles.tileset import OrientedBox, Tile, Tileset, build_quadtree, enforce_monotonic_errors
+from tiles.tileset import OrientedBox, QuadNode, Tile, Tileset, build_quadtree, enforce_monotonic_errors
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,9 @@ class InstancedBuild:
     seconds: float
     per_level: dict[int, int] = field(default_factory=dict)
     enu: np.ndarray | None = None  # (N,) exact ENU translations, for tests/diagnostics
+    root_key: str = "0/0/0"
+    root_content: np.ndarray | None = None  # instances drawn by the root tile (what a parent thins)
+    root_height: int = 0  # levels from the root down to its deepest leaf
 
 
 def thin(xy: np.ndarray, priority: np.ndarray, size: np.ndarray, bounds: tuple[float, float, float, float],
@@ -172,8 +176,14 @@ def build_instanced_tileset(
     thin_cells: int = 32,
     frame: EnuFrame | None = None,
     progress: Callable[[int, int], None] | None = None,
+    root_cell: tuple[int, int, int, tuple[float, float, float, float]] | None = None,
+    single: bool = False,
 ) -> InstancedBuild:
-    """Write ``out_dir/tileset.json`` and ``out_dir/tiles/{z}/{x}/{y}.glb``."""
+    """Write ``out_dir/tileset.json`` and ``out_dir/tiles/{z}/{x}/{y}.glb``.
+
+    ``root_cell`` (level, x, y, bounds): the quadtree is that cell of a partitioned run
+    (:mod:`pipelines.layer_partitions`), keyed like the run's; ``single``: only that cell's tile,
+    thinned like an inner tile (a parent above the partitions, from its children's content)."""
     t0 = time.perf_counter()
     if inst.count == 0:
         raise ValueError(f"{class_name}: no valid instances to write")
@@ -187,8 +197,17 @@ def build_instanced_tileset(
     heading_true = inst.heading_grid + meridian_convergence(lon, lat)
     rot = local_to_frame_rotations(frame.rotation, lon, lat, heading_true)
 
-    root_node = build_quadtree(inst.xy, max_items=max_per_leaf)
+    if root_cell is None:
+        root_node = build_quadtree(inst.xy, max_items=max_per_leaf)
+    else:
+        lv, cx, cy, cell_bounds = root_cell
+        root_node = (QuadNode(0, 0, 0, tuple(cell_bounds), np.arange(inst.count)) if single  # type: ignore[arg-type]
+                     else build_quadtree(inst.xy, max_items=max_per_leaf, bounds=tuple(cell_bounds),  # type: ignore[arg-type]
+                                         max_depth=max(0, 12 - lv)))
+        rekey(root_node, lv, cx, cy)
     nodes = list(root_node.walk())
+    heights: dict[str, int] = {}
+    root_content = None
     tiles: dict[str, Tile] = {}
     total_bytes = 0
     per_level: dict[int, int] = {}
@@ -196,9 +215,12 @@ def build_instanced_tileset(
     for node in root_node.post_order():
         idx = node.indices
         error = 0.0
-        if not node.is_leaf:
+        heights[node.key] = 0 if node.is_leaf else 1 + max(heights[c.key] for c in node.children)
+        if not node.is_leaf or single:
             kept, error = thin(inst.xy[idx], inst.priority[idx], inst.size[idx], node.bounds, thin_cells)
             idx = idx[kept]
+        if node is root_node:
+            root_content = idx
         data, corners = _content(inst, idx, enu, rot, class_name, description)
         rel = f"tiles/{node.level}/{node.x}/{node.y}.glb"
         path = out_dir / rel
@@ -225,6 +247,7 @@ def build_instanced_tileset(
         depth=max(n.level for n in nodes), instances=inst.count,
         instances_all_levels=sum(per_level.values()), bytes=total_bytes, root_error=root_error,
         frame=frame, seconds=time.perf_counter() - t0, per_level=per_level, enu=enu,
+        root_key=root_node.key, root_content=root_content, root_height=heights[root_node.key],
     )
 
 

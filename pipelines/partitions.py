@@ -242,3 +242,126 @@ class Engine:
             for fut in futures:
                 fut.cancel()
         return results
+
+
+# ------------------------------------------------------------------------------------ shared by every layer
+_ROW_RE = re.compile(r"^(.*?: feature )row \d+")
+
+
+def rekey(node: Any, level: int, x: int, y: int) -> None:
+    """Renumber a quadtree built over one cell (root 0/0/0) into the run's z/x/y keys."""
+    for n in node.walk():
+        n.x, n.y = (x << n.level) + n.x, (y << n.level) + n.y
+    for n in node.walk():
+        n.level += level
+
+
+def subset_layer(layer: Any, keep: np.ndarray) -> Any:
+    """A :class:`core.delivery.read.SourceLayer` restricted to rows ``keep`` (positions, in that
+    order), its accounting renumbered."""
+    from dataclasses import replace
+
+    from core.delivery import Accounting
+
+    pos = np.full(len(layer.gdf), -1, np.int64)
+    pos[keep] = np.arange(len(keep))
+    old = layer.report
+    new = Accounting(layer=old.layer, source=old.source, ids=old.ids[keep])
+    new.notes = list(old.notes)
+    for r, issue in old.rejected.items():
+        if pos[r] >= 0:
+            new.rejected[int(pos[r])] = replace(issue, row=int(pos[r]))
+    for r, issues in old.repaired.items():
+        if pos[r] >= 0:
+            new.repaired[int(pos[r])] = [replace(i, row=int(pos[r])) for i in issues]
+    gdf = layer.gdf.iloc[keep].reset_index(drop=True)
+    return replace(layer, gdf=gdf, report=new, fids=layer.fids[keep])
+
+
+def issue_json(issue: Any, row: int) -> dict[str, Any]:
+    """An issue numbered by its source row (a message naming a local row is renumbered too)."""
+    d = issue.as_dict()
+    d["row"] = row
+    if issue.id is None:
+        d["message"] = _ROW_RE.sub(lambda m: f"{m.group(1)}row {row}", issue.message, count=1)
+    return d
+
+
+def export_report(acc: Any, rows: np.ndarray, keep: np.ndarray | None = None) -> dict[str, Any]:
+    """Rejections and repairs numbered by source row (``rows``: local → source); ``keep``: only
+    these local rows (a partition's own features, not the context it read around them)."""
+    mine = None if keep is None else set(np.asarray(keep, np.int64).tolist())
+    return {"notes": acc.notes,
+            "rejected": [issue_json(i, int(rows[r])) for r, i in sorted(acc.rejected.items())
+                         if mine is None or r in mine],
+            "repaired": [[issue_json(i, int(rows[r])) for i in issues] for r, issues in sorted(acc.repaired.items())
+                         if mine is None or r in mine]}
+
+
+def issue_from_json(d: dict[str, Any]) -> Any:
+    from core.delivery.accounting import Issue
+
+    return Issue(d["row"], d["id"], d["code"], d["message"], d.get("field"), d.get("value"), d.get("file"),
+                 d.get("related_id"))
+
+
+def merge_reports(layer: str, src: str, n_input: int, folders: Iterable[Path],
+                  skip_notes: Callable[[str], bool] | None = None) -> Any:
+    """One accounting from the tasks' ``report.json`` and ``written.npy`` (rows of the source)."""
+    from core.delivery import Accounting
+
+    acc = Accounting(layer=layer, source=src, ids=np.full(n_input, None, dtype=object))
+    notes: dict[str, None] = {}
+    for folder in folders:
+        data = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        notes.update(dict.fromkeys(n for n in data["notes"] if not (skip_notes and skip_notes(n))))
+        for d in data["rejected"]:
+            acc.rejected[d["row"]] = issue_from_json(d)
+            acc.ids[d["row"]] = d["id"]
+        for issues in data["repaired"]:
+            row = issues[0]["row"]
+            acc.repaired[row] = [issue_from_json(d) for d in issues]
+            acc.ids[row] = issues[0]["id"]
+        acc.mark_written(np.load(folder / "written.npy"))
+    acc.notes = list(notes)
+    return acc
+
+
+def write_ids(folder: Path, ids: np.ndarray, rows: np.ndarray) -> None:
+    """``ids.parquet``: the ids alive when the duplicate-id rule ran (hash, source row, id)."""
+    import pandas as pd
+
+    text = np.array([str(i) for i in ids], dtype=object)
+    pd.DataFrame({"h": pd.util.hash_array(text), "row": np.asarray(rows, np.int64), "id": text}
+                 ).to_parquet(folder / "ids.parquet", index=False)
+
+
+def cross_duplicates(work: Path, cells: dict[str, dict[str, Any]]) -> dict[str, dict[int, str]]:
+    """Per cell, its rows whose id an earlier row of another cell has (row → the id), from the
+    cells' ``ids.parquet`` (hashes first; only colliding rows are read with their ids)."""
+    import pandas as pd
+
+    keys = [k for k, s in cells.items() if s.get("owned_rows")]
+    parts = []
+    for i, key in enumerate(keys):
+        df = pd.read_parquet(work / key.replace("/", "_") / "ids.parquet", columns=["h", "row"])
+        df["cell"] = np.int32(i)
+        parts.append(df)
+    if not parts:
+        return {}
+    allh = pd.concat(parts, ignore_index=True)
+    rep = allh[allh["h"].duplicated(keep=False)]
+    if rep.empty:
+        return {}
+    found: list[pd.DataFrame] = []
+    for i, group in rep.groupby("cell"):
+        df = pd.read_parquet(work / keys[int(i)].replace("/", "_") / "ids.parquet")
+        found.append(df[df["row"].isin(group["row"])].assign(cell=int(i)))
+    ids = pd.concat(found, ignore_index=True).sort_values("row")
+    out: dict[str, dict[int, str]] = {}
+    for _id, group in ids.groupby("id"):
+        if group["cell"].nunique() < 2:
+            continue
+        for row, cell in zip(group["row"].to_numpy()[1:], group["cell"].to_numpy()[1:], strict=True):
+            out.setdefault(keys[int(cell)], {})[int(row)] = str(_id)
+    return out

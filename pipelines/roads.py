@@ -20,8 +20,10 @@ default, missing deck height on a bridge → 6 m.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import shapely
@@ -29,10 +31,11 @@ import shapely
 from core.delivery.accounting import RunReport
 from core.delivery.checks import check_features, numeric_column, text_column
 from core.delivery.mapping import FieldMapping
-from core.delivery.read import FieldSpec, read_layer
+from core.delivery.read import FieldSpec, SourceLayer, read_layer
 from core.frames import EnuFrame, active_geoid
 from pipelines.drape import TERRAIN_CLEARANCE_M, DemGrid, color_u8, sample_heights, to_enu, vertex_normals
 from pipelines.inputs import resolve_inputs
+from pipelines.layer_partitions import LayerWorker
 from pipelines.progress import Progress, for_stage
 from pipelines.progress import report as say
 from pipelines.publish import Staging
@@ -202,9 +205,19 @@ def prepare_roads(src_path: Path, dem: DemGrid, *, boundary: shapely.Geometry | 
     """Read, check and turn roads into disjoint surfaces + bridge meshes (no files written)."""
     src = read_layer(src_path, SPECS, layer_name="roads", mapping=mapping, src_crs=src_crs,
                      encoding=encoding, layer=layer)
+    return roads_from_layer(src, dem, boundary)
+
+
+def roads_from_layer(src: SourceLayer, dem: DemGrid, boundary: shapely.Geometry | None,
+                     after_clean: Callable[[RunReport, np.ndarray], None] | None = None
+                     ) -> tuple[SurfaceSet | None, RunReport]:
+    """The checks and surfaces of :func:`prepare_roads` on a layer already read (a partition's, with
+    the roads around it: ``after_clean`` runs right after the geometry rules)."""
     report = src.report
     geoms = check_features(src, "line", compare=["name", "class", "width", "lanes", "bridge", "deck_height"],
                            boundary=boundary)
+    if after_clean is not None:
+        after_clean(report, geoms)
     alive = ~shapely.is_missing(geoms) & ~report.rejected_mask()
     cls = np.array([(c or "").strip().lower() for c in text_column(src, "class")], dtype=object)
     unknown = alive & ~np.isin(cls, CLASSES)
@@ -294,6 +307,9 @@ def prepare_roads(src_path: Path, dem: DemGrid, *, boundary: shapely.Geometry | 
                                           no_data=-9999.0, description="m above ground at the ends"),
         },
         rows=rows, extra_xy=extra_xy, extra_builder=build_bridges,
+        extra_columns={"line": np.array([shapely.to_wkb(lines[i]) if is_bridge[i] else None
+                                         for i in range(len(rows))], dtype=object),
+                       "width": w_rows.astype(float), "deck": np.asarray(d_rows, float)},
     )
     return s, report
 
@@ -311,14 +327,32 @@ class RoadOptions:
     geoid: str | None = None
     dry_run: bool = False  # read, check and report; publish nothing (the report goes to OUT)
     keep_leaf_geometry: bool = False
+    # spatial partitions (docs/scale.md): level (None = from the feature count, 0 = one piece),
+    # target roads per partition, Dask scheduler (None = ONEMAP_DASK_SCHEDULER, else in-process)
+    partition_level: int | None = None
+    partition_features: int = 2_000
+    dask: str | None = None
 
 
-@in_run_frame
 def build_roads(src: Path, out: Path, options: RoadOptions | None = None,
                 progress: Progress | None = None) -> RoadsResult:
     """The ``onemap tiles roads`` pipeline: stages the tileset and the report in ``OUT.tmp-<pid>``
-    and publishes them atomically once validated (a dry run writes only the report)."""
+    and publishes them atomically once validated (a dry run writes only the report). Many roads
+    run in spatial partitions (:mod:`pipelines.layer_partitions`), in-process or on Dask."""
+    from pipelines.layer_partitions import plan_layer
+
     o = options or RoadOptions()
+    plan = plan_layer("roads", src, o)
+    if plan is not None:
+        from pipelines.layer_scale import build_layer_partitioned
+
+        return RoadsResult(build_layer_partitioned(plan, Path(src), Path(out), o, progress), None, None)
+    return _build_whole(src, out, o, progress)
+
+
+@in_run_frame
+def _build_whole(src: Path, out: Path, options: RoadOptions, progress: Progress | None) -> RoadsResult:
+    o = options
     src, out = Path(src), Path(out)
     staging = None if o.dry_run else Staging(out)
     try:
@@ -354,3 +388,54 @@ def build_roads(src: Path, out: Path, options: RoadOptions | None = None,
             staging.abort()
         raise
     return RoadsResult(report, surfaces, build)
+
+
+# ------------------------------------------------------------------------------------ partitions
+# the widest road (100 m) reaches 50 m beyond its centreline, and so does a road cutting it: the
+# roads that can cut a road, or draw in a cell, have their centreline within 100 m of it
+MARGIN_M = 101.0
+
+
+def _partition_prepare(src: SourceLayer, dem: DemGrid, boundary: shapely.Geometry | None,
+                       after_clean: Callable[[RunReport, np.ndarray], None], owned: np.ndarray
+                       ) -> tuple[SurfaceSet | None, RunReport, np.ndarray, dict[str, Any]]:
+    s, report = roads_from_layer(src, dem, boundary, after_clean)
+    if s is None:
+        return None, report, np.zeros(0, np.int64), {}
+    rejected = np.fromiter(report.rejected.keys(), np.int64, len(report.rejected))
+    written = s.rows[~np.isin(s.rows, rejected)]
+    mine = owned[s.rows] & ~np.isin(s.rows, rejected)
+    polys = np.array([p for p, m in zip(s.polygons, mine, strict=True) if m and p is not None], dtype=object)
+    bridges = int(sum(1 for i in s.extra_xy if mine[i]))
+    return s, report, written, {"bridges": bridges, "road_area_m2": float(np.sum(shapely.area(polys)))}
+
+
+def _bridge_extras(s: SurfaceSet, dem: DemGrid) -> None:
+    """The bridge meshes of ``s`` from its ``extra_columns`` (a partition's or a parent's set)."""
+    lines = s.extra_columns.get("line", np.zeros(0, dtype=object))
+    idx = [i for i in sorted(s.extra_xy) if lines[i] is not None]
+    side, barrier = color_u8("#b9b4aa"), color_u8("#d5d5d2")
+    width, deck = s.extra_columns.get("width"), s.extra_columns.get("deck")
+
+    def build(frame: EnuFrame) -> dict[int, ExtraMesh]:
+        out: dict[int, ExtraMesh] = {}
+        for i in idx:
+            p, t, c = bridge_mesh(shapely.from_wkb(lines[i]), float(width[i]), float(deck[i]), dem, s.colors[i],
+                                  side, barrier)
+            enu = to_enu(frame, p[:, 0], p[:, 1], p[:, 2])
+            out[i] = (enu, vertex_normals(enu, t), t, c)
+        return out
+
+    s.extra_builder = build
+
+
+def _partition_finish(report: RunReport, stats: dict[str, Any]) -> None:
+    report.output["bridges"] = int(stats.get("bridges", 0))
+    report.output["road_area_m2"] = round(float(stats.get("road_area_m2", 0.0)), 1)
+
+
+PARTITION_WORKER = LayerWorker(
+    name="roads", kind="surfaces", specs=SPECS, prepare=_partition_prepare, margin_m=MARGIN_M,
+    extras=_bridge_extras, finish=_partition_finish,
+    build_kw={"class_name": "road", "grid": False, "leaf_cell": 4.0, "max_pieces": 400,
+              "description": "road surfaces and bridges"})

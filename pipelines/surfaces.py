@@ -40,6 +40,7 @@ from pipelines.drape import (
     triangulate,
 )
 from pipelines.instanced import aabb_box, drop_empty_strings
+from pipelines.partitions import rekey
 from tiles.gltf import FeatureTable, Material, PropertyColumn, encode_mesh_glb
 from tiles.tileset import QuadNode, Tile, Tileset, build_quadtree, enforce_monotonic_errors
 
@@ -63,6 +64,8 @@ class SurfaceSet:
     rows: np.ndarray  # (M,) source rows
     extra_xy: dict[int, np.ndarray] = field(default_factory=dict)  # feature → (2,) centre, working CRS
     extra_builder: Callable[[EnuFrame], dict[int, ExtraMesh]] | None = None
+    # per feature, what rebuilds its extra mesh elsewhere (a partition's parent): layer-defined columns
+    extra_columns: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -84,6 +87,8 @@ class SurfaceBuild:
     frame: EnuFrame
     seconds: float
     leaf_meshes: list[dict[str, Any]] = field(default_factory=list)  # for tests: per leaf tri_xy/owner
+    root_key: str = "0/0/0"
+    root_height: int = 0  # levels from the root down to its deepest leaf
 
     def summary(self) -> dict[str, Any]:
         return {"tiles": self.tiles, "leaves": self.leaves, "depth": self.depth,
@@ -154,8 +159,15 @@ def build_surface_tileset(
     material: Material | None = None,
     progress: Callable[[int, int], None] | None = None,
     keep_leaf_geometry: bool = False,
-) -> SurfaceBuild:
-    """Write ``out_dir/tileset.json`` + ``out_dir/tiles/{z}/{x}/{y}.glb`` for a surface layer."""
+    root_cell: tuple[int, int, int, tuple[float, float, float, float]] | None = None,
+    single_height: int | None = None,
+) -> SurfaceBuild | None:
+    """Write ``out_dir/tileset.json`` + ``out_dir/tiles/{z}/{x}/{y}.glb`` for a surface layer.
+
+    ``root_cell`` (level, x, y, bounds): the quadtree is that cell of a partitioned run
+    (:mod:`pipelines.layer_partitions`; every piece lies inside it), keyed like the run's.
+    ``single_height``: only that cell's tile, built as an inner tile that high above its leaves
+    (a parent above the partitions, from its children's content); None when it draws nothing."""
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     stale = out_dir / "tiles"
@@ -180,17 +192,30 @@ def build_surface_tileset(
             return np.zeros(0, dtype=object), np.zeros(0, np.int64)
         return np.concatenate(out_p), np.concatenate(out_o)
 
-    pieces, owner = cut(polys_ok[has_poly], np.flatnonzero(has_poly), leaf_cell)
+    single = single_height is not None
+    if single:  # an inner tile only: no leaf pieces
+        pieces, owner = np.zeros(0, dtype=object), np.zeros(0, np.int64)
+    else:
+        pieces, owner = cut(polys_ok[has_poly], np.flatnonzero(has_poly), leaf_cell)
     extra_ids = np.array(sorted(s.extra_xy), dtype=np.int64)
     extra_pts = np.array([s.extra_xy[i] for i in extra_ids]).reshape(-1, 2)
     piece_pts = shapely.get_coordinates(shapely.point_on_surface(pieces)).reshape(-1, 2)
     all_pts = np.vstack([piece_pts, extra_pts])
-    if len(all_pts) == 0:
+    if len(all_pts) == 0 and not single:
         raise ValueError(f"{class_name}: nothing to write")
     frame = frame or layer_frame(all_pts, dem)
     extras = s.extra_builder(frame) if s.extra_builder is not None else {}
-    root_node = build_quadtree(all_pts, max_items=max_pieces)
+    if root_cell is None:
+        root_node = build_quadtree(all_pts, max_items=max_pieces)
+    else:
+        lv, cx, cy, cell_bounds = root_cell
+        root_node = (QuadNode(0, 0, 0, tuple(cell_bounds), np.arange(len(all_pts))) if single  # type: ignore[arg-type]
+                     else build_quadtree(all_pts, max_items=max_pieces, bounds=tuple(cell_bounds),  # type: ignore[arg-type]
+                                         max_depth=max(0, 12 - lv)))
+        rekey(root_node, lv, cx, cy)
     height = _heights_above_leaves(root_node)
+    if single:
+        height[root_node.key] = int(single_height)  # type: ignore[arg-type]
     nodes = list(root_node.walk())
     n_pieces = len(pieces)
     tiles: dict[str, Tile] = {}
@@ -203,7 +228,7 @@ def build_surface_tileset(
     for node in root_node.post_order():
         d = height[node.key]
         error = 0.0
-        if node.is_leaf:
+        if node.is_leaf and not single:
             idx = node.indices
             sel_pieces = idx[idx < n_pieces]
             sel_extra = extra_ids[idx[idx >= n_pieces] - n_pieces]
@@ -229,7 +254,7 @@ def build_surface_tileset(
             dm = drape(frame, dem, tri_xy, tri_owner, s.lift, s.flat_level)
             parts.append((dm.enu, dm.normals, dm.owner, dm.triangles, None))
             n_tri += len(dm.triangles)
-            if node.is_leaf:
+            if node.is_leaf and not single:
                 drape_err_leaves = max(drape_err_leaves, dm.drape_error)
                 area_leaves += dm.area_m2
             else:
@@ -256,7 +281,7 @@ def build_surface_tileset(
             path.write_bytes(glb)
             total_bytes += len(glb)
             tri_all += n_tri
-            if node.is_leaf:
+            if node.is_leaf and not single:
                 tri_leaves += n_tri
             content_pts = np.vstack([p[0] for p in parts])
         pts = [c.box.corners() for c in children]
@@ -275,6 +300,8 @@ def build_surface_tileset(
     for n in nodes:
         if n.key in tiles:
             tiles[n.key].children = [tiles[c.key] for c in n.children if c.key in tiles]
+    if root_node.key not in tiles:  # a single inner tile with nothing to draw
+        return None
     root = tiles[root_node.key]
     root.transform = frame.tileset_transform()
     root_error = enforce_monotonic_errors(root)
@@ -286,4 +313,5 @@ def build_surface_tileset(
         depth=max(n.level for n in nodes), triangles_leaves=tri_leaves, triangles_all_levels=tri_all,
         bytes=total_bytes, root_error=root_error, drape_error_leaves=drape_err_leaves,
         area_m2_leaves=area_leaves, frame=frame, seconds=time.perf_counter() - t0, leaf_meshes=leaf_meshes,
+        root_key=root_node.key, root_height=height[root_node.key],
     )

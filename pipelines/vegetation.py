@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,12 @@ import shapely
 from core.delivery.accounting import RunReport
 from core.delivery.checks import check_features, numeric_column, text_column
 from core.delivery.mapping import FieldMapping
-from core.delivery.read import FieldSpec, read_layer
+from core.delivery.read import FieldSpec, SourceLayer, read_layer
 from core.frames import active_geoid, ecef_to_lonlat_ellipsoidal
 from pipelines.drape import TERRAIN_CLEARANCE_M, DemGrid, color_u8, sample_heights
 from pipelines.inputs import resolve_inputs
 from pipelines.instanced import InstancedBuild, InstanceSet, build_instanced_tileset, summary_dict
+from pipelines.layer_partitions import LayerWorker
 from pipelines.progress import Progress, for_stage
 from pipelines.progress import report as say
 from pipelines.publish import Staging
@@ -84,12 +86,22 @@ def prepare_trees(
     """Read, check and place tree points (no files written)."""
     src = read_layer(src_path, TREE_SPECS, layer_name="trees", mapping=mapping, src_crs=src_crs,
                      encoding=encoding, layer=layer)
+    return trees_from_layer(src, dem, boundary)
+
+
+def trees_from_layer(src: SourceLayer, dem: DemGrid, boundary: shapely.Geometry | None,
+                     after_clean: Callable[[RunReport, np.ndarray], None] | None = None
+                     ) -> tuple[InstanceSet, RunReport]:
+    """The checks and placement of :func:`prepare_trees` on a layer already read (a partition's:
+    ``after_clean`` runs right after the geometry rules)."""
     report = src.report
     geoms = check_features(src, "point", compare=["species", "height", "crown_diameter", "setting"],
                            boundary=boundary)
+    if after_clean is not None:
+        after_clean(report, geoms)
     height = numeric_column(src, "height")
     crown = numeric_column(src, "crown_diameter")
-    alive = np.array([g is not None for g in geoms]) & ~report.rejected_mask()
+    alive = np.array([g is not None for g in geoms], dtype=bool) & ~report.rejected_mask()
     absurd = alive & np.isfinite(height) & ((height <= 0) | (height > MAX_TREE_HEIGHT_M))
     if absurd.any():
         rows = np.flatnonzero(absurd)
@@ -267,15 +279,32 @@ class VegetationOptions:
     geoid: str | None = None
     dry_run: bool = False  # read, check and report; publish nothing (the report goes to OUT)
     max_per_leaf: int = 2000
+    # spatial partitions of the trees (docs/scale.md): level (None = from the feature count, 0 = one
+    # piece), target trees per partition, Dask scheduler (None = ONEMAP_DASK_SCHEDULER, else in-process)
+    partition_level: int | None = None
+    partition_features: int = 20_000
+    dask: str | None = None
 
 
-@in_run_frame
 def build_vegetation(src: Path, out: Path, options: VegetationOptions | None = None,
                      progress: Progress | None = None) -> VegetationResult:
     """The ``onemap tiles trees`` pipeline (trees + optional green and water): stages
     ``tileset.json``, ``trees/``, ``areas/`` and the report in ``OUT.tmp-<pid>`` and publishes
-    them atomically once validated (a dry run writes only the report)."""
+    them atomically once validated (a dry run writes only the report). Many trees run in spatial
+    partitions (:mod:`pipelines.layer_partitions`), in-process or on Dask; green spaces and water
+    (hundreds of polygons) are built in one piece beside them."""
+    from pipelines.layer_partitions import plan_layer
+
     o = options or VegetationOptions()
+    plan = plan_layer("trees", src, o)
+    if plan is not None:
+        return _build_partitioned(plan, Path(src), Path(out), o, progress)
+    return _build_whole(src, out, o, progress)
+
+
+@in_run_frame
+def _build_whole(src: Path, out: Path, options: VegetationOptions, progress: Progress | None) -> VegetationResult:
+    o = options
     src, out = Path(src), Path(out)
     staging = None if o.dry_run else Staging(out)
     try:
@@ -336,3 +365,73 @@ def write_reports(out_dir: Path, reports: list[RunReport]) -> None:
         json.dumps({"layers": [r.to_dict() for r in reports]}, ensure_ascii=False, indent=1),
         encoding="utf-8")
     (out_dir / "report.txt").write_text("\n".join(r.summary_text() for r in reports), encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------ partitions
+def _build_partitioned(plan: Any, src: Path, out: Path, o: VegetationOptions,
+                       progress: Progress | None) -> VegetationResult:
+    """Trees in partitions (``OUT/trees``), the areas in one piece (``OUT/areas``), one report."""
+    from pyproj import CRS
+
+    from core.delivery.checks import find_boundary, load_boundary
+    from core.frames import EnuFrame, using_geoid, using_working_crs
+    from pipelines.layer_scale import run_layer_partitioned
+
+    staging = None if o.dry_run else Staging(out)
+    try:
+        with using_geoid(o.geoid), using_working_crs(CRS.from_wkt(plan.working_crs)):
+            tmp = staging.tmp if staging is not None else None
+            run = run_layer_partitioned(plan, out, o, tmp / "trees" if tmp is not None else None, progress)
+            trees_report = run.report
+            if o.dem is None:
+                trees_report.note("no DEM given: every base at 0 m orthometric")
+            boundary = load_boundary(find_boundary(src, o.boundary))
+            if boundary is None:
+                trees_report.note("no boundary.gpkg found or given: outside_boundary not checked")
+            dem = DemGrid.read(o.dem) if o.dem else DemGrid.flat()
+            areas, area_reports = prepare_areas(dem, green_path=o.green, water_path=o.water, boundary=boundary)
+            reports = [trees_report, *area_reports]
+            for rep in reports:
+                rep.finalize()
+            trees_report.output.update(run.output)
+            result = VegetationResult(reports, areas_set=areas)
+            if tmp is not None:
+                children = [("trees", run.tileset)] if run.tileset is not None else []
+                if areas is not None:
+                    result.areas = build_surface_tileset(areas, tmp / "areas", dem, class_name="area",
+                                                         description="green spaces and water", leaf_cell=10.0,
+                                                         frame=EnuFrame.at_lonlat(*plan.frame),
+                                                         progress=for_stage(progress, "areas"))
+                    for rep in area_reports:
+                        rep.output.update(result.areas.summary())  # type: ignore[union-attr]
+                    children.append(("areas", result.areas.tileset))  # type: ignore[union-attr]
+                if children:
+                    write_group_tileset(tmp, children)  # type: ignore[arg-type]
+            for rep in reports:
+                rep.output["heights"] = active_geoid().metadata()
+            write_reports(tmp if tmp is not None else out, reports)
+            if staging is not None:
+                staging.publish()
+                if result.areas is not None:
+                    result.areas.tileset = out / result.areas.tileset.relative_to(staging.tmp)
+    except BaseException:
+        if staging is not None:
+            staging.abort()
+        raise
+    run.cleanup()
+    return result
+
+
+def _partition_prepare(src: SourceLayer, dem: DemGrid, boundary: shapely.Geometry | None,
+                       after_clean: Callable[[RunReport, np.ndarray], None], owned: np.ndarray
+                       ) -> tuple[InstanceSet, RunReport, np.ndarray, dict[str, Any]]:
+    from pipelines.partition_content import subset_instances
+
+    inst, report = trees_from_layer(src, dem, boundary, after_clean)
+    inst = subset_instances(inst, np.flatnonzero(owned[inst.rows]))
+    return inst, report, inst.rows, {}
+
+
+PARTITION_WORKER = LayerWorker(
+    name="trees", kind="instances", specs=TREE_SPECS, prepare=_partition_prepare, template=tree_template,
+    build_kw={"class_name": "tree", "description": "trees (billboards)"})
