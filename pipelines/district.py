@@ -106,7 +106,7 @@ def build_district(sample_dir: Path, out: Path, *, layers: tuple[str, ...] = LAY
                    partition_level: int | None = None, mesh_compress: str = "none") -> dict[str, Any]:
     """Build every layer of ``sample_dir`` (the ``clean/`` folder of a delivery, or a folder that
     holds ``clean/``) into ``out`` and write ``out/index.json``; returns the catalog. ``dask`` and
-    ``partition_level``: the spatial partitions of the buildings (docs/scale.md);
+    ``partition_level``: the spatial partitions of the buildings, roads, trees and furniture (docs/scale.md);
     ``mesh_compress``: none or draco for the reality-mesh tiles."""
     src = sample_dir / "clean" if (sample_dir / "clean").is_dir() else sample_dir
     required = {"buildings.gpkg", "roads.gpkg", "trees.gpkg", "furniture.gpkg", "dem.tif"}
@@ -151,7 +151,9 @@ def build_district(sample_dir: Path, out: Path, *, layers: tuple[str, ...] = LAY
     def roads() -> LayerOutcome:
         from pipelines.roads import RoadOptions, build_roads
 
-        res = build_roads(src / "roads.gpkg", out / "roads", RoadOptions(dem=dem, boundary=boundary), progress)
+        res = build_roads(src / "roads.gpkg", out / "roads", RoadOptions(dem=dem, boundary=boundary, dask=dask,
+                                                                              partition_level=partition_level),
+                          progress)
         w, r = _counts(res.report)
         return LayerOutcome("roads", True, 0, w, r)
 
@@ -159,7 +161,8 @@ def build_district(sample_dir: Path, out: Path, *, layers: tuple[str, ...] = LAY
         from pipelines.vegetation import VegetationOptions, build_vegetation
 
         res = build_vegetation(src / "trees.gpkg", out / "vegetation",
-                               VegetationOptions(dem=dem, green=green, water=water, boundary=boundary), progress)
+                               VegetationOptions(dem=dem, green=green, water=water, boundary=boundary, dask=dask,
+                                                 partition_level=partition_level), progress)
         w = sum(_counts(r)[0] for r in res.reports)
         rj = sum(_counts(r)[1] for r in res.reports)
         return LayerOutcome("vegetation", True, 0, w, rj,
@@ -169,7 +172,8 @@ def build_district(sample_dir: Path, out: Path, *, layers: tuple[str, ...] = LAY
         from pipelines.furniture import FurnitureOptions, build_furniture
 
         res = build_furniture(src / "furniture.gpkg", out / "furniture",
-                              FurnitureOptions(dem=dem, boundary=boundary), progress)
+                              FurnitureOptions(dem=dem, boundary=boundary, dask=dask,
+                                                partition_level=partition_level), progress)
         w, r = _counts(res.report)
         return LayerOutcome("furniture", True, 0, w, r)
 

@@ -156,13 +156,15 @@ def roads(
     layer: LayerName = None,
     boundary: BoundaryPath = None,
     dry_run: DryRun = False,
+    dask: DaskAddress = None,
+    partition_level: PartitionLevel = None,
 ) -> None:
     """Centrelines + widths → draped road surfaces (disjoint at junctions) and bridge decks."""
     from core.delivery.accounting import REPORT_TXT
     from pipelines.roads import RoadOptions, build_roads
 
     options = RoadOptions(dem=dem, boundary=boundary, mapping=mapping, src_crs=src_crs, encoding=encoding,
-                          layer=layer, geoid=geoid, dry_run=dry_run)
+                          layer=layer, geoid=geoid, dry_run=dry_run, dask=dask, partition_level=partition_level)
     with progress_bar() as progress:
         result = build_roads(src, out, options, progress)
     print_summary("roads" + (" (dry run)" if dry_run else ""),
@@ -184,13 +186,15 @@ def trees(
     layer: LayerName = None,
     boundary: BoundaryPath = None,
     dry_run: DryRun = False,
+    dask: DaskAddress = None,
+    partition_level: PartitionLevel = None,
 ) -> None:
     """Trees → instanced billboards; green spaces and water → draped surfaces (one vegetation tileset)."""
     from pipelines.vegetation import VegetationOptions, build_vegetation
 
     options = VegetationOptions(dem=dem, green=green, water=water, boundary=boundary, mapping=mapping,
                                 src_crs=src_crs, encoding=encoding, layer=layer, geoid=geoid,
-                                dry_run=dry_run)
+                                dry_run=dry_run, dask=dask, partition_level=partition_level)
     with progress_bar() as progress:
         result = build_vegetation(src, out, options, progress)
     for rep in result.reports:
@@ -211,13 +215,16 @@ def furniture(
     layer: LayerName = None,
     boundary: BoundaryPath = None,
     dry_run: DryRun = False,
+    dask: DaskAddress = None,
+    partition_level: PartitionLevel = None,
 ) -> None:
     """Street furniture → instanced schematic models at exact positions and headings."""
     from core.delivery.accounting import REPORT_TXT
     from pipelines.furniture import FurnitureOptions, build_furniture
 
     options = FurnitureOptions(dem=dem, boundary=boundary, mapping=mapping, src_crs=src_crs, encoding=encoding,
-                               layer=layer, geoid=geoid, dry_run=dry_run)
+                               layer=layer, geoid=geoid, dry_run=dry_run, dask=dask,
+                               partition_level=partition_level)
     with progress_bar() as progress:
         result = build_furniture(src, out, options, progress)
     print_summary("furniture" + (" (dry run)" if dry_run else ""),
