@@ -125,6 +125,18 @@ def database(work: Path, n_events: int) -> str:
     return url
 
 
+def server_url(work: Path, owner_url: str) -> str:
+    """libpq URL the onemap server under test connects with: the embedded cluster's ``onemap_api``
+    role (the server refuses the owner or a superuser), or ``ONEMAP_DATABASE_URL`` as given."""
+    if os.environ.get("ONEMAP_DATABASE_URL"):
+        return owner_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    from core.settings import DatabaseSettings
+    from gis import dbsecrets
+    from gis.cluster import EmbeddedCluster
+
+    return EmbeddedCluster(DatabaseSettings(var_dir=work, database_url=None)).url("postgresql", dbsecrets.API)
+
+
 def bboxes(n: int, size_deg: float = 0.003, seed: int = 1) -> list[str]:
     rnd = random.Random(seed)
     out = []
@@ -160,7 +172,8 @@ def bench_features(url: str, work: Path, n: int, skip_tipg: bool) -> None:
     port = free_port()
     ours = Proc([PY, "-m", "uvicorn", "api.app:create_app", "--factory", "--port", str(port),
                  "--log-level", "warning", "--no-access-log", "--timeout-keep-alive", "120"],
-                env={"ONEMAP_DATABASE_URL": libpq, "ONEMAP_ANONYMOUS_COLLECTIONS": '["events"]',
+                env={"ONEMAP_DATABASE_URL": server_url(work, url), "ONEMAP_ANONYMOUS_COLLECTIONS": '["events"]',
+                     "ONEMAP_RATE_LIMIT_PER_S": "0",  # query speed against tipg, not the rate limit
                      "ONEMAP_VAR_DIR": str(work)}, log=work / "onemap.log")
     try:
         wait_http(f"http://127.0.0.1:{port}/conformance")
@@ -255,7 +268,7 @@ def _load_worker(port: int, paths: list[str], seconds: float, conns: int, out: m
         while time.monotonic() < deadline:
             path = paths[i % len(paths)]
             i += 7
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())  # a trusted host
             head = await reader.readuntil(b"\r\n\r\n")
             length = 0
             for line in head.split(b"\r\n"):
@@ -367,7 +380,8 @@ async def _sse_clients(
 
     async def client(k: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(f"GET /stream HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+        request = f"GET /stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n\r\n"
+        writer.write(request.encode())
         await reader.readuntil(b"\r\n\r\n")
         connected.release()
         buf = b""
@@ -404,7 +418,10 @@ def bench_sse(url: str, work: Path, n_clients: int, n_messages: int = 50) -> Non
     port = free_port()
     ours = Proc([PY, "-m", "uvicorn", "api.app:create_app", "--factory", "--port", str(port),
                  "--log-level", "warning", "--no-access-log", "--timeout-keep-alive", "60"],
-                env={"ONEMAP_DATABASE_URL": libpq, "ONEMAP_VAR_DIR": str(work)}, log=work / "onemap-sse.log")
+                env={"ONEMAP_DATABASE_URL": server_url(work, url), "ONEMAP_VAR_DIR": str(work),
+                     # fan-out of one server to many screens, all on the bench's one token
+                     "ONEMAP_MAX_STREAMS_PER_TOKEN": str(n_clients + 10)},
+                log=work / "onemap-sse.log")
 
     async def run() -> list[list[float]]:
         tasks, delays = await _sse_clients(port, token, n_clients, n_messages, 60)

@@ -369,17 +369,19 @@ def _rate(name: str, rep: object) -> None:
 
 
 def _bench_database() -> str:
-    from gis import db as gisdb
+    """A fresh ``onemap_bench`` database in the embedded cluster, prepared like the onemap one
+    (roles, ownership, PostGIS) by the cluster's superuser; the benchmark then works as
+    ``onemap_owner``, the role the loaders use (the server's own roles cannot create databases)."""
+    from core.settings import get_settings
+    from gis import dbsecrets
+    from gis.cluster import EmbeddedCluster
 
-    admin = gisdb.libpq_url()
-    base, _, _ = admin.rpartition("/")
-    with psycopg.connect(admin, autocommit=True) as c:
+    cluster = EmbeddedCluster(get_settings())
+    with psycopg.connect(cluster.admin_url(), autocommit=True) as c:
         c.execute("DROP DATABASE IF EXISTS onemap_bench")
         c.execute("CREATE DATABASE onemap_bench")
-    url = f"{base}/onemap_bench"
-    with psycopg.connect(url, autocommit=True) as c:
-        c.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-    return url
+    cluster.prepare_database("onemap_bench")
+    return cluster.url("postgresql", dbsecrets.OWNER, "onemap_bench")
 
 
 def _random_lonlat(url: str, rng: np.random.Generator, n: int) -> list[tuple[float, float]]:
