@@ -287,6 +287,8 @@ def _run_partition(plan: LayerPlan, options: Any, cell_key: str, dups: dict[int,
     s, report, written, stats, rows, alive = _prepare(plan, options, w, src, owned, dups, dem)
     mine = np.flatnonzero(owned)
     summary = _account(folder, report, rows, mine, written, alive, stats)
+    if s is not None:
+        s.rows = rows[np.asarray(s.rows, np.int64)]  # source rows: parents order and merge by them
     if s is not None and w.kind == "surfaces":
         s = pc.clip_surfaces(s, bounds)
     enc = _encode(plan, options, w, s, folder, dem, (level, cx, cy, bounds))

@@ -141,6 +141,9 @@ def clip_surfaces(s: SurfaceSet, bounds: tuple[float, float, float, float]) -> S
     clipped = np.full(len(polys), None, dtype=object)
     if has.any():
         clipped[has] = shapely.intersection(polys[has], box)
+        for i in np.flatnonzero(shapely.get_type_id(clipped) == 7):  # lines/points on the cell edge dropped
+            parts = [p for p in shapely.get_parts(clipped[i]) if p.geom_type in ("Polygon", "MultiPolygon")]
+            clipped[i] = shapely.union_all(parts) if parts else None
         areal = np.array([p is not None and not shapely.is_empty(p) and shapely.area(p) > 0 for p in clipped], bool)
         clipped[~areal] = None
     x0, y0, x1, y1 = bounds
@@ -180,6 +183,17 @@ def load_surface_tops(dirs: list[Path]) -> SurfaceSet | None:
         return None
     polys = np.array([None if w is None else shapely.from_wkb(w) for w in df["wkb"]], dtype=object)
     exy = df[["ex", "ey"]].to_numpy(float)
+    if df["row"].duplicated().any():  # a feature crossing cells: its pieces become one feature again
+        first = []
+        for pos in df.groupby("row", sort=True).indices.values():
+            parts = [polys[i] for i in pos if polys[i] is not None]
+            polys[pos[0]] = shapely.union_all(parts) if len(parts) > 1 else (parts[0] if parts else None)
+            with_extra = [i for i in pos if np.isfinite(exy[i, 0])]
+            if with_extra:
+                exy[pos[0]] = exy[with_extra[0]]
+            first.append(pos[0])
+        keep = np.sort(np.asarray(first, np.int64))
+        df, polys, exy = df.iloc[keep].reset_index(drop=True), polys[keep], exy[keep]
     return SurfaceSet(
         polygons=polys, lift=df["lift"].to_numpy(float), flat_level=df["flat_level"].to_numpy(float),
         colors=df[["r", "g", "b", "a"]].to_numpy(np.uint8), lod_rank=df["lod_rank"].to_numpy(),
