@@ -112,25 +112,58 @@ def _block_mean(heights: np.ndarray) -> np.ndarray:
 class DemSampler:
     """An in-memory DEM (band 1) with overviews; sample it in any CRS."""
 
-    def __init__(self, path: str | Path, band: int = 1) -> None:
+    def __init__(self, path: str | Path, band: int = 1,
+                 window: tuple[tuple[float, float, float, float], CRS | str] | None = None,
+                 resolution: float | None = None) -> None:
+        """``window``: (bounds, their CRS): hold only the DEM under them (plus a few cells), as a
+        spatial partition does; the same heights there as the whole DEM, NaN beyond.
+        ``resolution`` (DEM units, with a window): block means of that size at most (tiles far above
+        the leaves, whose grid is coarser)."""
         self.path = Path(path)
+        self._median: float | None = None
+        self._band = band
+        self._windowed = window is not None
         try:
             with rasterio.open(self.path) as ds:
                 if ds.crs is None:
                     raise DemError(f"{self.path}: the DEM has no CRS")
                 if ds.transform.b != 0 or ds.transform.d != 0:
                     raise DemError(f"{self.path}: rotated/sheared geotransforms are not supported")
-                data = ds.read(band, masked=True)
                 self.crs = CRS.from_wkt(ds.crs.to_wkt())
-                transform = ds.transform
+                win = None if window is None else self._window(ds, *window)
+                step = max(1, int((resolution or 0.0) // max(abs(ds.transform.a), abs(ds.transform.e))))
+                if win is not None and step > 1 and min(win.width, win.height) >= 2 * step:
+                    shape = (int(win.height // step), int(win.width // step))
+                    data = ds.read(band, masked=True, window=win, out_shape=shape,
+                                   resampling=rasterio.enums.Resampling.average)
+                    transform = ds.window_transform(win) * Affine.scale(win.width / shape[1], win.height / shape[0])
+                else:
+                    data = ds.read(band, masked=True, window=win)
+                    transform = ds.transform if win is None else ds.window_transform(win)
         except rasterio.errors.RasterioIOError as exc:
             raise DemError(f"{self.path}: cannot read the DEM: {exc}") from exc
         heights = np.ma.filled(data.astype(np.float64), np.nan)
         heights[~np.isfinite(heights)] = np.nan
-        if not np.isfinite(heights).any():
+        if window is None and not np.isfinite(heights).any():
             raise DemError(f"{self.path}: the DEM has no valid (non-nodata) cell")
+        if heights.size == 0:  # a window off the DEM: one no-data cell
+            heights = np.full((1, 1), np.nan)
         self._grids = [_Grid(heights, transform)]
         self._transformers: dict[str, Transformer] = {}
+
+    def _window(self, ds: rasterio.DatasetReader, bounds: tuple[float, float, float, float],
+                crs: CRS | str) -> rasterio.windows.Window:
+        from rasterio.windows import Window, from_bounds
+
+        b = Transformer.from_crs(CRS.from_user_input(crs), self.crs, always_xy=True).transform_bounds(
+            *bounds, densify_pts=21)
+        w = from_bounds(*b, transform=ds.transform)
+        pad = 4  # bilinear neighbours of the points at the window's edge
+        c0, r0 = int(math.floor(w.col_off)) - pad, int(math.floor(w.row_off)) - pad
+        c1 = int(math.ceil(w.col_off + w.width)) + pad
+        r1 = int(math.ceil(w.row_off + w.height)) + pad
+        c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, ds.width), min(r1, ds.height)
+        return Window(c0, r0, max(c1 - c0, 0), max(r1 - r0, 0))
 
     # -------------------------------------------------------------------------- properties
     @property
@@ -151,7 +184,16 @@ class DemSampler:
         return float(np.nanmin(h)), float(np.nanmax(h))
 
     def median_height(self) -> float:
-        return float(np.nanmedian(self.heights))
+        """The whole DEM's median (a window's sampler reads the DEM at ≤ 1024 cells a side for it)."""
+        if self._median is None:
+            if not self._windowed:
+                self._median = float(np.nanmedian(self.heights))
+            else:
+                with rasterio.open(self.path) as ds:
+                    f = max(1, math.ceil(max(ds.width, ds.height) / 1024))
+                    data = ds.read(self._band, masked=True, out_shape=(max(1, ds.height // f), max(1, ds.width // f)))
+                self._median = float(np.nanmedian(np.ma.filled(data.astype(np.float64), np.nan)))
+        return self._median
 
     def bounds(self) -> tuple[float, float, float, float]:
         """(minx, miny, maxx, maxy) of the raster in its own CRS."""

@@ -59,6 +59,14 @@ class DemGrid:
         return cls(sampler=open_dem(path))
 
     @classmethod
+    def window(cls, path: Path | str, bounds: tuple[float, float, float, float], crs: CRS | str,
+               resolution: float | None = None) -> DemGrid:
+        """Only the DEM under ``bounds`` (in ``crs``): what a spatial partition holds
+        (:mod:`pipelines.layer_partitions`); the same heights there as :meth:`read`, or block means
+        of ``resolution`` metres at most (a tile far above the leaves)."""
+        return cls(sampler=DemSampler(path, window=(tuple(bounds), crs), resolution=resolution))  # type: ignore[arg-type]
+
+    @classmethod
     def flat(cls, height: float = 0.0) -> DemGrid:
         """A constant-height stand-in when no DEM is given."""
         return cls(constant=float(height))

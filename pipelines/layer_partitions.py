@@ -28,6 +28,7 @@ partitions from its children's ``top.parquet`` only.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import os
@@ -206,11 +207,30 @@ def _grow(b: tuple[float, ...], d: float) -> tuple[float, float, float, float]:
     return (b[0] - d, b[1] - d, b[2] + d, b[3] + d)
 
 
-def _inputs(options: Any, src: Path) -> tuple[Any, Any]:
+def _dem(plan: LayerPlan, options: Any, bounds: tuple[float, float, float, float] | None,
+         resolution: float | None = None) -> Any:
+    """The DEM under ``bounds`` (working CRS) only: a worker never holds the whole DEM (a parent
+    holds block means a quarter of its grid cell: the root of a city does not hold its DEM)."""
     from pipelines.drape import DemGrid
 
-    dem = DemGrid.read(options.dem) if options.dem else DemGrid.flat()
-    return dem, load_boundary(find_boundary(src, options.boundary))
+    if options.dem is None or bounds is None:
+        return DemGrid.flat()
+    return DemGrid.window(options.dem, _grow(bounds, 10.0), CRS.from_wkt(plan.working_crs), resolution)
+
+
+def _union(*boxes: Any) -> tuple[float, float, float, float] | None:
+    b = np.array([x for x in boxes if x is not None and np.all(np.isfinite(x))], float).reshape(-1, 4)
+    if not len(b):
+        return None
+    return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())
+
+
+def _set_bounds(s: Any) -> tuple[float, float, float, float] | None:
+    """What a surface set draws, extra meshes included (WKB lines of ``extra_columns``)."""
+    geoms = [p for p in s.polygons if p is not None]
+    for values in s.extra_columns.values():
+        geoms += [shapely.from_wkb(v) for v in values if isinstance(v, bytes)]
+    return tuple(shapely.total_bounds(np.array(geoms, dtype=object))) if geoms else None
 
 
 def _prepare(plan: LayerPlan, options: Any, w: LayerWorker, src: Any, owned: np.ndarray,
@@ -231,7 +251,7 @@ def _prepare(plan: LayerPlan, options: Any, w: LayerWorker, src: Any, owned: np.
                                           "geometry/attributes", field="id", related_id=str(kept))
             geoms[r] = None
 
-    _, boundary = _inputs(options, Path(plan.src))
+    boundary = load_boundary(find_boundary(Path(plan.src), options.boundary))
     s, report, written, stats = w.prepare(src, dem, boundary, after_clean, owned)
     alive = state.get("alive", np.zeros(len(rows), bool))
     return s, report, written, stats, rows, alive
@@ -283,7 +303,8 @@ def _run_partition(plan: LayerPlan, options: Any, cell_key: str, dups: dict[int,
             src = _read(plan, options, w, bbox=bbox)
             reads.append({"bbox": list(bbox), "read": len(src.gdf)})
             owned = _owned(plan, _envelopes(plan, src), level, cx, cy)
-    dem, _ = _inputs(options, Path(plan.src))
+    env = _envelopes(plan, src)
+    dem = _dem(plan, options, _union(region, *(env[np.isfinite(env).all(axis=1)] if len(env) else [])))
     s, report, written, stats, rows, alive = _prepare(plan, options, w, src, owned, dups, dem)
     mine = np.flatnonzero(owned)
     summary = _account(folder, report, rows, mine, written, alive, stats)
@@ -298,6 +319,8 @@ def _run_partition(plan: LayerPlan, options: Any, cell_key: str, dups: dict[int,
                     "cpu_s": round(time.process_time() - cpu0, 3), "rss_mb": round(pt.peak_rss_mb(), 1),
                     "pid": os.getpid(), "dups": sorted(int(r) for r in dups)})
     np.save(folder / "read_rows.npy", rows)
+    del s, src, dem
+    gc.collect()  # the partition's arrays go before the next one (an in-process run, a Dask worker)
     return pt.mark_done(folder, summary)
 
 
@@ -323,7 +346,7 @@ def run_layer_orphans(plan: LayerPlan, options: Any, fids: list[int], dups: dict
         w = worker(plan.layer)
         folder = pt.fresh_task_dir(Path(plan.work) / "orphans")
         src = _read(plan, options, w, fids=fids)
-        dem, _ = _inputs(options, Path(plan.src))
+        dem = _dem(plan, options, None)  # rows without a usable geometry: nothing to sample
         owned = np.ones(len(src.gdf), bool)
         _s, report, written, stats, rows, alive = _prepare(plan, options, w, src, owned, dict(dups or {}), dem)
         summary = _account(folder, report, rows, np.arange(len(rows)), written, alive, stats)
@@ -347,7 +370,8 @@ def run_layer_parent(plan: LayerPlan, options: Any, key: str, children: list[dic
             s = pc.load_instance_tops(dirs, w.template)
         else:
             s = pc.load_surface_tops(dirs)
-            dem, _ = _inputs(options, Path(plan.src))
+            grid = min(w.build_kw.get("leaf_cell", 8.0) * 2.0 ** depth, w.build_kw.get("max_cell", 64.0))
+            dem = _dem(plan, options, _union(bounds, _set_bounds(s) if s is not None else None), grid / 4.0)
         enc = _encode(plan, options, w, s, folder, dem, (level, x, y, bounds), single_height=depth)
         rest_max = max(float(c.get("rest_max", 0.0)) for c in children)
         summary = {"cell": key, "task": key, "child_hashes": [c["hash"] for c in children], "root": key,

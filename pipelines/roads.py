@@ -415,12 +415,12 @@ def _bridge_extras(s: SurfaceSet, dem: DemGrid) -> None:
     lines = s.extra_columns.get("line", np.zeros(0, dtype=object))
     idx = [i for i in sorted(s.extra_xy) if lines[i] is not None]
     side, barrier = color_u8("#b9b4aa"), color_u8("#d5d5d2")
-    width, deck = s.extra_columns.get("width"), s.extra_columns.get("deck")
+    width, deck, colors = s.extra_columns.get("width"), s.extra_columns.get("deck"), s.colors
 
-    def build(frame: EnuFrame) -> dict[int, ExtraMesh]:
+    def build(frame: EnuFrame) -> dict[int, ExtraMesh]:  # holds no reference to s (no cycle)
         out: dict[int, ExtraMesh] = {}
         for i in idx:
-            p, t, c = bridge_mesh(shapely.from_wkb(lines[i]), float(width[i]), float(deck[i]), dem, s.colors[i],
+            p, t, c = bridge_mesh(shapely.from_wkb(lines[i]), float(width[i]), float(deck[i]), dem, colors[i],
                                   side, barrier)
             enu = to_enu(frame, p[:, 0], p[:, 1], p[:, 2])
             out[i] = (enu, vertex_normals(enu, t), t, c)
