@@ -260,3 +260,21 @@ def test_killed_run_resumes_and_finishes_identical(references: dict, clean: Path
     assert _files(out) == _files(ref_out)
     assert json.loads((out / "tileset.json").read_text())["root"]["children"]
     assert not list(tmp_path.glob("killed.partial-*"))
+
+
+def test_dem_window_same_heights(clean: Path) -> None:
+    """A partition's DEM window samples the same heights as the whole DEM inside it."""
+    from pipelines.drape import DemGrid, sample_heights
+
+    whole = DemGrid.read(clean / "dem.tif")
+    x0, y0, x1, y1 = whole.sampler.bounds()
+    box = (x0 + 0.3 * (x1 - x0), y0 + 0.3 * (y1 - y0), x0 + 0.5 * (x1 - x0), y0 + 0.6 * (y1 - y0))
+    window = DemGrid.window(clean / "dem.tif", box, whole.sampler.crs)
+    assert window.sampler.heights.size < whole.sampler.heights.size / 10
+    rng = np.random.default_rng(3)
+    x, y = rng.uniform(box[0], box[2], 500), rng.uniform(box[1], box[3], 500)
+    crs = whole.sampler.crs
+    assert np.array_equal(sample_heights(window, x, y, crs=crs), sample_heights(whole, x, y, crs=crs))
+    coarse = DemGrid.window(clean / "dem.tif", box, crs, resolution=8.0)
+    assert coarse.sampler.resolution == pytest.approx(4 * whole.sampler.resolution, rel=0.01)
+    assert np.nanmax(np.abs(sample_heights(coarse, x, y, crs=crs) - sample_heights(whole, x, y, crs=crs))) < 5.0
