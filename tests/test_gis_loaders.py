@@ -164,3 +164,35 @@ def test_event_load_restores_trigger_indexes_and_foreign_keys(
     )
     got = conn.execute("SELECT building_id, grid_id, deadline_at IS NOT NULL FROM events WHERE id = 'ETRIG'").fetchone()
     assert got == ("B000001", "G001", True)
+
+
+def test_event_load_locates_like_locate_point(tiny_loaded: LoadReport, conn: psycopg.Connection) -> None:
+    """The loader's set-based location (gis/sql/events/load_ready.sql) is what the insert trigger's
+    locate_point() gives for every loaded event."""
+    differ = conn.execute(
+        """SELECT e.id FROM events e CROSS JOIN LATERAL locate_point(e.geom_4548) l
+            WHERE (e.building_id, e.grid_id, e.community_id)
+                  IS DISTINCT FROM (l.building_id, l.grid_id, l.community_id)"""
+    ).fetchall()
+    assert differ == []
+    assert conn.execute("SELECT count(*) FROM events WHERE building_id IS NOT NULL").fetchone()[0] > 0
+
+
+def test_located_setting_only_spares_the_lookup(tiny_loaded: LoadReport, conn: psycopg.Connection) -> None:
+    """onemap.located (set by the events loader for its INSERT, migration 0012) keeps
+    events_before_insert from looking up a location the caller left empty; the deadline is still
+    filled in; without the setting an insert is located as before."""
+    x, y = gis_world.xy(50, 50)  # inside B000001, grid G001
+    insert = """INSERT INTO events (id, category, priority, source, geom)
+                VALUES (%s, 'sanitation', 'A', 'resident',
+                        ST_Transform(ST_SetSRID(ST_MakePoint(%s, %s), 4548), 4490))"""
+    got = "SELECT building_id, grid_id, community_id, deadline_at IS NOT NULL FROM events WHERE id = %s"
+    try:
+        conn.execute("SELECT set_config('onemap.located', 'on', true)")
+        conn.execute(insert, ("ELOCATED", x, y))
+        assert conn.execute(got, ("ELOCATED",)).fetchone() == (None, None, None, True)
+        conn.execute("SELECT set_config('onemap.located', '', true)")
+        conn.execute(insert, ("EPLAIN", x, y))
+        assert conn.execute(got, ("EPLAIN",)).fetchone() == ("B000001", "G001", "C01", True)
+    finally:
+        conn.rollback()

@@ -21,7 +21,8 @@ POSTGIS_DOC = REPO / "docs" / "postgis.md"
 #: revisions in the order they apply (0001_auth and 0001_overlays are independent branches)
 REVISIONS = ("0000_base", "0001_auth", "0001_overlays", "0002_events_time_cover", "0003_least_privilege",
              "0004_accounts", "0004_live_ops", "0005_dispatch", "0006_privacy", "0007_access",
-             "0008_road_snap", "0009_civil", "0010_population_hidden", "0011_viewshed_roofs")
+             "0008_road_snap", "0009_civil", "0010_population_hidden", "0011_viewshed_roofs",
+             "0012_events_bulk_located")
 #: tables of branch 0001_auth, described in docs/api.md rather than docs/postgis.md
 AUTH_TABLES = {"api_users", "audit_log", "api_tokens", "api_user_devices", "login_failures"}
 #: created at run time by ensure_gps_partitions(), not by a migration
@@ -62,7 +63,8 @@ def test_every_revision_has_its_sql_files() -> None:
                                                          "0002_events_time_cover", "0003_least_privilege",
                                                          "0004_accounts", "0004_live_ops", "0005_dispatch",
                                                          "0006_privacy", "0007_access", "0008_road_snap",
-                                                         "0009_civil", "0010_population_hidden"}
+                                                         "0009_civil", "0010_population_hidden",
+                                                         "0011_viewshed_roofs"}
     for rev in REVISIONS:
         assert migrate.migration_sql_files(rev, "up") and migrate.migration_sql_files(rev, "down")
     dirs = {p.name for p in migrate.MIGRATION_SQL_DIR.iterdir() if p.is_dir()}

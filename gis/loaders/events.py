@@ -5,8 +5,9 @@ history and INSERTs the new ones. No TRUNCATE, no DROP/CREATE INDEX or constrain
 ACCESS EXCLUSIVE lock that queues every reader behind the load): readers see the previous events
 through MVCC until the load commits, then the new ones (docs/postgis.md "Reloading"). Writers of
 the history wait for the commit (the append-only trigger is off for the DELETE).
-Building, grid cell and community are assigned spatially with ``locate_point()`` (the function
-the insert trigger uses for single events).
+Building, grid cell and community are what ``locate_point()`` (the insert trigger's function for
+single events) gives, computed set-based for the whole load (``gis/sql/events/load_ready.sql``);
+the transaction setting ``onemap.located`` tells the trigger not to look again (migration 0012).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from gis.loaders import io
 from gis.loaders.db import ids_in, quiet, stage
 from gis.loaders.io import Mapping
 from gis.loaders.report import LayerReport
+from gis.sqlfiles import SQL_DIR
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,27 @@ MAIN_PATH = ("reported", "accepted", "dispatched", "handled", "verified", "close
 #: optional steps between dispatched and handled (the worker's accept and arrive)
 DISPATCH_STEPS = ("en_route", "on_scene")
 TS_COLS = [lifecycle.TIMESTAMP_COLUMN[s] for s in lifecycle.STATUSES]
+
+
+def _sql(name: str) -> str:
+    """The events loader's statement ``gis/sql/events/<name>.sql`` (no parameters)."""
+    return (SQL_DIR / "events" / f"{name}.sql").read_text(encoding="utf-8")
+
+
+class _Steps:
+    """Seconds per step of a load, for the log (``read+validate 1.8 s, stage 0.7 s, ...``)."""
+
+    def __init__(self, t0: float) -> None:
+        self.last = t0
+        self.seconds: dict[str, float] = {}
+
+    def done(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = now - self.last
+        self.last = now
+
+    def __str__(self) -> str:
+        return ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())
 
 
 def validate_lifecycle(df: pd.DataFrame, report: LayerReport) -> pd.DataFrame:
@@ -118,22 +141,20 @@ def load_events(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping
     out = df[list(cols)].copy()
     for c in TS_COLS:
         out[c] = out[c].astype("datetime64[us, UTC]")
+    steps = _Steps(t0)
+    steps.done("read+validate")
     quiet(conn)
+    # the load's own sorts and hashes (1 M rows: ORDER BY, the location join, the history's
+    # window) in memory; this transaction only
+    conn.execute("SELECT set_config('work_mem', '256MB', true)")
     stage(conn, "stg_events", cols, out)
-    ts_list = ", ".join(TS_COLS)
-    # 1. Everything costly (deadline, locate_point) into a temp table: the live tables are only read.
-    conn.execute(f"""
-        CREATE TEMP TABLE stg_events_ready ON COMMIT DROP AS
-        SELECT s.id, s.category, s.priority, s.source, s.description, s.status, s.worker_id,
-               {", ".join("s." + c for c in TS_COLS)},
-               s.reported_at + make_interval(secs => c.deadline_hours * 3600) AS deadline_at,
-               l.building_id, l.grid_id, l.community_id,
-               ST_Transform(p.pt, 4490) AS geom
-          FROM stg_events s
-          JOIN event_category c ON c.code = s.category
-          CROSS JOIN LATERAL (SELECT ST_SetSRID(ST_MakePoint(s.x, s.y), 4548) AS pt) p
-          CROSS JOIN LATERAL locate_point(p.pt) l
-    """)  # noqa: S608 - column lists are module constants
+    steps.done("stage")
+    # 1. Everything costly (deadline, location) into temp tables: the live tables are only read.
+    conn.execute(_sql("load_points"))
+    conn.execute("CREATE INDEX ON stg_events_pt USING gist (pt)")
+    conn.execute("ANALYZE stg_events_pt")
+    conn.execute(_sql("load_ready"))
+    steps.done("locate")
     # 2. Replace the rows: row locks only on events (readers see the old rows until commit). The
     # history's append-only trigger is switched off for this transaction's DELETE: SHARE ROW
     # EXCLUSIVE, which waits for (and holds off) writers of the history, never readers.
@@ -141,13 +162,20 @@ def load_events(conn: psycopg.Connection, path: Path, mapping: Mapping = Mapping
     conn.execute("DELETE FROM event_status_history")
     conn.execute("ALTER TABLE event_status_history ENABLE TRIGGER event_status_history_append_only")
     conn.execute("DELETE FROM events")
-    # locations are set, so events_before_insert (its WHEN clause) fires only for events outside
-    # every area; the statement trigger writes their history
+    steps.done("delete")
+    # Every row is located (an event outside every area keeps NULLs): onemap.located keeps
+    # events_before_insert (migration 0012) from running locate_point() again for those; the
+    # deadline is set, so neither BEFORE trigger fires. The statement trigger writes the history.
+    conn.execute("SELECT set_config('onemap.located', 'on', true)")
+    ts_list = ", ".join(TS_COLS)
     cols_out = f"id, category, priority, source, description, status, worker_id, {ts_list}, " \
         "deadline_at, building_id, grid_id, community_id, geom"
     cur = conn.execute(
         f"INSERT INTO events ({cols_out}) SELECT {cols_out} FROM stg_events_ready ORDER BY reported_at"  # noqa: S608
     )
+    conn.execute("SELECT set_config('onemap.located', '', true)")
+    steps.done("insert")
+    log.info("events load: %s", steps)
     report.finish(cur.rowcount)
     located = conn.execute("SELECT count(*) FILTER (WHERE grid_id IS NULL) FROM events").fetchone()
     if located and located[0]:
