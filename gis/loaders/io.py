@@ -259,8 +259,8 @@ def check_timestamps(
             df[col] = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")
             continue
         raw = df[col]
-        parsed = _parse_ts(raw, naive_tz)
-        bad = parsed.isna() & ~blank(raw)
+        parsed, empty = _parse_ts_blank(raw, naive_tz)
+        bad = parsed.isna() & ~empty
         df = report.reject_mask(
             df, bad.to_numpy(), col, "unparsable_value", f"{col} is not an ISO-8601 time", id_col, col
         )
@@ -277,27 +277,36 @@ _OFFSET = r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
 
 def _parse_ts(raw: pd.Series, naive_tz: str) -> pd.Series:
     """ISO-8601 strings (or datetimes) -> UTC; values without an offset are in ``naive_tz``."""
+    return _parse_ts_blank(raw, naive_tz)[0]
+
+
+def _parse_ts_blank(raw: pd.Series, naive_tz: str) -> tuple[pd.Series, pd.Series]:
+    """``_parse_ts`` and ``blank(raw)``, stripping each value once (1 M events: 9 columns)."""
     if pd.api.types.is_datetime64_any_dtype(raw):
         s = raw
         if getattr(s.dt, "tz", None) is None:
-            return s.dt.tz_localize(naive_tz).dt.tz_convert("UTC")
-        return s.dt.tz_convert("UTC")
+            return s.dt.tz_localize(naive_tz).dt.tz_convert("UTC"), raw.isna()
+        return s.dt.tz_convert("UTC"), raw.isna()
     out = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
-    text = raw.where(~blank(raw)).astype(object)
-    has = text.notna()
-    if not has.any():
-        return out
-    text = text[has].astype(str).str.strip()
-    with_offset = text.str.contains(_OFFSET, regex=True)
+    if pd.api.types.is_numeric_dtype(raw.dtype) or pd.api.types.is_bool_dtype(raw.dtype):
+        empty = raw.isna()
+        text = raw[~empty].astype(str).str.strip()
+    else:
+        stripped = raw.astype(str).str.strip()
+        empty = raw.isna() | (stripped == "")
+        text = stripped[~empty]
+    if text.empty:
+        return out, empty
+    with_offset = text.astype("string[pyarrow]").str.contains(_OFFSET, regex=True).to_numpy(dtype=bool)
     if with_offset.any():
-        out.loc[with_offset[with_offset].index] = pd.to_datetime(
+        out.loc[text.index[with_offset]] = pd.to_datetime(
             text[with_offset], utc=True, format="ISO8601", errors="coerce"
         )
     naive = text[~with_offset]
     if len(naive):
         parsed = pd.to_datetime(naive, format="ISO8601", errors="coerce")
         out.loc[naive.index] = parsed.dt.tz_localize(naive_tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
-    return out
+    return out, empty
 
 
 def wkb_hex_4490(geoms: gpd.GeoSeries) -> np.ndarray:
