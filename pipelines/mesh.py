@@ -10,9 +10,10 @@ OBJ/PLY/glTF file with ``src_crs`` and ``origin`` (pipelines/mesh_sources.py).
   file). A level-L node's content is its children's content merged and simplified to
   ``ratio`` of their triangles (quadric edge collapse, fast-simplification, per material) with
   textures halved; UVs are re-interpolated on the original surface.
-* geometricError: leaves 0; a node's is the MEASURED error of its content: the max distance
-  from the original vertices under it to its simplified surface and from its vertices to the
-  original surface (tiles/mesh_lod.py), made monotonic.
+* geometricError: leaves 0; a node's is the MEASURED error of its content: an upper bound of
+  the two-way distance between the original surface under it and its simplified surface, every
+  point of both surfaces covered, not only vertices (tiles/mesh_lod.py measured_error), made
+  monotonic.
 * Incremental: a leaf's hash covers its files' bytes and the options, a node's its children's
   hashes; unchanged tiles are hard-linked from the previous output. Published atomically
   through pipelines/publish.py (validated first). OUT/report.json has counts and sizes.
@@ -51,7 +52,7 @@ from tiles.mesh_lod import LodMesh, downsample_image, measured_error, simplify_t
 from tiles.tileset import OrientedBox, Tile, Tileset, box_enclosing, box_from_points, enforce_monotonic_errors
 
 log = logging.getLogger(__name__)
-PIPELINE_VERSION = "mesh-1"
+PIPELINE_VERSION = "mesh-2"  # 2: geometricError bounds the surfaces, not only vertices
 COMPRESSIONS = ("none", "draco")
 MIN_ERROR_M = 0.01
 

@@ -1,7 +1,7 @@
 """Levels of detail of textured meshes: quadric simplification (fast-simplification), texture
 coordinates re-projected from the original surface, texture downsampling, and the MEASURED
-geometric error (max distance between the original vertices and the simplified surface, both
-ways) that becomes a tile's ``geometricError``.
+geometric error (an upper bound of the two-way distance between the original and the simplified
+surfaces, from points covering both) that becomes a tile's ``geometricError``.
 
 Meshes here are plain arrays in one metric frame (local ENU metres): ``positions`` (n, 3),
 ``faces`` (m, 3), optional per-vertex ``uv`` (n, 2) / ``colors`` (n, 4 uint8), an ``image``.
@@ -17,6 +17,9 @@ from PIL import Image
 
 MIN_TEXTURE_PX = 16
 WELD_M = 0.001  # vertices closer than this are one before simplification
+#: points per surface (and direction) measuring a simplified level's error, and their finest spacing
+ERROR_SAMPLES = 4_000
+MIN_SAMPLE_SPACING_M = 0.25
 
 
 @dataclass
@@ -154,16 +157,89 @@ def merge(meshes: list[LodMesh]) -> tuple[np.ndarray, np.ndarray]:
     return np.vstack(pos), np.vstack(fac)
 
 
+def _longest_edge_split(tri: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Split triangles (k, 3, 3) at the midpoint of their longest edge: (apex, p, q, mid) with
+    corners (apex, p, q) and the new point ``mid`` on edge p-q; children (apex, p, mid), (apex, mid, q)."""
+    a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
+    edges = np.stack([np.linalg.norm(b - c, axis=1), np.linalg.norm(c - a, axis=1),
+                      np.linalg.norm(a - b, axis=1)], axis=1)  # edge k is opposite corner k
+    k = edges.argmax(axis=1)
+    rows = np.arange(len(tri))
+    return k, rows, edges, 0.5 * (tri[rows, (k + 1) % 3] + tri[rows, (k + 2) % 3])
+
+
+def _longest(tri: np.ndarray) -> np.ndarray:
+    a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
+    return np.maximum.reduce([np.linalg.norm(b - c, axis=1), np.linalg.norm(c - a, axis=1),
+                              np.linalg.norm(a - b, axis=1)])
+
+
+def surface_distance_bound(src_positions: np.ndarray, src_faces: np.ndarray, dst_positions: np.ndarray,
+                           dst_faces: np.ndarray, *, start_points: int = ERROR_SAMPLES,
+                           max_points: int = 8 * ERROR_SAMPLES, tolerance: float = 0.02) -> tuple[float, float]:
+    """(lower, upper) bounds of the largest distance from a point of the source surface to the
+    destination surface (the directed Hausdorff distance).
+
+    Every point of a triangle whose longest edge is L lies within L / sqrt(3) of a corner, and the
+    distance to a surface changes no faster than the point moves, so a triangle's points are at
+    most (its corners' largest distance + L / sqrt(3)) away. The source triangles are split
+    (longest-edge bisection) to about ``start_points`` corners; then only the triangles whose
+    bound exceeds the largest distance seen by more than ``tolerance`` (relative, at least 1 cm)
+    are split again, until none is left or ``max_points`` distances were computed."""
+    tri = np.asarray(src_positions, float)[np.asarray(src_faces, np.int64).reshape(-1, 3)]
+    if not len(tri):
+        return 0.0, 0.0
+    area = 0.5 * float(np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum())
+    spacing = max(MIN_SAMPLE_SPACING_M, float(np.sqrt(4.0 * area / max(1, start_points))))
+    for _ in range(64):  # coarse cover: no edge longer than ``spacing``
+        long = _longest(tri) > spacing
+        if not long.any():
+            break
+        k, rows, _e, mid = _longest_edge_split(tri[long])
+        t = tri[long]
+        apex, p, q = t[rows, k], t[rows, (k + 1) % 3], t[rows, (k + 2) % 3]
+        tri = np.concatenate([tri[~long], np.stack([apex, p, mid], 1), np.stack([apex, mid, q], 1)])
+
+    evaluated = 0
+
+    def dist(points: np.ndarray) -> np.ndarray:
+        nonlocal evaluated
+        key = np.round(points / 1e-4).astype(np.int64)
+        _u, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        _c, d, _t = closest_on(dst_positions, dst_faces, points[first])
+        evaluated += len(first)
+        return np.asarray(d, float)[inv.ravel()]
+
+    d = dist(tri.reshape(-1, 3)).reshape(-1, 3)
+    lower, done_upper = float(d.max()), 0.0
+    while True:
+        upper = d.max(axis=1) + _longest(tri) / np.sqrt(3.0)
+        lower = max(lower, float(d.max()))
+        open_ = upper > lower + max(0.01, tolerance * lower)
+        done_upper = max(done_upper, float(upper[~open_].max()) if (~open_).any() else 0.0)
+        tri, d = tri[open_], d[open_]
+        if not len(tri) or evaluated >= max_points:
+            return lower, max(done_upper, float(upper[open_].max()) if len(tri) else 0.0, lower)
+        k, rows, _e, mid = _longest_edge_split(tri)
+        dm = dist(mid)
+        apex, p, q = tri[rows, k], tri[rows, (k + 1) % 3], tri[rows, (k + 2) % 3]
+        da, dp, dq = d[rows, k], d[rows, (k + 1) % 3], d[rows, (k + 2) % 3]
+        tri = np.concatenate([np.stack([apex, p, mid], 1), np.stack([apex, mid, q], 1)])
+        d = np.concatenate([np.stack([da, dp, dm], 1), np.stack([da, dm, dq], 1)])
+
+
 def measured_error(original_points: np.ndarray, simplified: list[LodMesh],
                    original: list[LodMesh] | None = None) -> float:
-    """Max distance (m) from the original vertices to the simplified surface and, when
-    ``original`` is given, from the simplified vertices to the original surface."""
+    """An upper bound (m) of the distance between the original and the simplified surfaces.
+
+    Without ``original``: the max distance from ``original_points`` to the simplified surface.
+    With it: the two-way (Hausdorff) distance between the surfaces, bounded from above by
+    :func:`surface_distance_bound` both ways (``original_points`` are then its vertices anyway). Vertices
+    alone miss the face interiors: a wall whose bottom corners collapsed into one point on the
+    ground keeps every vertex on the original surface while half the wall is gone."""
     pos, fac = merge(simplified)
-    _c, d, _t = closest_on(pos, fac, original_points)
-    err = float(np.max(d)) if len(d) else 0.0
-    if original:
+    if original:  # the bounds cover the vertices (triangle corners) too
         opos, ofac = merge(original)
-        _c, d2, _t = closest_on(opos, ofac, pos)
-        if len(d2):
-            err = max(err, float(np.max(d2)))
-    return err
+        return max(surface_distance_bound(opos, ofac, pos, fac)[1], surface_distance_bound(pos, fac, opos, ofac)[1])
+    _c, d, _t = closest_on(pos, fac, np.asarray(original_points, float))
+    return float(np.max(d)) if len(d) else 0.0
