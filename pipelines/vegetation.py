@@ -388,7 +388,7 @@ def _build_partitioned(plan: Any, src: Path, out: Path, o: VegetationOptions,
             boundary = load_boundary(find_boundary(src, o.boundary))
             if boundary is None:
                 trees_report.note("no boundary.gpkg found or given: outside_boundary not checked")
-            dem = DemGrid.read(o.dem) if o.dem else DemGrid.flat()
+            dem = DemGrid.read(o.dem) if o.dem and (o.green or o.water) else DemGrid.flat()  # for the areas only
             areas, area_reports = prepare_areas(dem, green_path=o.green, water_path=o.water, boundary=boundary)
             reports = [trees_report, *area_reports]
             for rep in reports:
