@@ -330,7 +330,7 @@ class RoadOptions:
     # spatial partitions (docs/scale.md): level (None = from the feature count, 0 = one piece),
     # target roads per partition, Dask scheduler (None = ONEMAP_DASK_SCHEDULER, else in-process)
     partition_level: int | None = None
-    partition_features: int = 2_000
+    partition_features: int = 1_000
     dask: str | None = None
 
 

@@ -49,4 +49,4 @@ DaskAddress = Annotated[str | None, typer.Option(
 PartitionLevel = Annotated[int | None, typer.Option(
     "--partition-level", min=0, max=8,
     help="Quadtree level of the spatial partitions (4^level cells; 0 = one piece). Default: from the "
-         "feature count (about 10,000 buildings, 2,000 roads or 20,000 trees or furniture a partition).")]
+         "feature count (about 10,000 buildings, 1,000 roads or 20,000 trees or furniture a partition).")]
