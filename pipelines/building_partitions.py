@@ -208,6 +208,7 @@ def run_partition(plan: Plan, options: BuildingOptions, cell_key: str,
     """One cell: read its bbox, clean, mesh and encode its subtree (module docstring)."""
     with using_geoid(plan.geoid):
         s = _run_partition(plan, options, cell_key, dup_rows or {})
+    pt.release_memory()
     return {"cell": s["cell"], "rss_mb": s["rss_mb"]}  # the rest is read from its folder
 
 
@@ -251,7 +252,8 @@ def run_orphans(plan: Plan, options: BuildingOptions, fids: list[int]) -> dict[s
         summary = _encode_rows(plan, options, layer, folder, {}, None, prepare_buildings)
         summary.update({"cell": "orphans", "read": len(fids)})
         pt.mark_done(folder, summary)
-        return {"cell": "orphans"}
+    pt.release_memory()
+    return {"cell": "orphans"}
 
 
 def _encode_rows(plan: Plan, options: BuildingOptions, layer: Any, folder: Path, dup_rows: dict[int, str],
@@ -350,4 +352,5 @@ def run_parent(plan: Plan, options: BuildingOptions, key: str, children: list[di
             "root": key, "tiles": {key: info}, "depth_below": depth, "rest_max": rest_max,
             "max_height": max(float(c["max_height"]) for c in children), "written": 0,
             "seconds": round(time.perf_counter() - t0, 3), "rss_mb": round(pt.peak_rss_mb(), 1), "pid": os.getpid()})
-        return {"cell": key}
+    pt.release_memory()
+    return {"cell": key}

@@ -27,6 +27,7 @@ from pipelines.building_partitions import Plan, run_orphans, run_parent, run_par
 from pipelines.building_tiles import size_report
 from pipelines.progress import Progress, report
 from pipelines.publish import MANIFEST, Staging
+from pipelines.report_merge import MergedReport
 from tiles.tileset import OrientedBox, Tile, Tileset, box_enclosing, enforce_monotonic_errors
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ def build_partitioned(plan: Plan, out: Path | str | None, options: BuildingOptio
             stages["levels"] = round(time.perf_counter() - t0 - stages["partitions"], 3)
             stages["engine_start"] = engine.start_seconds
             workers = engine.workers
-        acc = pt.merge_reports("buildings", plan.src, plan.n_input, folders)
+        acc = MergedReport("buildings", plan.src, plan.n_input, folders)
         acc.require_accepted(int(acc.counts["written"]), "no building to publish",
                              hint="fix the delivery (the reasons are listed above)")
         result = BuildResult(out=None if dry else Path(out), report=acc)  # type: ignore[arg-type]

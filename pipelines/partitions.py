@@ -17,6 +17,9 @@ default address.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import json
 import logging
 import os
@@ -154,6 +157,25 @@ def mark_done(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
 def peak_rss_mb() -> float:
     """Peak resident memory of this process (a Dask worker, or the client in-process), MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def release_memory() -> None:
+    """Between two tasks of a long-lived process (a Dask worker, an in-process run): collect
+    cycles, then hand the heap's free pages back to the OS (glibc ``malloc_trim``). Without it
+    the heap kept what each task freed, fragmented, and a worker's peak crept up task after task
+    (the 3.2 M-building city in one process: 275–355 MB held between partitions and a 391 MB
+    peak after 18 of them; with it 230–240 MB held and 343 MB)."""
+    global _LIBC
+    gc.collect()
+    if _LIBC is None:
+        name = ctypes.util.find_library("c")
+        lib = ctypes.CDLL(name) if name else None
+        _LIBC = lib if lib is not None and hasattr(lib, "malloc_trim") else False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC: Any = None
 
 
 # ------------------------------------------------------------------------------------ engine
@@ -336,27 +358,53 @@ def write_ids(folder: Path, ids: np.ndarray, rows: np.ndarray) -> None:
                  ).to_parquet(folder / "ids.parquet", index=False)
 
 
+_DUP_BUCKET = 500_000  # id hashes held at once while looking for duplicates across cells
+_DUP_DTYPE = np.dtype([("h", "<u8"), ("row", "<i8"), ("cell", "<i4")])
+
+
 def cross_duplicates(work: Path, cells: dict[str, dict[str, Any]]) -> dict[str, dict[int, str]]:
     """Per cell, its rows whose id an earlier row of another cell has (row → the id), from the
-    cells' ``ids.parquet`` (hashes first; only colliding rows are read with their ids)."""
+    cells' ``ids.parquet``. Bounded memory: the (hash, row, cell) of every id are spread over
+    buckets on disk by hash (≤ ``_DUP_BUCKET`` a bucket on average), each bucket is searched for
+    repeated hashes on its own, and only the colliding rows are read again with their ids."""
     import pandas as pd
 
     keys = [k for k, s in cells.items() if s.get("owned_rows")]
-    parts = []
-    for i, key in enumerate(keys):
-        df = pd.read_parquet(work / key.replace("/", "_") / "ids.parquet", columns=["h", "row"])
-        df["cell"] = np.int32(i)
-        parts.append(df)
-    if not parts:
+    if not keys:
         return {}
-    allh = pd.concat(parts, ignore_index=True)
-    rep = allh[allh["h"].duplicated(keep=False)]
-    if rep.empty:
+    n_buckets = max(1, -(-sum(int(cells[k]["owned_rows"]) for k in keys) // _DUP_BUCKET))
+    spool = fresh_task_dir(work / "_dup_hashes")
+    try:
+        handles = [(spool / f"{b}.bin").open("wb") for b in range(n_buckets)]
+        try:
+            for i, key in enumerate(keys):
+                df = pd.read_parquet(work / key.replace("/", "_") / "ids.parquet", columns=["h", "row"])
+                rec = np.empty(len(df), _DUP_DTYPE)
+                rec["h"], rec["row"], rec["cell"] = df["h"].to_numpy(np.uint64), df["row"].to_numpy(np.int64), i
+                bucket = rec["h"] % np.uint64(n_buckets)
+                for b in np.unique(bucket):
+                    rec[bucket == b].tofile(handles[int(b)])
+        finally:
+            for f in handles:
+                f.close()
+        hits = []
+        for b in range(n_buckets):
+            rec = np.fromfile(spool / f"{b}.bin", _DUP_DTYPE)
+            rec = rec[np.argsort(rec["h"], kind="stable")]
+            same = rec["h"][1:] == rec["h"][:-1]
+            rep = np.zeros(len(rec), bool)
+            rep[1:] |= same
+            rep[:-1] |= same
+            hits.append(rec[rep])
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+    rep = np.concatenate(hits)
+    if not len(rep):
         return {}
     found: list[pd.DataFrame] = []
-    for i, group in rep.groupby("cell"):
+    for i in np.unique(rep["cell"]):
         df = pd.read_parquet(work / keys[int(i)].replace("/", "_") / "ids.parquet")
-        found.append(df[df["row"].isin(group["row"])].assign(cell=int(i)))
+        found.append(df[df["row"].isin(rep["row"][rep["cell"] == i])].assign(cell=int(i)))
     ids = pd.concat(found, ignore_index=True).sort_values("row")
     out: dict[str, dict[int, str]] = {}
     for _id, group in ids.groupby("id"):
