@@ -144,23 +144,47 @@ function drawSites(sites) {
   viewer.scene.requestRender();
 }
 
+/** Colour the buildings tileset by walking minutes (id → minutes); the style carries what it shows. */
+function colourBuildings(answer) {
+  const byId = new Map(answer.buildings.map((b) => [b.building_id, b.walk_min]));
+  const buildings = getBuildings();
+  if (!buildings) return 0;
+  const style = accessStyle(byId);
+  style.onemap = { access: true, kind: answer.kind, speed: answer.speed, minutes: answer.minutes, buildings: byId.size };
+  buildings.style = style;
+  viewer.scene.requestRender();
+  return byId.size;
+}
+
 /** Load the access figures for the current kind/speed/minutes and redraw everything. */
 export function refresh() {
   const q = { kind: state.kind, speed: state.speed, minutes: state.minutes };
+  const key = `${state.kind}:${state.speed}:${state.minutes}`;
   // building times first (fast); the suppressed community figures cost more and come separately
   state.answer = getJson("/analytics/access", { ...q, communities: false });
   state.table = getJson("/analytics/access", q);
   state.sites = getJson("/analytics/access/sites", { ...q, n: 5 });
   const iso = getJson("/analytics/access/isochrones", { kind: state.kind, speed: state.speed });
-  const done = Promise.all([state.answer, state.sites, iso]).then(([answer, sites, fc]) => {
-    drawEdges(fc);
-    drawSites(sites);
-    const byId = new Map(answer.buildings.map((b) => [b.building_id, b.walk_min]));
-    const buildings = getBuildings();
-    if (buildings) buildings.style = accessStyle(byId);
-    document.body.dataset.access = `${state.kind}:${state.speed}:${state.minutes}`;
-    viewer.scene.requestRender();
+  // each part is drawn as soon as it arrives: the buildings do not wait for the sites or isochrones
+  const coloured = state.answer.then((answer) => {
+    if (!state.open) return answer;
+    const n = colourBuildings(answer);
+    document.body.dataset.accessBuildings = `${key}:${n}`;
+    return answer;
+  });
+  const done = Promise.all([coloured, state.sites.then((sites) => {
+    if (state.open) drawSites(sites);
+    return sites;
+  }), iso.then((fc) => {
+    if (state.open) drawEdges(fc);
+    return fc;
+  })]).then(([answer, sites, fc]) => {
+    document.body.dataset.access = key;
     return { answer, sites, fc };
+  });
+  done.catch((err) => {
+    console.warn("access", err);
+    document.body.dataset.access = `error:${err.status ?? ""}`;
   });
   if (state.open) openToolPane("access", pane);
   return done;
@@ -176,6 +200,7 @@ export function toggleAccess(on) {
   const styleKind = document.body.dataset.buildingStyle || "use";
   if (buildings) buildings.style = buildingStyle(styleKind);
   delete document.body.dataset.access;
+  delete document.body.dataset.accessBuildings;
   viewer.scene.requestRender();
   return Promise.resolve(null);
 }

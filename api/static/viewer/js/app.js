@@ -16,6 +16,7 @@ import * as live from "./live.js";
 import * as measure from "./measure.js";
 import { flyToWorker, initPatrol, togglePatrolPane } from "./patrol.js";
 import { initPicking } from "./picking.js";
+import { installRenderKeeper, whenSettled } from "./render.js";
 import { initStats, toggleStats } from "./stats.js";
 import { initUi, toast } from "./ui.js";
 
@@ -185,7 +186,10 @@ async function main() {
     return viewer.scene.canvas.toDataURL("image/png");
   };
   layers.setScene(viewer.scene);
-  // Render-on-demand: any entity added/removed anywhere asks for a frame.
+  // Render-on-demand: frames while geometry builds in workers (render.js), and any entity
+  // added/removed anywhere asks for a frame.
+  installRenderKeeper(viewer);
+  onemap.whenSettled = whenSettled;
   const watch = (ds) => ds.entities.collectionChanged.addEventListener(() => viewer.scene.requestRender());
   viewer.dataSources.dataSourceAdded.addEventListener((_c, ds) => watch(ds));
   viewer.entities.collectionChanged.addEventListener(() => viewer.scene.requestRender());

@@ -1,7 +1,8 @@
 // Civil affairs (issue 16) in the viewer: the community-targets panel (a "targets" tool for planners,
 // always on in big-screen mode), communities coloured by on/off track (/analytics/targets
-// communities[].status) and the camera-gap layer: camera viewsheds (/analytics/camera-viewsheds),
-// unseen event hot-spot cells and ranked candidate camera sites (/analytics/camera-coverage).
+// communities[].status) and the camera-gap layer: every camera's viewshed (/analytics/camera-viewsheds;
+// the high-altitude lookouts' fainter), unseen event hot-spot cells and ranked candidate camera
+// sites (/analytics/camera-coverage).
 // Text goes in through textContent only (ui.h); colours come from CSS classes, not inline styles.
 
 import { fetchItems, getJson } from "./api.js";
@@ -9,6 +10,7 @@ import { canRead, hasRole } from "./auth.js";
 import { fmtNumber, fmtTime, t } from "./i18n.js";
 import { centroid, hierarchy, markerIcon, polygonParts } from "./features.js";
 import { registerLayer, setLayerVisible } from "./layers.js";
+import { whenSettled } from "./render.js";
 import { closeToolPane, h, later, openToolPane } from "./ui.js";
 
 const READ_ROLES = ["admin", "operator", "planner", "viewer"];
@@ -16,8 +18,9 @@ const READ_ROLES = ["admin", "operator", "planner", "viewer"];
 export const STATUS_COLORS = {
   met: "#1a9850", on_track: "#66bd63", off_track: "#f46d43", missed: "#d73027", no_data: "#9e9e9e",
 };
-/** viewsheds larger than this (m²: the high-altitude cameras) are not drawn: they would hide the gaps */
-const MAX_VIEWSHED_M2 = 60_000;
+/** viewshed fill: street cameras, and the faint one of high-altitude lookouts (kilometres of ground
+ * around their towers, under which the street cameras' views and the gaps must stay readable) */
+const VIEWSHED_FILL = { street: ["#2ec4f1", 0.3], high_altitude: ["#a78bfa", 0.12] };
 const REFRESH_MS = 5 * 60_000;
 const params = new URLSearchParams(location.search);
 
@@ -138,53 +141,13 @@ function mountBigPanel() {
   el.replaceChildren(h("h2", { id: "big-targets-title" }, t("targets.title")), later(loadTargets(), renderTargets));
 }
 
-/** True when every primitive under `collection` (nested collections walked) is ready to draw. */
-function primitivesReady(collection) {
-  for (let i = 0; i < collection.length; i++) {
-    const p = collection.get(i);
-    if (typeof p.get === "function" && typeof p.length === "number") {
-      if (!primitivesReady(p)) return false;
-    } else if (p.show && p.ready === false) {
-      return false;
-    }
-  }
-  return true;
-}
-
-const SETTLE_MS = 15_000;
-let continuous = 0; // settles running: the scene renders every frame while any is
-let savedMode = null;
-
 /**
- * Render until every entity's geometry is built and drawable, then set body[data-<flag>]="true".
- * Ground polygons are built in workers and drawn only after many consecutive frames; with
- * render-on-demand (the planner view) requested frames alone were seen not to get them drawn, and
- * the entity display reports ready before they are (hundreds of viewsheds took ~15 s of frames in
- * software GL), so the scene renders continuously until the display is ready and SETTLE_MS more,
- * then goes back to render-on-demand.
+ * body[data-<flag>] = "false" now, "true" once the scene has drawn the entities just added
+ * (render.js keeps frames coming while their ground geometry builds, in every view mode).
  */
-function settle(flag, ds) {
+function settle(flag) {
   document.body.dataset[flag] = "false";
-  const scene = viewer.scene;
-  if (continuous++ === 0) {
-    savedMode = scene.requestRenderMode;
-    scene.requestRenderMode = false;
-  }
-  const t0 = performance.now();
-  let readySince = null;
-  const step = () => {
-    const ready = viewer.dataSourceDisplay.ready && !ds.isLoading && primitivesReady(scene.groundPrimitives)
-      && primitivesReady(scene.primitives);
-    readySince = ready ? (readySince ?? performance.now()) : null;
-    if ((readySince !== null && performance.now() - readySince > SETTLE_MS) || performance.now() - t0 > 180_000) {
-      if (--continuous === 0) scene.requestRenderMode = savedMode;
-      scene.requestRender();
-      document.body.dataset[flag] = String(readySince !== null);
-      return;
-    }
-    setTimeout(step, 250);
-  };
-  setTimeout(step, 250);
+  return whenSettled().then(() => { document.body.dataset[flag] = "true"; });
 }
 
 // ------------------------------------------------------------------------------------ community colouring
@@ -232,7 +195,7 @@ async function drawCommunities() {
   }
   communityDs.entities.resumeEvents();
   document.body.dataset.targetCommunities = Object.entries(counts).sort().map(([k, n]) => `${k}:${n}`).join(",");
-  settle("targetCommunitiesDrawn", communityDs);
+  settle("targetCommunitiesDrawn");
   return counts;
 }
 
@@ -263,15 +226,18 @@ async function drawGaps() {
   ]);
   gapDs.entities.suspendEvents();
   gapDs.entities.removeAll();
-  const seen = Cesium.Color.fromCssColorString("#2ec4f1");
   let nViews = 0;
+  let nHigh = 0;
   for (const f of vs.features || []) {
-    if ((f.properties?.area_m2 ?? 0) > MAX_VIEWSHED_M2) continue;
+    const high = f.properties?.kind === "high_altitude";
+    const [css, alpha] = VIEWSHED_FILL[high ? "high_altitude" : "street"];
+    const fill = Cesium.Color.fromCssColorString(css).withAlpha(alpha);
     for (const rings of polygonParts(f.geometry)) {
-      const e = polygonEntity(gapDs, rings, seen.withAlpha(0.3), null);
+      const e = polygonEntity(gapDs, rings, fill, null);
       e.onemap = { kind: "viewshed", id: f.id, properties: f.properties || {} };
     }
     nViews += 1;
+    nHigh += high;
   }
   const hot = Cesium.Color.fromCssColorString("#ff3b30");
   const cells = cov.uncovered_hotspots?.features || [];
@@ -292,9 +258,11 @@ async function drawGaps() {
     e.onemap = { kind: "camera_site", id: `camera-site:${s.rank}`, properties: s };
   }
   gapDs.entities.resumeEvents();
-  const out = { viewsheds: nViews, hotspots: cells.length, sites: (cov.sites || []).length, share: cov.share };
-  document.body.dataset.cameraGaps = `viewsheds:${out.viewsheds},hotspots:${out.hotspots},sites:${out.sites}`;
-  settle("cameraGapsDrawn", gapDs);
+  const out = { viewsheds: nViews, high: nHigh, hotspots: cells.length, sites: (cov.sites || []).length,
+    share: cov.share };
+  document.body.dataset.cameraGaps = `viewsheds:${out.viewsheds},high:${out.high},hotspots:${out.hotspots},`
+    + `sites:${out.sites}`;
+  settle("cameraGapsDrawn");
   return out;
 }
 
