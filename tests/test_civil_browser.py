@@ -1,35 +1,65 @@
-"""The civil-affairs viewer (issue 16) in headless Debian Chromium under the real CSP: a planner
-logs in through the form; the targets panel lists every target of the sample targets file with
-its status; the communities are coloured by /analytics/targets communities[].status; the
-camera-gap layer loads viewsheds, unseen hot spots and candidate sites; the big screen shows the
-targets panel. The full sample is loaded into a database of its own (no tiles needed: an empty
-tiles folder); the targets are evaluated before their deadline (?as_of) so communities are on and off track.
-Screenshots go to test-artifacts/ (gitignored).
+"""The civil-affairs viewer (issue 16) in headless Debian Chromium under the real CSP, on the full
+sample: its database (every layer loaded) and its buildings and terrain tiles built by the real
+`onemap tiles build`. A planner logs in through the form and sees, each checked on screen:
+
+- the facilities layer (one icon per facility of the OGC collection);
+- the buildings coloured by walking time (the access tool): the tileset's style is the access
+  style of the chosen kind, and every loaded building feature has the colour of its band in
+  /analytics/access;
+- the targets panel (one card per target of the sample targets file, statuses = the API) and the
+  communities coloured by /analytics/targets communities[].status;
+- the camera-gap layer: every viewshed (the high-altitude lookouts' too), unseen hot spots,
+  candidate sites;
+- the big screen's targets panel.
+
+Every polygon and overlay layer of the planner view (render-on-demand) is checked *drawn*: with the
+camera straight down, the pixels the app itself rendered at points inside the layer's polygons (or
+on its lines) are compared with the same pixels re-rendered with the layer hidden — they must have
+moved towards the layer's colour (for the target communities: to the blend of the status colour
+at its alpha). Screenshots and the probe results go to test-artifacts/ (gitignored).
+
+ONEMAP_TEST_CIVIL_SERVER=http://host:port reuses a running server on the full sample instead (its
+database must hold the account civil-planner with PASSWORD; ONEMAP_TEST_SAMPLE_DIR its delivery).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import random
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import geopandas as gpd
 import httpx
+import numpy as np
 import pytest
+import shapely
 import sqlalchemy as sa
+from pyproj import Transformer
 
 from gis import targets
 from tests.api_support import make_settings, running_server
 from tests.browser.pages import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(3600)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(5400)]
 
-STEP_MS = 600_000
+STEP_MS = 900_000
 PASSWORD = "civil browser password"
 DB_NAME = "onemap_civil_browser"
 AS_OF = "2026-10-15T16:00:00Z"  # before the targets' deadline (2026-10-31), Q3+Q4 surveys in
 STATUSES = {"met", "on_track", "off_track", "missed", "no_data"}
 STATUS_COLORS = {"on_track": "#66bd63", "off_track": "#f46d43", "no_data": "#9e9e9e"}
+#: access.js BANDS: minutes → colour, grey beyond 15 min or unreachable
+BANDS = [(5, "#1a9850"), (10, "#fee08b"), (15, "#f46d43")]
+FAR = "#9e9e9e"
+#: metres straight above the district centre for the pixel checks
+TOP_DOWN_M = 3200.0
+TO_4548 = Transformer.from_crs("EPSG:4490", "EPSG:4548", always_xy=True)
+TO_4490 = Transformer.from_crs("EPSG:4548", "EPSG:4490", always_xy=True)
 CSP_LISTENER = """
 window.__cspViolations = [];
 document.addEventListener('securitypolicyviolation', (e) => window.__cspViolations.push(
@@ -38,6 +68,20 @@ document.addEventListener('securitypolicyviolation', (e) => window.__cspViolatio
 
 if not Path(CHROMIUM).exists():  # pragma: no cover - the Makefile installs it for `make test`
     pytest.skip(f"{CHROMIUM} not installed (make setup-test installs it)", allow_module_level=True)
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def civil_tiles(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Buildings and terrain of the full sample, built by the real `onemap tiles build`."""
+    out = tmp_path_factory.mktemp("civil-tiles")
+    exe = Path(sys.executable).parent / "onemap"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "onemap.cli"]
+    proc = subprocess.run([*cmd, "tiles", "build", "--sample", str(sample_dir), "--out", str(out),
+                           "--layers", "buildings,terrain"], capture_output=True, text=True, timeout=3600,
+                          check=False)
+    assert proc.returncode == 0 and (out / "index.json").exists(), (proc.stdout[-2000:], proc.stderr[-2000:])
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +103,22 @@ def civil_db(pg_server, sample_dir: Path) -> Iterator[str]:  # noqa: ANN001 - te
 
 
 @pytest.fixture(scope="module")
-def server(civil_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tiles = tmp_path_factory.mktemp("civil-no-tiles")  # no tilesets: the overlays are what is tested
-    with running_server(make_settings(civil_db, tiles)) as base:
+def server(request: pytest.FixtureRequest) -> Iterator[str]:
+    reuse = os.environ.get("ONEMAP_TEST_CIVIL_SERVER")
+    if reuse:
+        yield reuse.rstrip("/")
+        return
+    db, tiles = request.getfixturevalue("civil_db"), request.getfixturevalue("civil_tiles")
+    with running_server(make_settings(db, tiles)) as base:
         yield base
+
+
+@pytest.fixture(scope="module")
+def buildings_4548(sample_dir: Path) -> shapely.Geometry:
+    """Every building footprint of the delivery (EPSG:4548), grown by 12 m: pixel probes keep off
+    roofs and walls."""
+    gdf = gpd.read_file(sample_dir / "clean" / "buildings.gpkg", columns=["id"])
+    return shapely.union_all(shapely.buffer(gdf.geometry.values, 12.0))
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +131,7 @@ def browser() -> Iterator[object]:
         b.close()
 
 
+# ------------------------------------------------------------------------------------------ page helpers
 def _wait(page, js: str, timeout_ms: int = STEP_MS):  # noqa: ANN001, ANN202
     """Poll ``js`` through evaluate (the CSP would refuse wait_for_function's eval)."""
     deadline = time.monotonic() + timeout_ms / 1000
@@ -109,7 +166,7 @@ def _login(browser, base: str, path: str):  # noqa: ANN001, ANN202
 
 def _shot(page, name: str) -> None:  # noqa: ANN001
     ARTIFACTS.mkdir(exist_ok=True)
-    page.evaluate("onemap.pauseRendering(); onemap.viewer.render()")
+    page.evaluate("onemap.pauseRendering(); onemap.viewer.scene.requestRender(); onemap.viewer.render()")
     try:
         page.screenshot(path=str(ARTIFACTS / name), timeout=STEP_MS)
     finally:
@@ -124,18 +181,159 @@ def _close(context, page) -> None:  # noqa: ANN001
     assert errors == [], errors[:10]
 
 
-def _api_targets(base: str, page) -> dict:  # noqa: ANN001
-    token = page.evaluate("sessionStorage.getItem('onemap.session')")
-    r = httpx.get(f"{base}/analytics/targets", params={"as_of": AS_OF},
-                  headers={"Authorization": f"Bearer {token}"}, timeout=300)
-    assert r.status_code == 200, r.text[:500]
+def _token(page) -> str:  # noqa: ANN001
+    return str(page.evaluate("sessionStorage.getItem('onemap.session')"))
+
+
+def _api(base: str, page, path: str, **params: object) -> dict | list:  # noqa: ANN001
+    r = httpx.get(f"{base}{path}", params=params, headers={"Authorization": f"Bearer {_token(page)}"},
+                  timeout=600)
+    assert r.status_code == 200, (path, r.text[:500])
     return r.json()
 
 
-def test_targets_panel_and_community_colouring(server: str, browser) -> None:  # noqa: ANN001
+def _settled(page) -> None:  # noqa: ANN001
+    """The app's own render loop has drawn everything it was building (render.js)."""
+    page.evaluate("onemap.whenSettled()")
+
+
+# ------------------------------------------------------------------------------------------ pixel probes
+#: Straight-down camera over the district centre at TOP_DOWN_M above the ground.
+TOP_DOWN_JS = """(h) => {
+    const [lon, lat] = onemap.district.center;
+    const ground = onemap.viewer.scene.globe.getHeight(Cesium.Cartographic.fromDegrees(lon, lat)) ?? 0;
+    onemap.viewer.camera.setView({destination: Cesium.Cartesian3.fromDegrees(lon, lat, ground + h),
+        orientation: {heading: 0, pitch: -Cesium.Math.PI_OVER_TWO, roll: 0}});
+    onemap.viewer.scene.requestRender();
+}"""
+
+#: For items [{lon, lat, id, kind: polygon|polyline}] of data source `ds`: the 3x3 pixels the app
+#: last drew there (`a`, read without rendering), the same re-rendered with the data source hidden
+#: (`b`), and the colour of the item's entity (`fill`: r, g, b 0-255, alpha 0-1). Null `a` when
+#: the point is off screen.
+PROBE_JS = """({ds, items}) => {
+    const viewer = onemap.viewer, scene = viewer.scene, canvas = scene.canvas;
+    const source = viewer.dataSources.getByName(ds)[0];
+    const sx = canvas.width / canvas.clientWidth, sy = canvas.height / canvas.clientHeight;
+    const wins = items.map((it) => {
+        const c = Cesium.Cartographic.fromDegrees(it.lon, it.lat);
+        const hgt = scene.globe.getHeight(c) ?? 0;
+        const w = Cesium.SceneTransforms.worldToWindowCoordinates(scene,
+            Cesium.Cartesian3.fromDegrees(it.lon, it.lat, hgt));
+        if (!w) return null;
+        const x = Math.round(w.x * sx), y = Math.round(w.y * sy);
+        return x < 2 || y < 2 || x > canvas.width - 3 || y > canvas.height - 3 ? null : [x, y];
+    });
+    const read = () => {
+        const copy = document.createElement('canvas');
+        copy.width = canvas.width; copy.height = canvas.height;
+        const g = copy.getContext('2d', {willReadFrequently: true});
+        g.drawImage(canvas, 0, 0);
+        return wins.map((w) => {
+            if (!w) return null;
+            const d = g.getImageData(w[0] - 1, w[1] - 1, 3, 3).data;
+            const out = [];
+            for (let i = 0; i < 9; i++) out.push([d[4 * i], d[4 * i + 1], d[4 * i + 2]]);
+            return out;
+        });
+    };
+    const now = viewer.clock.currentTime;
+    const fills = items.map((it) => {
+        for (const e of source.entities.values) {
+            if (String(e.onemap?.id) !== String(it.id) || !e[it.kind]) continue;
+            const c = e[it.kind].material.color.getValue(now);
+            return [c.red * 255, c.green * 255, c.blue * 255, c.alpha];
+        }
+        return null;
+    });
+    onemap.pauseRendering();
+    try {
+        const a = read();  // what the app drew, untouched
+        source.show = false;
+        scene.requestRender(); viewer.render();
+        const b = read();
+        source.show = true;
+        scene.requestRender(); viewer.render();
+        return items.map((it, i) => ({...it, a: a[i], b: b[i], fill: fills[i]}));
+    } finally {
+        onemap.resumeRendering();
+    }
+}"""
+
+
+def _moved_towards(a: list[int], b: list[int], fill: list[float]) -> bool:
+    """Pixel a (layer shown) moved from b (layer hidden) towards the layer's colour by a good part
+    of what its alpha makes (at least 40 %, and 5 levels)."""
+    step = [x - y for x, y in zip(a, b, strict=True)]
+    gap = [f - y for f, y in zip(fill[:3], b, strict=True)]
+    want = fill[3] * max(abs(g) for g in gap)
+    return max(abs(s) for s in step) >= max(5.0, 0.4 * want) and sum(s * g for s, g in zip(step, gap, strict=True)) > 0
+
+
+def _blend_matches(a: list[int], b: list[int], fill: list[float], tol: float = 40.0) -> bool:
+    """Pixel a is the layer colour over b at the layer's alpha."""
+    return all(abs(x - (fill[3] * f + (1 - fill[3]) * y)) <= tol for x, f, y in zip(a, fill[:3], b, strict=True))
+
+
+def _probe(page, ds: str, items: list[dict], name: str) -> list[dict]:  # noqa: ANN001
+    """Run PROBE_JS and keep the on-screen results; each gets `drawn` (some pixel of its 3x3 moved
+    towards the colour) and `blend` (some pixel is the blend); written to test-artifacts/."""
+    out = [r for r in page.evaluate(PROBE_JS, {"ds": ds, "items": items}) if r["a"] and r["fill"]]
+    for r in out:
+        pairs = list(zip(r["a"], r["b"], strict=True))
+        r["drawn"] = any(_moved_towards(a, b, r["fill"]) for a, b in pairs)
+        r["blend"] = any(_blend_matches(a, b, r["fill"]) and a != b for a, b in pairs)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / f"civil-probe-{name}.json").write_text(json.dumps(out, indent=1))
+    return out
+
+
+def _assert_drawn(results: list[dict], what: str, at_least: int = 8, share: float = 0.8) -> None:
+    drawn = sum(r["drawn"] for r in results)
+    assert len(results) >= at_least, f"{what}: only {len(results)} probe points on screen"
+    assert drawn >= share * len(results), f"{what}: drawn at {drawn} of {len(results)} points"
+
+
+def _lonlat_to_4548(g: shapely.Geometry) -> shapely.Geometry:
+    return shapely.transform(g, lambda xy: np.column_stack(TO_4548.transform(xy[:, 0], xy[:, 1])))
+
+
+def _inner_points(features: list[dict], avoid: shapely.Geometry, *, per: int, inset_m: float,
+                  kind: str = "polygon", seed: int = 16) -> list[dict]:
+    """Up to ``per`` random points (lon/lat) inside each polygon feature, ``inset_m`` from its
+    edges and outside ``avoid`` (EPSG:4548)."""
+    rng = random.Random(seed)
+    out = []
+    for f in features:
+        if not f.get("geometry"):
+            continue
+        g = _lonlat_to_4548(shapely.geometry.shape(f["geometry"])).buffer(-inset_m).difference(avoid)
+        if g.is_empty or g.area < 50:
+            continue
+        x0, y0, x1, y1 = g.bounds
+        got = 0
+        for _ in range(400):
+            x, y = rng.uniform(x0, x1), rng.uniform(y0, y1)
+            if g.contains(shapely.Point(x, y)):
+                lon, lat = TO_4490.transform(x, y)
+                out.append({"lon": lon, "lat": lat, "id": f["id"], "kind": kind})
+                got += 1
+                if got >= per:
+                    break
+    return out
+
+
+def _band_color(minutes: float | None) -> str:
+    if minutes is None:
+        return FAR
+    return next((c for m, c in BANDS if minutes <= m), FAR)
+
+
+# ------------------------------------------------------------------------------------------ tests
+def test_targets_panel_and_community_colouring(server: str, browser, buildings_4548) -> None:  # noqa: ANN001
     context, page = _login(browser, server, f"/?lang=en&as_of={AS_OF}")
     try:
-        doc = _api_targets(server, page)
+        doc = _api(server, page, "/analytics/targets", as_of=AS_OF)
         page.click("[data-tool=targets]")
         _wait(page, "() => document.querySelectorAll('#targets-list > li').length > 0")
         cards = page.evaluate("""() => [...document.querySelectorAll('#targets-list > li')].map((li) => ({
@@ -144,6 +342,7 @@ def test_targets_panel_and_community_colouring(server: str, browser) -> None:  #
             value: li.querySelector('.target-value').textContent,
             dots: [...li.querySelectorAll('.target-dots li')].map((d) => d.dataset.status)}))""")
         assert [c["id"] for c in cards] == [t["id"] for t in doc["targets"]]
+        assert len(cards) == len(targets.load_targets(REPO / "data/targets/jiefang.yaml"))
         for card, target in zip(cards, doc["targets"], strict=True):
             assert card["status"] in STATUSES and card["badge"] and card["value"]
             if len(target["results"]) > 1:
@@ -169,35 +368,187 @@ def test_targets_panel_and_community_colouring(server: str, browser) -> None:  #
         }""")
         assert got == {cid: STATUS_COLORS[s] for cid, s in want.items()}
         assert page.evaluate("document.querySelector('[data-layer=targets]').checked")
-        assert _wait(page, "() => document.body.dataset.targetCommunitiesDrawn !== 'false' && "
-                           "document.body.dataset.targetCommunitiesDrawn") == "true"
-        assert page.evaluate("onemap.viewer.scene.groundPrimitives.length") > 0
+        # drawn on screen: the status colour at its alpha over the ground, inside every community
+        page.evaluate(TOP_DOWN_JS, TOP_DOWN_M)
+        _settled(page)
+        _wait(page, "() => document.body.dataset.targetCommunitiesDrawn === 'true'")
+        fc = _api(server, page, "/collections/communities/items", limit=500)
+        labels = shapely.union_all([_lonlat_to_4548(shapely.Point(lon, lat)).buffer(90) for lon, lat in page.evaluate(
+            "onemap.viewer.dataSources.getByName('target-communities')[0].entities.values"
+            ".filter((e) => e.label).map((e) => { const c = Cesium.Cartographic.fromCartesian("
+            "e.position.getValue(onemap.viewer.clock.currentTime)); return [Cesium.Math.toDegrees(c.longitude),"
+            " Cesium.Math.toDegrees(c.latitude)]; })")])
+        probes = _probe(page, "target-communities",
+                        _inner_points(fc["features"], buildings_4548 | labels, per=3, inset_m=15), "targets")
+        _assert_drawn(probes, "communities by target status", at_least=20)
+        assert sum(r["blend"] for r in probes) >= 0.7 * len(probes), "status colours not blended as drawn"
+        assert len({r["id"] for r in probes if r["drawn"]}) >= 0.8 * len(want)
         _shot(page, "civil-targets.png")
     finally:
         _close(context, page)
 
 
-def test_camera_gap_layer(server: str, browser) -> None:  # noqa: ANN001
+def test_camera_gap_layer(server: str, browser, buildings_4548) -> None:  # noqa: ANN001
     context, page = _login(browser, server, "/")
     try:
         page.check("[data-layer=cameraGaps]")
         state = _wait(page, "() => { const s = document.body.dataset.cameraGaps || ''; "
                             "return s && !s.startsWith('loading') ? s : null; }")
         assert not state.startswith("error"), state
-        parts = dict(p.split(":") for p in state.split(","))
-        assert int(parts["viewsheds"]) > 100 and int(parts["sites"]) >= 1
+        parts = {k: int(v) for k, v in (p.split(":") for p in state.split(","))}
+        viewsheds = _api(server, page, "/analytics/camera-viewsheds")["features"]
+        high = [f for f in viewsheds if f["properties"]["kind"] == "high_altitude"]
+        # every camera's viewshed is drawn, the high-altitude lookouts' included
+        assert parts["viewsheds"] == len(viewsheds) > 100 and parts["high"] == len(high) == 2
+        assert parts["sites"] >= 1
         kinds = page.evaluate("""() => {
             const ds = onemap.viewer.dataSources.getByName('camera-gaps')[0];
             const out = {};
             for (const e of ds.entities.values) out[e.onemap.kind] = (out[e.onemap.kind] || 0) + 1;
             return out;
         }""")
-        assert kinds["viewshed"] >= int(parts["viewsheds"]) and kinds["camera_site"] == int(parts["sites"])
-        assert kinds.get("unseen_hotspot", 0) >= int(parts["hotspots"])
-        assert _wait(page, "() => document.body.dataset.cameraGapsDrawn !== 'false' && "
-                           "document.body.dataset.cameraGapsDrawn") == "true"
+        assert kinds["viewshed"] >= parts["viewsheds"] and kinds["camera_site"] == parts["sites"]
+        assert kinds.get("unseen_hotspot", 0) >= parts["hotspots"]
+        drawn_ids = set(page.evaluate("[...new Set(onemap.viewer.dataSources.getByName('camera-gaps')[0]"
+                                      ".entities.values.filter((e) => e.onemap.kind === 'viewshed')"
+                                      ".map((e) => e.onemap.id))]"))
+        assert {f["id"] for f in high} <= drawn_ids
+        page.evaluate(TOP_DOWN_JS, TOP_DOWN_M)
+        _settled(page)
+        assert _wait(page, "() => document.body.dataset.cameraGapsDrawn") == "true"
+        street = [f for f in viewsheds if f["properties"]["kind"] == "street"]
+        high_area = shapely.union_all([_lonlat_to_4548(shapely.geometry.shape(f["geometry"])) for f in high])
+        street_area = shapely.union_all([_lonlat_to_4548(shapely.geometry.shape(f["geometry"])) for f in street])
+        probes = _probe(page, "camera-gaps", _inner_points(street, buildings_4548, per=1, inset_m=2),
+                        "street-viewsheds")
+        _assert_drawn(probes, "street camera viewsheds", at_least=30)
+        cov = _api(server, page, "/analytics/camera-coverage", sites=5)
+        cells = cov["uncovered_hotspots"]["features"]
+        cell_area = shapely.union_all([_lonlat_to_4548(shapely.geometry.shape(f["geometry"])) for f in cells])
+        if cells:
+            probes = _probe(page, "camera-gaps", _inner_points(cells, buildings_4548, per=3, inset_m=10),
+                            "hotspots")
+            _assert_drawn(probes, "unseen hot spots", at_least=min(3, len(cells)), share=0.6)
+        # the lookouts' faint fill alone, away from every street camera's view and hot spot
+        avoid = buildings_4548 | street_area.buffer(5) | cell_area.buffer(5)
+        probes = _probe(page, "camera-gaps", _inner_points(high, avoid, per=40, inset_m=10), "high-viewsheds")
+        _assert_drawn(probes, "high-altitude viewsheds", at_least=20)
+        assert high_area.area > 1e6  # the lookouts see square kilometres past their roofs
         _shot(page, "civil-camera-gaps.png")
         (ARTIFACTS / "civil-camera-gaps.json").write_text(json.dumps({"state": state, "entities": kinds}))
+    finally:
+        _close(context, page)
+
+
+def test_facilities_layer(server: str, browser) -> None:  # noqa: ANN001
+    context, page = _login(browser, server, "/?lang=en")
+    try:
+        fc = _api(server, page, "/collections/facilities/items", limit=1000)
+        assert fc["numberMatched"] == len(fc["features"]) >= 90
+        page.check("[data-layer=facilities]")
+        n = _wait(page, "() => { const ds = onemap.viewer.dataSources.getByName('facilities')[0];"
+                        " return ds.entities.values.filter((e) => e.billboard).length; }")
+        assert n == len(fc["features"])
+        got = page.evaluate("() => Object.fromEntries(onemap.viewer.dataSources.getByName('facilities')[0]"
+                            ".entities.values.map((e) => [e.onemap.id, e.onemap.properties.kind]))")
+        assert got == {f["id"]: f["properties"]["kind"] for f in fc["features"]}
+        page.evaluate(TOP_DOWN_JS, TOP_DOWN_M)
+        _settled(page)
+        # shown: a billboard collection with every icon loaded, drawn by the app's own frames
+        icons = page.evaluate("""() => {
+            const ds = onemap.viewer.dataSources.getByName('facilities')[0];
+            const scene = onemap.viewer.scene, now = onemap.viewer.clock.currentTime;
+            let onScreen = 0;
+            for (const e of ds.entities.values) {
+                const p = e.position.getValue(now);
+                const c = Cesium.Cartographic.fromCartesian(p);
+                const w = Cesium.SceneTransforms.worldToWindowCoordinates(scene,
+                    Cesium.Cartesian3.fromRadians(c.longitude, c.latitude, scene.globe.getHeight(c) ?? 0));
+                const cw = scene.canvas.clientWidth, ch = scene.canvas.clientHeight;
+                if (w && w.x > 0 && w.y > 0 && w.x < cw && w.y < ch) onScreen++;
+            }
+            return {shown: ds.show, onScreen};
+        }""")
+        assert icons["shown"] and icons["onScreen"] >= 0.8 * n, icons
+        _shot(page, "civil-facilities.png")
+    finally:
+        _close(context, page)
+
+
+def test_access_building_colouring_and_isochrones(server: str, browser, buildings_4548) -> None:  # noqa: ANN001
+    context, page = _login(browser, server, "/?lang=en")
+    try:
+        assert page.evaluate("!!onemap.tilesets.buildings"), "the buildings tileset did not load"
+        page.click("[data-tool=access]")
+        key = _wait(page, "() => document.body.dataset.accessBuildings")
+        kind, speed, minutes, n = key.split(":")
+        answer = _api(server, page, "/analytics/access", kind=kind, speed=speed, minutes=minutes, communities="false")
+        times = {b["building_id"]: b["walk_min"] for b in answer["buildings"]}
+        assert int(n) == len(times) > 3000
+        style = page.evaluate("onemap.tilesets.buildings.style.onemap")
+        assert style == {"access": True, "kind": kind, "speed": float(speed), "minutes": int(minutes),
+                         "buildings": len(times)}
+        _settled(page)
+        # every loaded building feature has the colour of its walking-time band
+        # (features of the tiles drawn this frame: a loaded parent tile keeps its old colours until shown)
+        colours = page.evaluate("""() => {
+            const drawn = new Set(onemap.tilesets.buildings._selectedTiles);
+            const out = {};
+            for (const [id, feats] of onemap.featureIndex) {
+                for (const f of feats) {
+                    if (f.content.isDestroyed?.() || !drawn.has(f.content.tile)) continue;
+                    out[id] = f.color.toCssHexString().slice(0, 7);
+                    break;
+                }
+            }
+            return out;
+        }""")
+        assert len(colours) > 500, len(colours)
+        wrong = {i: (c, times.get(i)) for i, c in colours.items() if c != _band_color(times.get(i))}
+        assert not wrong, list(wrong.items())[:10]
+        assert len(set(colours.values())) >= 3, set(colours.values())
+        # the isochrone roads are drawn: pixels on long edges moved towards their band colour
+        page.evaluate(TOP_DOWN_JS, TOP_DOWN_M)
+        done = _wait(page, "() => document.body.dataset.access")  # sites and isochrones too
+        assert done == f"{kind}:{speed}:{minutes}", done
+        _settled(page)
+        edges = _api(server, page, "/analytics/access/isochrones", kind=kind, speed=speed)["features"]
+        items = []
+        for f in edges:
+            line = _lonlat_to_4548(shapely.geometry.shape(f["geometry"]))
+            if f["properties"]["band"] is None or line.length < 60:
+                continue
+            mid = line.interpolate(0.5, normalized=True)
+            if not buildings_4548.contains(mid):
+                lon, lat = TO_4490.transform(mid.x, mid.y)
+                items.append({"lon": lon, "lat": lat, "id": f["id"], "kind": "polyline"})
+        probes = _probe(page, "access-isochrones", items, "isochrones")
+        _assert_drawn(probes, "isochrone roads", at_least=20)
+        _shot(page, "civil-access.png")
+    finally:
+        _close(context, page)
+
+
+def test_grid_and_reference_polygons_draw(server: str, browser, buildings_4548) -> None:  # noqa: ANN001
+    """The other polygon layers of the planner view: grid cells coloured by population, geofences."""
+    context, page = _login(browser, server, "/?lang=en")
+    try:
+        page.evaluate(TOP_DOWN_JS, TOP_DOWN_M)
+        page.check("[data-layer=grid]")
+        page.select_option("#grid-metric", "population")
+        _wait(page, "() => onemap.viewer.dataSources.getByName('grid')[0].entities.values.length > 0")
+        page.check("[data-layer=geofences]")
+        _wait(page, "() => onemap.viewer.dataSources.getByName('geofences')[0].entities.values.length > 0")
+        _settled(page)
+        cells = _api(server, page, "/collections/grid_cells/items", limit=1000)["features"]
+        fences = _api(server, page, "/collections/geofences/items", limit=1000)["features"]
+        fence_area = shapely.union_all([_lonlat_to_4548(shapely.geometry.shape(f["geometry"])) for f in fences])
+        probes = _probe(page, "grid", _inner_points(cells, buildings_4548 | fence_area.buffer(5), per=2, inset_m=10),
+                        "grid")
+        _assert_drawn(probes, "grid cells by population", at_least=30)
+        probes = _probe(page, "geofences", _inner_points(fences, buildings_4548, per=2, inset_m=5), "geofences")
+        _assert_drawn(probes, "geofences", at_least=5, share=0.7)
+        _shot(page, "civil-grid-geofences.png")
     finally:
         _close(context, page)
 
