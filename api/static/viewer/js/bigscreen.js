@@ -1,5 +1,6 @@
 // Big-screen mode (/?mode=bigscreen): KPIs, an alarm ticker, flashing new events and live
-// patroller positions from /stream, and an automatic camera tour. Needs no clicks.
+// patroller positions from /stream, and an automatic camera tour. Needs no clicks. Renders on
+// demand (renderOnDemand below).
 
 import { getJson, getOptional } from "./api.js";
 import { fmtNumber, fmtTime, t, tv } from "./i18n.js";
@@ -196,6 +197,29 @@ export function setTour(on) {
   document.body.dataset.tour = on ? "on" : "off";
 }
 
+// ------------------------------------------------------------------------------------ frames
+/**
+ * The wall screen renders when something changed, not continuously: a camera flight (the tour,
+ * a new event) renders by itself, every module asks for a frame when it adds or moves what it
+ * shows (live positions, new events, layers), and the flashing markers ask for frames while they
+ * pulse. A continuous loop redrew an unchanged scene all day; in software GL (the browser tests,
+ * a wall PC without a GPU) a 1920×1080 frame takes seconds, and the page's main thread — which also
+ * reads /stream and updates the ticker — was busy drawing them: an alarm reached the ticker 6 s
+ * after its POST, most of it waiting for frames. ?render=continuous keeps the loop (benchmarks).
+ */
+function renderOnDemand(v) {
+  if (new URLSearchParams(location.search).get("render") === "continuous") return;
+  const scene = v.scene;
+  scene.requestRenderMode = true;
+  // the clock still runs (shouldAnimate), but nothing shown on the wall depends on it
+  scene.maximumRenderTimeChange = Number.POSITIVE_INFINITY;
+  scene.preUpdate.addEventListener(() => {
+    // pulsing markers; entity geometry still building (it advances one step per rendered frame)
+    if (flashes.entities.values.length > 0 || v.clockViewModel.canAnimate === false) scene.requestRender();
+  });
+  scene.requestRender();
+}
+
 // ------------------------------------------------------------------------------------ init
 function tickClock() {
   const el = document.getElementById("big-clock");
@@ -219,6 +243,7 @@ export function initBigscreen(v, opts) {
   document.getElementById("bigscreen").hidden = false;
   flashes = new Cesium.CustomDataSource("flashes");
   viewer.dataSources.add(flashes);
+  renderOnDemand(viewer);
   renderKpis();
   refreshKpis();
   setInterval(refreshKpis, KPI_REFRESH_MS);

@@ -21,8 +21,21 @@ function workerIcon(kind) {
   return markerIcon(kind === "vehicle" ? "#1f6feb" : "#ff7b00", { size: 22, glyph: kind === "vehicle" ? "车" : "人" });
 }
 
-/** Create/move the live marker of a worker: {worker_id, name?, lon, lat, t?, kind?}. */
-export function upsertWorker(fix) {
+// Live positions ask for one frame a moment after a burst, not one at once: a device's batch
+// commits its positions and the alarms it raises together, and the position messages come first on
+// /stream. Rendering at once started a frame (seconds long in software GL: a wall PC without a GPU,
+// the browser tests) before the alarm that followed was read, so it reached the ticker a frame late.
+const POSITION_FRAME_DELAY_MS = 250;
+let frameTimer = null;
+
+function frameSoon() {
+  if (frameTimer !== null) return;
+  frameTimer = setTimeout(() => { frameTimer = null; viewer.scene.requestRender(); }, POSITION_FRAME_DELAY_MS);
+}
+
+/** Create/move the live marker of a worker: {worker_id, name?, lon, lat, t?, kind?}; `soon`: ask for
+ * the frame a moment later (frameSoon). */
+export function upsertWorker(fix, { soon = false } = {}) {
   const id = fix.worker_id ?? fix.id;
   if (!id || fix.lon === undefined) return null;
   const position = Cesium.Cartesian3.fromDegrees(Number(fix.lon), Number(fix.lat));
@@ -50,7 +63,8 @@ export function upsertWorker(fix) {
     e.position = position;
     if (fix.name) e.label.text = fix.name;
   }
-  viewer.scene.requestRender();
+  if (soon) frameSoon();
+  else viewer.scene.requestRender();
   const prev = e.onemap?.properties ?? {};
   e.onemap = { kind: "worker", id, properties: { ...prev, ...fix, worker_id: id } };
   return e;
@@ -204,7 +218,7 @@ export function initPatrol(v, { center } = {}) {
     // {type: "position", count, total, positions: [{worker_id, device_id, t, lon, lat, speed}]}
     const fixes = Array.isArray(msg) ? msg : Array.isArray(msg?.positions) ? msg.positions : [msg];
     for (const fix of fixes) {
-      const e = upsertWorker(fix);
+      const e = upsertWorker(fix, { soon: true });
       if (e) e.onemap.properties.t_display = fmtTime(fix.t);
     }
   });
