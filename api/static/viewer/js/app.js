@@ -53,7 +53,8 @@ function createViewer() {
     timeline: !big,
     infoBox: false,
     selectionIndicator: false,
-    // Planners' view renders on demand (idle = no frames, no CPU); the wall screen animates always.
+    // Planners' view renders on demand (idle = no frames, no CPU); the wall screen switches to it
+    // once its modules are set up (bigscreen.js renderOnDemand).
     // ?render=continuous forces a render loop (benchmarks).
     requestRenderMode: !big && params.get("render") !== "continuous",
     maximumRenderTimeChange: 0,
