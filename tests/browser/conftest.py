@@ -1,6 +1,9 @@
 """Fixtures of the viewer's browser tests (this folder): the clipped sample district, its database,
-accounts, one Chromium per module and the real API serving the viewer. Module-scoped: each test
-module gets its own district, database and server."""
+accounts, one Chromium and the real API serving the viewer. Package-scoped: every module of
+tests/browser shares one district, database, Chromium and server (built once: the tiles build
+and the sample load cost minutes on 2 cores). Modules therefore must not depend on a pristine
+database: they add their own rows (events, accounts, fixes) and compare with what they added or
+with counts read from SQL at the time."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ if not Path(CHROMIUM).exists():  # pragma: no cover - the Makefile installs it f
     pytest.skip(f"{CHROMIUM} not installed (make setup-test installs it)", allow_module_level=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def district(sample_dir: Path) -> Iterator[dict]:
     """The clipped delivery and its tiles (built by the real `onemap tiles build`)."""
     root = make_world_readable_tmpdir("onemap-viewer-")
@@ -32,7 +35,7 @@ def district(sample_dir: Path) -> Iterator[dict]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def viewer_db(pg_server, district: dict) -> Iterator[str]:  # noqa: ANN001 - tests.db_support.PgServer
     """A database of its own on the session cluster, loaded with the clipped delivery (owner URL)."""
     from gis import migrate
@@ -51,7 +54,7 @@ def viewer_db(pg_server, district: dict) -> Iterator[str]:  # noqa: ANN001 - tes
     yield url
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def tokens(viewer_db: str) -> dict[str, str]:
     from api.auth import add_user
 
@@ -62,7 +65,7 @@ def tokens(viewer_db: str) -> dict[str, str]:
         engine.dispose()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
@@ -72,7 +75,7 @@ def browser() -> Iterator[object]:
         b.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def server(district: dict, viewer_db: str, browser) -> Iterator[str]:  # noqa: ANN001
     media = district["root"] / "media"
     record_test_clip(browser, media / "sample.webm")

@@ -24,12 +24,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from core.frames import projected_to_lonlat
 from tests.browser.pages import HAN, Page, assert_scene_loaded, diagnostics
 
-# Not yet seen passing (see the issue's notes): run them with ONEMAP_PENDING_BROWSER_TESTS=1.
+# Not yet seen passing as a whole (see the issue's notes): run it with ONEMAP_PENDING_BROWSER_TESTS=1.
 if os.environ.get("ONEMAP_PENDING_BROWSER_TESTS") != "1":
     pytest.skip("the operator flows (issue 12) have not yet been seen passing end to end in software GL; "
                 "ONEMAP_PENDING_BROWSER_TESTS=1 runs it", allow_module_level=True)
@@ -38,6 +40,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(3 * 3600)]
 
 #: the issue's bound: an alarm on the big screen within 5 s of the device's POST
 ALARM_WITHIN_MS = 5_000
+CATEGORIES_CLUSTER = ("sanitation", "street_order")
 
 
 def _shot(p: Page, name: str) -> None:
@@ -76,6 +79,9 @@ def big(server: str, browser, tokens: dict[str, str]) -> Iterator[Page]:  # noqa
     p.open("/?mode=bigscreen&tour=off&tour_s=4")
     assert_scene_loaded(p)
     p.wait("() => document.body.dataset.live === 'open' && document.body.dataset.kpis === 'loaded'")
+    # idle, as a wall screen is once it has been up a moment: the frames of its start-up (seconds
+    # each in software GL) drawn, so the alarm test times the live path, not that backlog
+    p.eval("onemap.whenSettled()")
     yield p
     p.close()
 
@@ -91,6 +97,19 @@ def ops(server: str, browser, tokens: dict[str, str]) -> Iterator[Page]:  # noqa
 
 
 # ------------------------------------------------------------------------------------ big screen
+#: records, in the page, when each live alarm arrived over /stream and when its ticker row was
+#: added (Date.now(), the machine's clock, as time.time() here), and the frames rendered
+ALARM_PROBE_JS = """() => {
+  const seen = window.__alarmSeen = {};
+  const frames = window.__frames = [];
+  onemap.live.on('alarm', (a) => { (seen[`alarm:${a.id}`] ??= {}).sse ??= Date.now(); });
+  new MutationObserver(() => {
+    for (const li of document.querySelectorAll('#ticker-list li')) (seen[li.dataset.key] ??= {}).dom ??= Date.now();
+  }).observe(document.getElementById('ticker-list'), { childList: true });
+  onemap.viewer.scene.postRender.addEventListener(() => frames.push(Date.now()));
+}"""
+
+
 def test_device_batch_raises_alarm_on_big_screen(big: Page, server: str, viewer_db: str) -> None:
     area = _one(viewer_db, """
         SELECT g.worker_id, d.id AS device, ST_X(ST_PointOnSurface(g.geom)) AS in_lon,
@@ -100,19 +119,31 @@ def test_device_batch_raises_alarm_on_big_screen(big: Page, server: str, viewer_
          WHERE g.kind = 'patrol_area' ORDER BY g.worker_id, d.id LIMIT 1""")
     token = _device_token(viewer_db, "ops-test-device-alarm", area["device"])
     before = set(big.eval("[...document.querySelectorAll('#ticker-list li')].map((li) => li.dataset.key)"))
+    big.eval(ALARM_PROBE_JS)
     now = datetime.now(UTC).replace(microsecond=0)
     out_lon = area["xmax"] + 0.003  # ~280 m east of the area
     batch = [_fix(area["device"], now - timedelta(seconds=95), area["in_lon"], area["in_lat"])]
     batch += [_fix(area["device"], now - timedelta(seconds=s), out_lon, area["ymid"]) for s in range(85, 0, -10)]
+    t_send = time.time()
     r = httpx.post(f"{server}/gps/fixes", json=batch, headers={"Authorization": f"Bearer {token}"}, timeout=60)
-    t_post = time.monotonic()
+    t_post = time.time()
     assert r.status_code == 202 and r.json()["accepted"] == len(batch), r.text
     key = big.wait(
         """(before) => [...document.querySelectorAll('#ticker-list li')].map((li) => li.dataset.key)
               .find((k) => k.startsWith('alarm:') && !before.includes(k))""",
         arg=sorted(before), timeout=ALARM_WITHIN_MS, polling=100)
-    waited = time.monotonic() - t_post
-    print(f"alarm {key} on the big screen {waited:.2f} s after the POST")
+    # when it really appeared (the page's clock), not when this poll saw it: an evaluate waits
+    # for the page's main thread, so a poll can return after the deadline with a true answer
+    seen = big.eval("(k) => ({...window.__alarmSeen[k], frames: window.__frames})", key)
+    stored = _one(viewer_db, "SELECT extract(epoch FROM max(created_at)) AS at FROM stream_messages "
+                             "WHERE type = 'alarm' AND payload->>'id' = :id", id=key.split(":")[1])["at"]
+    frames = [b - a for a, b in zip(seen["frames"], seen["frames"][1:], strict=False)]
+    print(f"alarm {key}: POST {1000 * (t_post - t_send):.0f} ms; after its response: "
+          f"on /stream in the page {seen.get('sse', 0) / 1000 - t_post:+.2f} s, on the ticker "
+          f"{seen['dom'] / 1000 - t_post:+.2f} s (stored {float(stored or 0) - t_post:+.2f} s, transaction "
+          f"start); {len(seen['frames'])} frames rendered meanwhile"
+          + (f", longest {max(frames)} ms" if frames else ""))
+    assert seen["dom"] / 1000 - t_post <= ALARM_WITHIN_MS / 1000, (seen, t_post, diagnostics(big))
     row = _one(viewer_db, "SELECT kind, worker_id FROM alarms WHERE id = :id", id=int(key.split(":")[1]))
     assert row == {"kind": "left_patrol_area", "worker_id": area["worker_id"]}
     text = big.page.locator(f'#ticker-list li[data-key="{key}"]').inner_text()
@@ -132,13 +163,25 @@ def test_auto_tour_advances(big: Page) -> None:
 
 
 # ------------------------------------------------------------------------------------ operator
-def test_dispatch_from_event_panel(ops: Page, server: str, viewer_db: str, tokens: dict[str, str]) -> None:
+def test_dispatch_from_event_panel(ops: Page, server: str, viewer_db: str, tokens: dict[str, str],
+                                   district: dict) -> None:
+    # An active worker that is not busy (preferably one without a patrol area: no alarm from
+    # moving it), whose device reports it at the road vertex nearest the window's centre: the
+    # clipped district's workers were last seen anywhere in the whole sample district, mostly
+    # outside the window and its road graph.
+    win = district["window"]
     w = _one(viewer_db, """
-        SELECT w.id AS worker_id, d.id AS device, ST_X(wp.geom) AS lon, ST_Y(wp.geom) AS lat
-          FROM workers w JOIN devices d ON d.worker_id = w.id JOIN worker_positions wp ON wp.worker_id = w.id
-         WHERE w.active AND NOT EXISTS (SELECT 1 FROM geofences g WHERE g.worker_id = w.id)
-            OR w.id = (SELECT max(worker_id) FROM geofences WHERE kind = 'patrol_area')
-         ORDER BY w.id DESC LIMIT 1""")
+        SELECT w.id AS worker_id, d.id AS device, ST_X(ST_Transform(v.geom_4548, 4490)) AS lon,
+               ST_Y(ST_Transform(v.geom_4548, 4490)) AS lat
+          FROM workers w JOIN devices d ON d.worker_id = w.id
+         CROSS JOIN (SELECT geom_4548 FROM road_vertices
+                      ORDER BY geom_4548 <-> ST_SetSRID(ST_MakePoint(:x, :y), 4548) LIMIT 1) v
+         WHERE w.active
+           AND NOT EXISTS (SELECT 1 FROM events e WHERE e.worker_id = w.id
+                            AND e.status IN ('dispatched', 'en_route', 'on_scene'))
+         ORDER BY EXISTS (SELECT 1 FROM geofences g WHERE g.worker_id = w.id AND g.kind = 'patrol_area'),
+                  w.id DESC, d.id
+         LIMIT 1""", x=(win.x0 + win.x1) / 2, y=(win.y0 + win.y1) / 2)
     token = _device_token(viewer_db, "ops-test-device-dispatch", w["device"])
     r = httpx.post(f"{server}/gps/fixes", json=[_fix(w["device"], datetime.now(UTC), w["lon"], w["lat"])],
                    headers={"Authorization": f"Bearer {token}"}, timeout=60)
@@ -202,9 +245,12 @@ def _heat_count(url: str, start: str, until: str, category: str | None) -> int:
                 a=start, b=until, c=category)["n"]
 
 
-def test_heatmap_time_and_category_filter_and_clusters(ops: Page, viewer_db: str) -> None:
-    last = _one(viewer_db, "SELECT (max(reported_at) AT TIME ZONE 'Asia/Shanghai')::date::text AS day, "
-                           "mode() WITHIN GROUP (ORDER BY category) AS cat FROM events")
+def test_heatmap_time_and_category_filter_and_clusters(ops: Page, viewer_db: str, server: str,
+                                                     tokens: dict[str, str], district: dict) -> None:
+    # the last day of the loaded history (the events these tests report are today's: a window
+    # ending today held only those)
+    last = _one(viewer_db, "SELECT (max(reported_at) AT TIME ZONE 'Asia/Shanghai')::date::text AS day FROM events "
+                           "WHERE reported_at < now() - interval '1 day'")
     ops.eval("document.querySelector('[data-tool=\"heatmap\"]').click()")
     ops.page.wait_for_selector("#heat-status[data-total]", state="attached")
     ops.eval("""(day) => { const e = document.getElementById('heat-end'); e.max = ''; e.value = day;
@@ -218,15 +264,32 @@ def test_heatmap_time_and_category_filter_and_clusters(ops: Page, viewer_db: str
     assert total == _heat_count(viewer_db, st["start"], st["until"], None) > 0, st
     assert ops.eval("onemap.viewer.imageryLayers.length") >= 2
     _shot(ops, "heatmap")
-    ops.page.select_option("#heat-category", last["cat"])
-    ops.wait("(c) => document.getElementById('heat-status').dataset.category === c", arg=last["cat"])
+    # the commonest category of the window shown (the commonest overall may have none in it)
+    cat = _one(viewer_db, """SELECT mode() WITHIN GROUP (ORDER BY category) AS cat FROM events
+                              WHERE reported_at >= CAST(:a AS timestamptz) AND reported_at < CAST(:b AS timestamptz)""",
+               a=st["start"], b=st["until"])["cat"]
+    ops.page.select_option("#heat-category", cat)
+    ops.wait("(c) => document.getElementById('heat-status').dataset.category === c", arg=cat)
     st = ops.eval("({...document.getElementById('heat-status').dataset})")
-    assert int(st["total"]) == _heat_count(viewer_db, st["start"], st["until"], last["cat"]), st
+    assert int(st["total"]) == _heat_count(viewer_db, st["start"], st["until"], cat), st
     assert 0 < int(st["total"]) < total
     _shot(ops, "heatmap-category")
     ops.eval("document.querySelector('[data-tool=\"heatmap\"]').click()")
 
-    # clusters: the event markers, seen from high enough, merge into counted clusters
+    # clusters: the event markers, seen from high enough, merge into counted clusters. The events
+    # layer shows the last 30 days and the sample's history ends earlier: residents report a few
+    # now, within ~60 m of the window's centre.
+    win = district["window"]
+    lon, lat = projected_to_lonlat(np.array([(win.x0 + win.x1) / 2]), np.array([(win.y0 + win.y1) / 2]), "EPSG:4548")
+    ids = []
+    for k, (dlon, dlat) in enumerate([(0.0002, 0.0002), (-0.0003, 0.0001), (0.0001, -0.0004), (-0.0002, -0.0002)]):
+        r = httpx.post(f"{server}/events", headers={"Authorization": f"Bearer {tokens['operator']}"}, timeout=60,
+                       json={"category": CATEGORIES_CLUSTER[k % 2], "priority": "C", "source": "resident",
+                             "description": f"浏览器测试：聚合 {k + 1}", "lon": float(lon[0]) + dlon,
+                             "lat": float(lat[0]) + dlat})
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    ops.wait("(ids) => ids.every((id) => onemap.events.byId.has(id))", arg=ids, polling=500)
     ops.eval("""() => { const [lon, lat] = onemap.district.center;
         onemap.viewer.camera.setView({ destination: Cesium.Cartesian3.fromDegrees(lon, lat, 6000) }); }""")
     ops.wait("""() => { onemap.viewer.scene.requestRender();
