@@ -211,8 +211,13 @@ def is_viewer_document(path: str) -> bool:
     return path == "/" or path.startswith("/viewer/")
 
 
+def is_cesium_worker(path: str) -> bool:
+    """Cesium's worker scripts: a dedicated worker runs under the CSP of its own script response."""
+    return path.startswith("/cesium/Workers/")
+
+
 def content_security_policy(settings: Settings, script_hashes: tuple[str, ...] = (), *,
-                            viewer: bool = False) -> str:
+                            viewer: bool = False, worker: bool = False) -> str:
     """The CSP. Everything from the origin itself; beyond that only what was measured to be
     needed (a strict policy in headless Chromium, violations recorded; tests/test_viewer_browser.py
     records 0 with this one):
@@ -223,6 +228,10 @@ def content_security_policy(settings: Settings, script_hashes: tuple[str, ...] =
       style attributes and inject ``<style>`` elements; ``worker-src blob:`` — Cesium starts its
       workers from blob: URLs, and ``script-src blob:`` — those workers ``importScripts()`` a
       blob: URL (refused, no terrain tile is ever decoded and the scene never finishes loading);
+    * Cesium's worker scripts (``/cesium/Workers/…``; a worker runs under its script's CSP):
+      ``script-src 'wasm-unsafe-eval'`` — the Draco decoder (KHR_draco_mesh_compression tiles:
+      ``onemap tiles mesh|buildings --compress draco``) compiles WebAssembly in its worker, which
+      a script-src without it refuses (the tiles then fail to load);
     * ``img-src data: blob:`` — Cesium's inline icons, textures decoded from blob: URLs;
     * an online base map's origin in ``img-src``/``connect-src`` only when one is configured;
     * other pages: inline scripts only by hash (the /docs page's Swagger UI start-up script).
@@ -233,7 +242,8 @@ def content_security_policy(settings: Settings, script_hashes: tuple[str, ...] =
     hashes = "".join(f" 'sha256-{h}'" for h in script_hashes)
     return "; ".join((
         "default-src 'self'",
-        f"script-src 'self'{hashes}" + (" 'unsafe-eval' blob:" if viewer else ""),
+        f"script-src 'self'{hashes}" + (" 'unsafe-eval' blob:" if viewer else "")
+        + (" 'wasm-unsafe-eval'" if worker else ""),
         "worker-src 'self'" + (" blob:" if viewer else ""),
         f"img-src 'self' data: blob:{ext}",
         f"connect-src 'self' data: blob:{ext}",
@@ -258,6 +268,7 @@ class SecurityHeaders:
         self.settings = settings
         self.csp = content_security_policy(settings).encode()
         self.viewer_csp = content_security_policy(settings, viewer=True).encode()
+        self.worker_csp = content_security_policy(settings, worker=True).encode()
         frame = settings.api.frame_ancestors
         self.static = [
             (b"x-content-type-options", b"nosniff"),
@@ -284,7 +295,8 @@ class SecurityHeaders:
             await self._hashed(scope, receive, send)
             return
 
-        csp = self.viewer_csp if is_viewer_document(scope["path"]) else self.csp
+        path = scope["path"]
+        csp = self.viewer_csp if is_viewer_document(path) else self.worker_csp if is_cesium_worker(path) else self.csp
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

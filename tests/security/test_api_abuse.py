@@ -127,6 +127,15 @@ def test_security_headers_on_every_response(client, path: str) -> None:  # noqa:
     assert r.headers["referrer-policy"] == "no-referrer"
 
 
+def test_cesium_workers_may_compile_wasm_and_nothing_else(client) -> None:  # noqa: ANN001
+    """Draco tiles (``--compress draco``) are decoded by WebAssembly in Cesium's worker, which runs
+    under its own script's CSP: only /cesium/Workers/ gets 'wasm-unsafe-eval', never 'unsafe-eval'."""
+    worker = client.get("/cesium/Workers/decodeDraco.js").headers["content-security-policy"]
+    assert "'wasm-unsafe-eval'" in worker and "'unsafe-eval'" not in worker.replace("'wasm-unsafe-eval'", "")
+    for path in ("/", "/collections", "/cesium/Cesium.js"):
+        assert "wasm-unsafe-eval" not in client.get(path).headers["content-security-policy"], path
+
+
 def test_frame_ancestors_configurable(api_db_url, tiles_dir) -> None:  # noqa: ANN001
     with _app(api_db_url, tiles_dir, frame_ancestors="'self' https://portal.example.cn") as c:
         csp = c.get("/").headers["content-security-policy"]
