@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import pandas as pd
@@ -90,47 +89,3 @@ def quiet(conn: psycopg.Connection) -> None:
     """No NOTIFY from triggers for the rest of this transaction (bulk historical loads)."""
     conn.execute("SELECT set_config('onemap.quiet', 'on', true)")
     conn.execute("SELECT set_config('onemap.actor', 'loader', true)")
-
-
-@contextmanager
-def constraints_deferred_to_end(conn: psycopg.Connection, tables: Sequence[str]) -> Iterator[None]:
-    """For a bulk insert into freshly TRUNCATEd ``tables``: drop their foreign keys and secondary
-    indexes (not those backing a primary key, unique or exclusion constraint), let the caller
-    insert, then re-create them from their saved definitions. An index is then built in one
-    sorted pass instead of one insertion per row, and a foreign key is checked by one join
-    instead of one lookup per row (what pg_restore does). Transactional: if the load fails, the
-    rollback restores everything; if a re-added foreign key finds an orphan, the load fails."""
-    regclasses = [list(tables)]
-    indexes = conn.execute(
-        """SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
-             FROM pg_index i
-            WHERE i.indrelid = ANY (%s::regclass[])
-              AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
-            ORDER BY 1""",
-        regclasses,
-    ).fetchall()
-    foreign_keys = conn.execute(
-        """SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
-             FROM pg_constraint
-            WHERE contype = 'f' AND conrelid = ANY (%s::regclass[])
-            ORDER BY 1, 2""",
-        regclasses,
-    ).fetchall()
-    for table, name, _ in foreign_keys:
-        conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(_qualified(table), sql.Identifier(name)))
-    for name, _ in indexes:
-        conn.execute(sql.SQL("DROP INDEX {}").format(_qualified(name)))
-    yield
-    conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
-    for _, definition in indexes:
-        conn.execute(definition)  # noqa: S608 - pg_get_indexdef output
-    for table, name, definition in foreign_keys:
-        conn.execute(
-            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(_qualified(table), sql.Identifier(name))
-            + sql.SQL(definition)  # pg_get_constraintdef output
-        )
-
-
-def _qualified(regclass_text: str) -> sql.Composable:
-    """``schema.name`` or ``name`` as printed by ``::regclass::text`` -> an identifier."""
-    return sql.Identifier(*regclass_text.replace('"', "").split("."))
