@@ -25,7 +25,7 @@ from tests.db_support import PgServer
 REPO = Path(__file__).resolve().parent.parent
 
 #: fixture modules: the API database/tokens/tiles/client, the tiny PostGIS district
-pytest_plugins = ["tests.fixtures.api", "tests.fixtures.gis"]
+pytest_plugins = ["tests.fixtures.api", "tests.fixtures.gis", "tests.fixtures.sample"]
 
 
 def make_world_readable_tmpdir(prefix: str) -> Path:

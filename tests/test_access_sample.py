@@ -2,7 +2,7 @@
 networkx on the sample's own road graph (read back) for a subset of buildings, every published
 community count obeys the suppression rule, and notebooks/access.ipynb runs top to bottom.
 
-Loads the sample with only a few GPS fixes (access needs none)."""
+Reads the full sample of the session (tests/fixtures/gis.py: `full_sample`, GPS limited to 1,000 fixes)."""
 
 from __future__ import annotations
 
@@ -18,20 +18,19 @@ import sqlalchemy as sa
 from nbclient import NotebookClient
 
 from gis import access
-from gis.loaders import load_sample
-from tests.gis_helpers import libpq
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "access.ipynb"
 
 
 @pytest.fixture(scope="module")
-def sample_loaded(sample_dir: Path, pg_url: str):  # noqa: ANN201 - LoadReport
-    return load_sample(sample_dir, url=libpq(pg_url), gps_limit=1000)
+def sample_loaded(full_sample: tuple[str, object]):  # noqa: ANN201 - LoadReport
+    """The full sample, loaded once per session into its own database (tests/fixtures/gis.py)."""
+    return full_sample[1]
 
 
 @pytest.fixture()
-def db(sample_loaded, pg_url: str):  # noqa: ANN001, ANN201
-    engine = sa.create_engine(pg_url)
+def db(sample_loaded, sample_url: str):  # noqa: ANN001, ANN201
+    engine = sa.create_engine(sample_url)
     with engine.connect() as conn:
         yield conn
     engine.dispose()
@@ -116,7 +115,7 @@ def test_sites_on_the_sample(db: sa.Connection) -> None:
     assert gains == sorted(gains, reverse=True) and all(g % 5 == 0 and g >= 5 for g in gains)
 
 
-def test_notebook_runs_on_the_sample(sample_loaded, use_database: str) -> None:  # noqa: ANN001
+def test_notebook_runs_on_the_sample(sample_loaded, use_sample_database: str) -> None:  # noqa: ANN001
     nb = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(NOTEBOOK.parent.parent)}}).execute()

@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import create_engine
 
 from gis import targets
-from gis.loaders import load_sample
 from tests.gis_helpers import libpq
 
 REPO = Path(__file__).resolve().parent.parent
@@ -20,15 +19,16 @@ SAMPLE_END = datetime(2026, 10, 31, 16, 0, tzinfo=UTC)  # 2026-11-01 00:00 local
 
 
 @pytest.fixture(scope="module")
-def sample_loaded(sample_dir: Path, pg_url: str):  # noqa: ANN201 - LoadReport
-    return load_sample(sample_dir, url=libpq(pg_url), gps_limit=1000, derive=False)
+def sample_loaded(full_sample: tuple[str, object]):  # noqa: ANN201 - LoadReport
+    """The full sample, loaded once per session into its own database (tests/fixtures/gis.py)."""
+    return full_sample[1]
 
 
-def test_load_sample_brings_civil_tables(sample_loaded, sample_dir: Path, pg_url: str) -> None:  # noqa: ANN001
+def test_load_sample_brings_civil_tables(sample_loaded, sample_dir: Path, sample_url: str) -> None:  # noqa: ANN001
     layers = {layer.layer: layer for layer in sample_loaded.layers}
     for name in ("surveys", "care_households", "care_visits"):
         assert layers[name].loaded > 0 and not layers[name].rejects, name
-    with psycopg.connect(libpq(pg_url)) as c:
+    with psycopg.connect(libpq(sample_url)) as c:
         n_cam, n_vs = c.execute("SELECT (SELECT count(*) FROM cameras), (SELECT count(*) FROM camera_viewsheds)"
                                 ).fetchone()
         overdue = c.execute("SELECT sum(overdue) FROM care_by_community(%s) WHERE community_id IS NULL",
@@ -37,8 +37,8 @@ def test_load_sample_brings_civil_tables(sample_loaded, sample_dir: Path, pg_url
     assert overdue is not None and 0 < overdue < layers["care_households"].loaded
 
 
-def test_sample_targets_on_and_off_track(sample_loaded, pg_url: str) -> None:  # noqa: ANN001
-    engine = create_engine(pg_url)
+def test_sample_targets_on_and_off_track(sample_loaded, sample_url: str) -> None:  # noqa: ANN001
+    engine = create_engine(sample_url)
     with engine.connect() as c:
         doc = targets.evaluate(c, targets.load_targets(REPO / "data/targets/jiefang.yaml"), SAMPLE_END)
     engine.dispose()
