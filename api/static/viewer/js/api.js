@@ -24,6 +24,53 @@ export function url(path, params = {}) {
   return u.pathname + u.search;
 }
 
+/**
+ * The server runs at most `analytics_per_token` (default 2) /analytics requests of one token at a
+ * time and answers 429 + Retry-After beyond that. A view that opens several panels at once (the
+ * planners' access colouring, targets and camera gaps; the big screen's KPIs) must therefore queue
+ * its own analytics calls instead of firing them together; and a 429 (another tab on the same
+ * token, a busy server) is retried after the Retry-After the server names, a few times.
+ */
+const ANALYTICS_AT_ONCE = 2;
+const RETRIES_ON_429 = 4;
+let analyticsRunning = 0;
+const analyticsWaiting = [];
+
+async function analyticsTurn() {
+  if (analyticsRunning < ANALYTICS_AT_ONCE) {
+    analyticsRunning += 1;
+    return;
+  }
+  await new Promise((resolve) => analyticsWaiting.push(resolve));
+}
+
+function analyticsDone() {
+  const next = analyticsWaiting.shift();
+  if (next) next();  // the slot passes straight to the next waiter
+  else analyticsRunning -= 1;
+}
+
+const sleep = (ms, signal) => new Promise((resolve, reject) => {
+  const t = setTimeout(resolve, ms);
+  signal?.addEventListener("abort", () => { clearTimeout(t); reject(signal.reason); }, { once: true });
+});
+
+async function fetchWithLimits(target, init) {
+  const analytics = target.startsWith("/analytics");
+  for (let attempt = 0; ; attempt += 1) {
+    if (analytics) await analyticsTurn();
+    let res;
+    try {
+      res = await fetch(target, init);
+    } finally {
+      if (analytics) analyticsDone();
+    }
+    if (res.status !== 429 || attempt >= RETRIES_ON_429) return res;
+    const wait = Number(res.headers.get("Retry-After"));
+    await sleep(1000 * (Number.isFinite(wait) && wait > 0 ? Math.min(wait, 30) : 1 + attempt), init.signal);
+  }
+}
+
 /** GET/POST JSON. Throws ApiError with the server's `detail` on non-2xx. */
 export async function request(path, { method = "GET", params, body, signal, headers } = {}) {
   const init = { method, signal, headers: withAuth({ Accept: "application/json", ...headers }) };
@@ -31,7 +78,7 @@ export async function request(path, { method = "GET", params, body, signal, head
     init.body = JSON.stringify(body);
     init.headers["Content-Type"] = "application/json";
   }
-  const res = await fetch(url(path, params), init);
+  const res = await fetchWithLimits(url(path, params), init);
   const text = await res.text();
   let data = null;
   if (text) {
