@@ -35,32 +35,24 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import pyogrio
-import rasterio
-import rasterio.errors
 import shapely
 from pyproj import CRS, Transformer
 
 from core.delivery import Accounting
 from core.delivery.mapping import FieldMapping, load_mapping
-from core.delivery.read import pick_layer, read_layer
-from core.frames import EnuFrame, active_geoid, geoid_undulation, projected_to_lonlat, using_geoid, working_crs_for
+from core.delivery.read import read_layer
+from core.frames import EnuFrame, active_geoid, using_geoid
 from pipelines import partitions as pt
 from pipelines.building_tiles import EncoderState, TileJob, building_colors, run_jobs, tile_fingerprint
-from pipelines.ground import Ground
 from pipelines.publish import digest
 from tiles import building_mesh as bm
-from tiles.tileset import (
-    build_quadtree,
-    snapped_square,
-)
+from tiles.tileset import build_quadtree
 
 if TYPE_CHECKING:
     from pipelines.buildings import BuildingOptions, PreparedBuildings
 
 log = logging.getLogger(__name__)
 
-PARTITIONED_SUFFIXES = (".gpkg", ".fgb", ".shp", ".geojson", ".json", ".gml", ".sqlite")
 ENGINE_OPTIONS = ("dask", "workers", "dry_run")  # how a run executes, not what it writes
 _AFTER_DUP = ("duplicate_id", "outside_boundary", "absurd_height", "missing_height")
 
@@ -89,48 +81,17 @@ class Plan:
 def plan_partitions(src: Path | str, options: BuildingOptions) -> Plan | None:
     """The partition plan, or None when the one-piece build applies (one partition, or a format
     read whole: CSV, GeoParquet)."""
-    path = Path(src)
-    if path.suffix.lower() not in PARTITIONED_SUFFIXES or not path.is_file() or options.partition_level == 0:
-        return None
     mapping = load_mapping(options.mapping) if options.mapping else FieldMapping()
-    try:
-        layer = pick_layer(path, options.layer or mapping.layer)
-        info = pyogrio.read_info(path, layer=layer, force_feature_count=True, force_total_bounds=True)
-    except Exception:  # noqa: BLE001 - unreadable: the one-piece path reports it properly
+    probe = pt.probe_source(src, options, mapping)
+    if probe is None:
         return None
-    n = int(info.get("features") or 0)
-    bounds = info.get("total_bounds")
-    declared = info.get("crs") or options.src_crs or mapping.crs
-    if n <= options.partition_features and options.partition_level is None:
-        return None
-    if n == 0 or bounds is None or not np.all(np.isfinite(bounds)) or declared is None:
-        return None
-    layer_crs = CRS.from_user_input(declared)
-    working = working_crs_for(tuple(bounds), layer_crs)
-    to_work = Transformer.from_crs(layer_crs, working, always_xy=True)
-    wb = to_work.transform_bounds(*bounds, densify_pts=21)
-    square = snapped_square(np.array([[wb[0], wb[1]], [wb[2], wb[3]]]), 250.0)
-    level = options.partition_level
-    if level is None:
-        level = pt.auto_level(n, options.partition_features, square, wb)
-    if level <= 0:
-        return None
-    cx, cy = 0.5 * (square[0] + square[2]), 0.5 * (square[1] + square[3])
-    lon, lat = projected_to_lonlat(np.array([cx]), np.array([cy]), working)
-    h0 = 0.0
-    if options.dem is not None:
-        ground = open_ground(options.dem, (cx - 50, cy - 50, cx + 50, cy + 50), working)
-        h = ground.at_points(np.array([cx]), np.array([cy]), working)
-        h0 = round(float(h[0]), 0) if np.isfinite(h[0]) else 0.0
-    h_ell = h0 + float(geoid_undulation(lon, lat)[0])
-    first = pyogrio.read_dataframe(path, layer=layer, max_features=1, fid_as_index=True, read_geometry=False)
+    path = Path(src)
     stat = path.stat()
     settings = digest(["buildings-partitioned-1", str(path.absolute()), str(stat.st_size), str(stat.st_mtime_ns),
-                       _options_key(options), str(level),
+                       _options_key(options), str(probe.level),
                        repr(active_geoid().metadata())])
-    return Plan(str(path.absolute()), layer, layer_crs.to_wkt(), working.to_wkt(), square, tuple(wb), level,
-                (float(lon[0]), float(lat[0]), h_ell), int(first.index[0]) if len(first) else 0, n, settings,
-                "", options.geoid)
+    return Plan(str(path.absolute()), probe.layer, probe.layer_crs.to_wkt(), probe.working.to_wkt(), probe.square,
+                probe.extent, probe.level, probe.frame, probe.fid_base, probe.n, settings, "", options.geoid)
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -139,15 +100,6 @@ def _options_key(options: BuildingOptions) -> str:
     items = {k: v for k, v in vars(options).items() if k not in ENGINE_OPTIONS}
     items["fields"] = sorted((k, v) for k, v in (options.fields or {}).items() if v)
     return repr(sorted(items.items()))
-
-
-def open_ground(dem: Path, bounds: tuple[float, ...], crs: CRS) -> Ground:
-    """The DEM window under ``bounds``; a window off the DEM is all no-data (never the whole DEM)."""
-    try:
-        return Ground.open(dem, bounds=tuple(bounds), bounds_crs=crs)  # type: ignore[arg-type]
-    except rasterio.errors.WindowError:
-        with rasterio.open(dem) as ds:
-            return Ground(Path(dem), CRS.from_user_input(ds.crs.to_wkt()), np.full((1, 1), np.nan), ds.transform)
 
 
 def _read(plan: Plan, options: BuildingOptions, **kwargs: Any):  # noqa: ANN202 - SourceLayer
@@ -278,7 +230,7 @@ def _encode_rows(plan: Plan, options: BuildingOptions, layer: Any, folder: Path,
     geoms = np.asarray(layer.gdf.geometry.values, dtype=object)
     ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
     if options.dem is not None and ok.any():
-        ground = open_ground(options.dem, tuple(shapely.total_bounds(geoms[ok])), layer.crs)
+        ground = pt.open_ground(options.dem, tuple(shapely.total_bounds(geoms[ok])), layer.crs)
     b = prepare(layer, options, ground, working=working, after_clean=drop_dups, require=False)
     acc = b.report
     # the ids still alive when the duplicate-id rule ran: the client checks them across cells

@@ -18,9 +18,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from core.errors import InputError
 from core.frames import EnuFrame, active_geoid
 from pipelines import partitions as pt
 from pipelines.building_partitions import Plan, run_orphans, run_parent, run_partition
@@ -85,48 +82,17 @@ def build_partitioned(plan: Plan, out: Path | str | None, options: BuildingOptio
     work = pt.WorkDir(temp / "out" if temp else Path(out), plan.settings)  # type: ignore[arg-type]
     plan = replace(plan, work=str(work.path))
     cells = pt.grid_cells(plan.square, plan.level, plan.extent)
-    summaries: dict[str, dict[str, Any]] = {}
     stages: dict[str, float] = {}
     try:
         with pt.Engine(pt.resolve_address(options.dask)) as engine:
             if engine.client is None:  # in-process: the tiles of a partition on options.workers cores
                 plan = replace(plan, inner_workers=max(1, options.workers))
-            todo = []
-            for c in cells:
-                done = _light(work.done(c.key))
-                if done is not None:
-                    summaries[c.key] = done
-                else:
-                    todo.append(c)
-            resumed = len(summaries)
-
-            def finished(s: dict[str, Any]) -> None:
-                summaries[s["cell"]] = _light(work.done(s["cell"])) or {}
-                report(progress, "partitions", len(summaries), len(cells))
-
-            report(progress, "partitions", resumed, len(cells))
-            engine.map(run_partition, [(plan, options, c.key, None) for c in todo], finished)
-            stages["partitions"] = round(time.perf_counter() - t0, 3)
-            dups = pt.cross_duplicates(work.path, summaries)
-            again = [(plan, options, k, d) for k, d in dups.items() if sorted(d) != summaries[k].get("dups", [])]
-            engine.map(run_partition, again, finished)
-            seen = np.zeros(plan.n_input, bool)
-            for key, s in summaries.items():
-                if s.get("owned_rows"):
-                    rows = np.load(work.task_dir(key) / "rows.npy")
-                    if len(rows) and (rows.min() < 0 or rows.max() >= plan.n_input):
-                        raise InputError(f"{plan.src}: feature ids are not numbered 1..n (a layer with deleted "
-                                         "rows): partitions cannot number its rows",
-                                         hint="build it in one piece with --partition-level 0, or rewrite the "
-                                              "file (ogr2ogr)")
-                    seen[rows] = True
-            orphans = np.flatnonzero(~seen)
-            folders = [work.task_dir(k) for k in summaries]
-            if len(orphans):
-                done = work.done("orphans")
-                if done is None or done.get("read") != len(orphans):
-                    engine.map(run_orphans, [(plan, options, (orphans + plan.fid_base).tolist())])
-                folders.append(work.task_dir("orphans"))
+            stage = pt.run_partition_stage(
+                engine, work, cells, (plan, options), run_partition, run_orphans, plan.n_input, plan.fid_base,
+                plan.src, "rows.npy", lambda k: _light(work.done(k)) or {},
+                lambda done, total: report(progress, "partitions", done, total))
+            summaries, resumed, folders = stage.summaries, stage.resumed, stage.folders
+            stages["partitions"] = round(stage.partitions_done - t0, 3)
             # parent levels, from the children's tallest buildings only
             level_nodes = {k: s for k, s in summaries.items() if s.get("root")}
             parents: dict[str, dict[str, Any]] = {}

@@ -39,27 +39,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyogrio
 import shapely
 from pyproj import CRS, Transformer
 
 from core.delivery.checks import find_boundary, load_boundary
 from core.delivery.mapping import FieldMapping, load_mapping
-from core.delivery.read import pick_layer, read_layer
+from core.delivery.read import read_layer
 from core.frames import (
     EnuFrame,
     active_geoid,
-    geoid_undulation,
-    projected_to_lonlat,
     using_geoid,
     using_working_crs,
-    working_crs_for,
 )
 from pipelines import partition_content as pc
 from pipelines import partitions as pt
-from pipelines.building_partitions import PARTITIONED_SUFFIXES, open_ground
 from pipelines.publish import digest
-from tiles.tileset import snapped_square
 
 ENGINE_OPTIONS = ("dask", "dry_run")  # how a run executes, not what it writes
 WORKERS = {"roads": "pipelines.roads", "trees": "pipelines.vegetation", "furniture": "pipelines.furniture"}
@@ -124,48 +118,22 @@ def options_key(options: Any) -> str:
 def plan_layer(name: str, src: Path | str, options: Any) -> LayerPlan | None:
     """The partition plan, or None when the one-piece build applies (few features, a format
     read whole, ``partition_level`` 0, an unreadable file: the one-piece path reports it)."""
-    path = Path(src)
-    if path.suffix.lower() not in PARTITIONED_SUFFIXES or not path.is_file() or options.partition_level == 0:
-        return None
     try:
         mapping = _mapping(options)
-        layer = pick_layer(path, options.layer or mapping.layer)
-        info = pyogrio.read_info(path, layer=layer, force_feature_count=True, force_total_bounds=True)
     except Exception:  # noqa: BLE001 - unreadable: the one-piece path reports it properly
         return None
-    n = int(info.get("features") or 0)
-    bounds = info.get("total_bounds")
-    declared = info.get("crs") or options.src_crs or mapping.crs
-    if n <= options.partition_features and options.partition_level is None:
-        return None
-    if n == 0 or bounds is None or not np.all(np.isfinite(bounds)) or declared is None:
-        return None
-    layer_crs = CRS.from_user_input(declared)
-    working = working_crs_for(tuple(bounds), layer_crs)
-    wb = Transformer.from_crs(layer_crs, working, always_xy=True).transform_bounds(*bounds, densify_pts=21)
-    square = snapped_square(np.array([[wb[0], wb[1]], [wb[2], wb[3]]]), 250.0)
-    level = options.partition_level
-    if level is None:
-        level = pt.auto_level(n, options.partition_features, square, wb)
-    if level <= 0:
-        return None
-    cx, cy = 0.5 * (square[0] + square[2]), 0.5 * (square[1] + square[3])
-    lon, lat = projected_to_lonlat(np.array([cx]), np.array([cy]), working)
-    h0 = 0.0
-    if options.dem is not None:
-        h = open_ground(options.dem, (cx - 50, cy - 50, cx + 50, cy + 50), working).at_points(
-            np.array([cx]), np.array([cy]), working)
-        h0 = round(float(h[0]), 0) if np.isfinite(h[0]) else 0.0
     with using_geoid(options.geoid):
-        h_ell = h0 + float(geoid_undulation(lon, lat)[0])
+        probe = pt.probe_source(src, options, mapping)
         heights = repr(active_geoid().metadata())
-    first = pyogrio.read_dataframe(path, layer=layer, max_features=1, fid_as_index=True, read_geometry=False)
+    if probe is None:
+        return None
+    path = Path(src)
     stat = path.stat()
     settings = digest([VERSION, name, str(path.absolute()), str(stat.st_size), str(stat.st_mtime_ns),
-                       options_key(options), str(level), heights])
-    return LayerPlan(name, str(path.absolute()), layer, layer_crs.to_wkt(), working.to_wkt(), square, tuple(wb),
-                     level, (float(lon[0]), float(lat[0]), h_ell), int(first.index[0]) if len(first) else 0, n,
-                     settings, "", options.geoid)
+                       options_key(options), str(probe.level), heights])
+    return LayerPlan(name, str(path.absolute()), probe.layer, probe.layer_crs.to_wkt(), probe.working.to_wkt(),
+                     probe.square, probe.extent, probe.level, probe.frame, probe.fid_base, probe.n, settings, "",
+                     options.geoid)
 
 
 # ------------------------------------------------------------------------------------ helpers

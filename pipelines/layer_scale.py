@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import InputError
 from core.frames import EnuFrame, active_geoid
 from pipelines import partitions as pt
 from pipelines.instanced import aabb_box
@@ -133,56 +132,16 @@ def run_layer_partitioned(plan: LayerPlan, out: Path, options: Any, stage: Path 
     work = pt.WorkDir(temp / "out" if temp else Path(out), plan.settings)
     plan = replace(plan, work=str(work.path))
     cells = pt.grid_cells(plan.square, plan.level, plan.extent)
-    summaries: dict[str, dict[str, Any]] = {}
     stages: dict[str, float] = {}
     run = LayerRun(report=None, work=work, temp=temp)
     try:
         with pt.Engine(pt.resolve_address(options.dask)) as engine:
-            todo = []
-            for c in cells:
-                done = work.done(c.key)
-                if done is not None:
-                    summaries[c.key] = done
-                else:
-                    todo.append(c)
-            resumed = len(summaries)
-
-            def finished(s: dict[str, Any]) -> None:
-                summaries[s["cell"]] = work.done(s["cell"]) or {}
-                report(progress, "partitions", len(summaries), len(cells))
-
-            report(progress, "partitions", resumed, len(cells))
-            engine.map(run_layer_partition, [(plan, options, c.key, None) for c in todo], finished)
-            stages["partitions"] = round(time.perf_counter() - t0, 3)
-            # duplicate ids across partitions: every task that read such a row runs again with it rejected
-            dup_all: dict[int, str] = {}
-            for d in pt.cross_duplicates(work.path, summaries).values():
-                dup_all.update(d)
-            again = []
-            dup_rows = np.array(sorted(dup_all), np.int64)
-            for key, s in summaries.items():
-                read = np.load(work.task_dir(key) / "read_rows.npy")
-                mine = {int(r): dup_all[int(r)] for r in read[np.isin(read, dup_rows)]}
-                if sorted(mine) != s.get("dups", []):
-                    again.append((plan, options, key, mine))
-            engine.map(run_layer_partition, again, finished)
-            seen = np.zeros(plan.n_input, bool)
-            for key, s in summaries.items():
-                if s.get("owned_rows"):
-                    rows = np.load(work.task_dir(key) / "rows.npy")
-                    if len(rows) and (rows.min() < 0 or rows.max() >= plan.n_input):
-                        raise InputError(f"{plan.src}: feature ids are not numbered 1..n (a layer with deleted "
-                                         "rows): partitions cannot number its rows",
-                                         hint="build it in one piece with --partition-level 0, or rewrite the "
-                                              "file (ogr2ogr)")
-                    seen[rows] = True
-            orphans = np.flatnonzero(~seen)
-            folders = [work.task_dir(k) for k in summaries]
-            if len(orphans):
-                done = work.done("orphans")
-                if done is None or done.get("read") != len(orphans):
-                    engine.map(run_layer_orphans, [(plan, options, (orphans + plan.fid_base).tolist())])
-                folders.append(work.task_dir("orphans"))
+            stage_run = pt.run_partition_stage(
+                engine, work, cells, (plan, options), run_layer_partition, run_layer_orphans, plan.n_input,
+                plan.fid_base, plan.src, "read_rows.npy", lambda k: work.done(k) or {},
+                lambda done, total: report(progress, "partitions", done, total))
+            summaries, resumed, folders = stage_run.summaries, stage_run.resumed, stage_run.folders
+            stages["partitions"] = round(stage_run.partitions_done - t0, 3)
             # parent levels, from the children's top content only
             level_nodes = {k: {"task": k, "hash": digest([plan.settings, k, *map(str, s.get("dups", []))]),
                                "depth_below": s["depth_below"], "rest_max": s["rest_max"]}
@@ -216,7 +175,7 @@ def run_layer_partitioned(plan: LayerPlan, out: Path, options: Any, stage: Path 
         stats: dict[str, Any] = {}
         for s in summaries.values():
             _sum_stats(stats, s.get("stats", {}))
-        if (work.task_dir("orphans") / pt.DONE).exists() and len(orphans):
+        if (work.task_dir("orphans") / pt.DONE).exists() and stage_run.orphans:
             _sum_stats(stats, (work.done("orphans") or {}).get("stats", {}))
         if w.finish is not None:
             w.finish(acc, stats)

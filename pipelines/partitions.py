@@ -107,6 +107,92 @@ def auto_level(n_features: int, per_partition: int, square: Sequence[float] | No
     return level
 
 
+# ------------------------------------------------------------------------------------ source probe
+PARTITIONED_SUFFIXES = (".gpkg", ".fgb", ".shp", ".geojson", ".json", ".gml", ".sqlite")
+
+
+@dataclass(frozen=True)
+class SourceProbe:
+    """What planning a partitioned run learns from the source without reading its features."""
+
+    layer: str | None  # the source layer (GeoPackage table...)
+    n: int  # feature count
+    layer_crs: Any  # pyproj CRS of the source
+    working: Any  # pyproj CRS of the run (metres)
+    extent: tuple[float, float, float, float]  # the declared extent, working CRS
+    square: tuple[float, float, float, float]  # the root square, working CRS
+    level: int  # the partition level (> 0)
+    frame: tuple[float, float, float]  # lon, lat, ellipsoidal h of the ENU origin (active geoid)
+    fid_base: int  # the first feature id (rows are fids - fid_base)
+
+
+def probe_source(src: Path | str, options: Any, mapping: Any) -> SourceProbe | None:
+    """Plan a partitioned run from the source's metadata: feature count, declared extent and CRS,
+    the root square, the level (``options.partition_level``, else :func:`auto_level` with
+    ``options.partition_features``) and the ENU origin on the DEM at the square's centre. None when
+    the one-piece build applies: few features, a format read whole (CSV, GeoParquet),
+    ``partition_level`` 0, no CRS or extent, an unreadable file (the one-piece path reports it).
+    Heights use the active geoid (:func:`core.frames.using_geoid`)."""
+    import pyogrio
+    from pyproj import CRS, Transformer
+
+    from core.delivery.read import pick_layer
+    from core.frames import geoid_undulation, projected_to_lonlat, working_crs_for
+    from tiles.tileset import snapped_square
+
+    path = Path(src)
+    if path.suffix.lower() not in PARTITIONED_SUFFIXES or not path.is_file() or options.partition_level == 0:
+        return None
+    try:
+        layer = pick_layer(path, options.layer or mapping.layer)
+        info = pyogrio.read_info(path, layer=layer, force_feature_count=True, force_total_bounds=True)
+    except Exception:  # noqa: BLE001 - unreadable: the one-piece path reports it properly
+        return None
+    n = int(info.get("features") or 0)
+    bounds = info.get("total_bounds")
+    declared = info.get("crs") or options.src_crs or mapping.crs
+    if n <= options.partition_features and options.partition_level is None:
+        return None
+    if n == 0 or bounds is None or not np.all(np.isfinite(bounds)) or declared is None:
+        return None
+    layer_crs = CRS.from_user_input(declared)
+    working = working_crs_for(tuple(bounds), layer_crs)
+    wb = Transformer.from_crs(layer_crs, working, always_xy=True).transform_bounds(*bounds, densify_pts=21)
+    square = snapped_square(np.array([[wb[0], wb[1]], [wb[2], wb[3]]]), 250.0)
+    level = options.partition_level
+    if level is None:
+        level = auto_level(n, options.partition_features, square, wb)
+    if level <= 0:
+        return None
+    cx, cy = 0.5 * (square[0] + square[2]), 0.5 * (square[1] + square[3])
+    lon, lat = projected_to_lonlat(np.array([cx]), np.array([cy]), working)
+    h0 = 0.0
+    if options.dem is not None:
+        h = open_ground(options.dem, (cx - 50, cy - 50, cx + 50, cy + 50), working).at_points(
+            np.array([cx]), np.array([cy]), working)
+        h0 = round(float(h[0]), 0) if np.isfinite(h[0]) else 0.0
+    h_ell = h0 + float(geoid_undulation(lon, lat)[0])
+    first = pyogrio.read_dataframe(path, layer=layer, max_features=1, fid_as_index=True, read_geometry=False)
+    return SourceProbe(layer, n, layer_crs, working, tuple(float(v) for v in wb), tuple(square), int(level),
+                       (float(lon[0]), float(lat[0]), h_ell), int(first.index[0]) if len(first) else 0)
+
+
+def open_ground(dem: Path | str, bounds: tuple[float, ...], crs: Any) -> Any:
+    """The DEM window under ``bounds`` (:class:`pipelines.ground.Ground`); a window off the DEM is
+    all no-data (never the whole DEM)."""
+    import rasterio
+    import rasterio.errors
+    from pyproj import CRS
+
+    from pipelines.ground import Ground
+
+    try:
+        return Ground.open(dem, bounds=tuple(bounds), bounds_crs=crs)  # type: ignore[arg-type]
+    except rasterio.errors.WindowError:
+        with rasterio.open(dem) as ds:
+            return Ground(Path(dem), CRS.from_user_input(ds.crs.to_wkt()), np.full((1, 1), np.nan), ds.transform)
+
+
 # ------------------------------------------------------------------------------------ work dir
 class WorkDir:
     """``OUT.partial-<hash>``: the partition outputs of one run, kept until it is published."""
@@ -264,6 +350,79 @@ class Engine:
             for fut in futures:
                 fut.cancel()
         return results
+
+
+# ------------------------------------------------------------------------------------ the partition stage
+@dataclass
+class PartitionStage:
+    """What :func:`run_partition_stage` leaves: every cell's summary, the folders to account."""
+
+    summaries: dict[str, dict[str, Any]]  # cell key -> its summary (done.json, as ``load`` gives it)
+    resumed: int  # cells already done when the run started
+    folders: list[Path]  # every accounted task folder (cells, then orphans)
+    orphans: int  # rows no cell owns, accounted by the orphans task
+    partitions_done: float  # time.perf_counter() when the first pass over the cells ended
+
+
+def run_partition_stage(engine: Engine, work: WorkDir, cells: Sequence[Cell], head: tuple[Any, ...],
+                        task: Callable[..., dict[str, Any]], orphan_task: Callable[..., dict[str, Any]],
+                        n_input: int, fid_base: int, src: str, read_rows: str,
+                        load: Callable[[str], dict[str, Any]],
+                        progress: Callable[[int, int], None] | None = None) -> PartitionStage:
+    """Run ``task(*head, cell_key, dups)`` for every cell not done yet, then again for every cell
+    that read a row whose id an earlier row of another cell has (``dups``: row → that id; the
+    rows a task read are in its ``read_rows`` file), then ``orphan_task(*head, fids)`` for the rows
+    no cell owns (its ``rows.npy``). ``load(key)`` gives a finished cell's summary (its
+    ``done.json``, possibly trimmed); ``progress(done, total)`` follows the cells."""
+    summaries: dict[str, dict[str, Any]] = {}
+    todo = []
+    for c in cells:
+        if work.done(c.key) is not None:
+            summaries[c.key] = load(c.key)
+        else:
+            todo.append(c)
+    resumed = len(summaries)
+
+    def finished(s: dict[str, Any]) -> None:
+        summaries[s["cell"]] = load(s["cell"])
+        if progress:
+            progress(len(summaries), len(cells))
+
+    if progress:
+        progress(resumed, len(cells))
+    engine.map(task, [(*head, c.key, None) for c in todo], finished)
+    partitions_done = time.perf_counter()
+    # duplicate ids across partitions: every task that read such a row runs again with it rejected
+    dup_all: dict[int, str] = {}
+    for d in cross_duplicates(work.path, summaries).values():
+        dup_all.update(d)
+    dup_rows = np.array(sorted(dup_all), np.int64)
+    again = []
+    for key, s in summaries.items():
+        mine: dict[int, str] = {}
+        if len(dup_rows):
+            read = np.load(work.task_dir(key) / read_rows)
+            mine = {int(r): dup_all[int(r)] for r in read[np.isin(read, dup_rows)]}
+        if sorted(mine) != s.get("dups", []):
+            again.append((*head, key, mine))
+    engine.map(task, again, finished)
+    seen = np.zeros(n_input, bool)
+    for key, s in summaries.items():
+        if s.get("owned_rows"):
+            rows = np.load(work.task_dir(key) / "rows.npy")
+            if len(rows) and (rows.min() < 0 or rows.max() >= n_input):
+                raise InputError(f"{src}: feature ids are not numbered 1..n (a layer with deleted rows): "
+                                 "partitions cannot number its rows",
+                                 hint="build it in one piece with --partition-level 0, or rewrite the file (ogr2ogr)")
+            seen[rows] = True
+    orphans = np.flatnonzero(~seen)
+    folders = [work.task_dir(k) for k in summaries]
+    if len(orphans):
+        done = work.done("orphans")
+        if done is None or done.get("read") != len(orphans):
+            engine.map(orphan_task, [(*head, (orphans + fid_base).tolist())])
+        folders.append(work.task_dir("orphans"))
+    return PartitionStage(summaries, resumed, folders, len(orphans), partitions_done)
 
 
 # ------------------------------------------------------------------------------------ shared by every layer
