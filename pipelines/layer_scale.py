@@ -31,6 +31,7 @@ from pipelines.instanced import aabb_box
 from pipelines.layer_partitions import LayerPlan, run_layer_orphans, run_layer_parent, run_layer_partition, worker
 from pipelines.progress import Progress, report
 from pipelines.publish import digest
+from pipelines.report_merge import MergedReport
 from tiles.tileset import OrientedBox
 
 
@@ -171,7 +172,7 @@ def run_layer_partitioned(plan: LayerPlan, out: Path, options: Any, stage: Path 
             stages["levels"] = round(time.perf_counter() - t0 - stages["partitions"], 3)
             stages["engine_start"] = engine.start_seconds
             workers = engine.workers
-        acc = pt.merge_reports(w.name, plan.src, plan.n_input, folders)
+        acc = MergedReport(w.name, plan.src, plan.n_input, folders)  # one task's issues at a time
         stats: dict[str, Any] = {}
         for s in summaries.values():
             _sum_stats(stats, s.get("stats", {}))

@@ -479,35 +479,6 @@ def export_report(acc: Any, rows: np.ndarray, keep: np.ndarray | None = None) ->
                          if mine is None or r in mine]}
 
 
-def issue_from_json(d: dict[str, Any]) -> Any:
-    from core.delivery.accounting import Issue
-
-    return Issue(d["row"], d["id"], d["code"], d["message"], d.get("field"), d.get("value"), d.get("file"),
-                 d.get("related_id"))
-
-
-def merge_reports(layer: str, src: str, n_input: int, folders: Iterable[Path],
-                  skip_notes: Callable[[str], bool] | None = None) -> Any:
-    """One accounting from the tasks' ``report.json`` and ``written.npy`` (rows of the source)."""
-    from core.delivery import Accounting
-
-    acc = Accounting(layer=layer, source=src, ids=np.full(n_input, None, dtype=object))
-    notes: dict[str, None] = {}
-    for folder in folders:
-        data = json.loads((folder / "report.json").read_text(encoding="utf-8"))
-        notes.update(dict.fromkeys(n for n in data["notes"] if not (skip_notes and skip_notes(n))))
-        for d in data["rejected"]:
-            acc.rejected[d["row"]] = issue_from_json(d)
-            acc.ids[d["row"]] = d["id"]
-        for issues in data["repaired"]:
-            row = issues[0]["row"]
-            acc.repaired[row] = [issue_from_json(d) for d in issues]
-            acc.ids[row] = issues[0]["id"]
-        acc.mark_written(np.load(folder / "written.npy"))
-    acc.notes = list(notes)
-    return acc
-
-
 def write_ids(folder: Path, ids: np.ndarray, rows: np.ndarray) -> None:
     """``ids.parquet``: the ids alive when the duplicate-id rule ran (hash, source row, id)."""
     import pandas as pd

@@ -14,6 +14,8 @@ rejected, no row written twice, repaired ⊂ written).
 from __future__ import annotations
 
 import heapq
+import json
+import logging
 import shutil
 import tempfile
 import weakref
@@ -25,11 +27,18 @@ from typing import Any
 import numpy as np
 import orjson
 
-from core.delivery.accounting import REPORT_JSON, REPORT_TXT, AccountingError, _fmt
-from pipelines.partitions import issue_from_json
+from core.delivery.accounting import REPORT_JSON, REPORT_TXT, AccountingError, Issue, _fmt
+
+log = logging.getLogger(__name__)
 
 _WRITTEN, _REJECTED = 1, 2
 _OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
+
+
+def issue_from_json(d: dict[str, Any]) -> Issue:
+    """An :class:`Issue` from its ``as_dict`` form (a task's ``report.json``)."""
+    return Issue(d["row"], d["id"], d["code"], d["message"], d.get("field"), d.get("value"), d.get("file"),
+                 d.get("related_id"))
 
 
 class MergedReport:
@@ -94,6 +103,17 @@ class MergedReport:
             for h in handles:
                 h.close()
 
+    def issue_for(self, feature_id: str) -> tuple[str, list[Any]]:
+        """As :meth:`Accounting.issue_for` for a rejected or repaired feature (tests, tooling); the
+        merged report holds no id of the rows without an issue: ``('unreported', [])`` for them."""
+        for d in self.issues("rejected"):
+            if d["id"] == feature_id:
+                return "rejected", [issue_from_json(d)]
+        for d in self.issues("repaired"):
+            if d["id"] == feature_id:
+                return "repaired", [issue_from_json(i) for i in d["issues"]]
+        return "unreported", []
+
     def _first(self, kind: str, n: int) -> list[dict[str, Any]]:
         out = []
         for d in self.issues(kind):
@@ -102,7 +122,12 @@ class MergedReport:
             out.append(d)
         return out
 
-    # ----------------------------------------------------------------- Accounting's read API
+    # ----------------------------------------------------------------- Accounting's API
+    def note(self, message: str) -> None:
+        """As :meth:`Accounting.note` (the client's remarks: no DEM, no boundary, layer figures)."""
+        self.notes.append(message)
+        log.info("%s: %s", self.layer, message)
+
     @property
     def counts(self) -> dict[str, int]:
         return {"input": self.n_input, "written": self.n_input - self.n_rejected,
@@ -189,3 +214,36 @@ class MergedReport:
             f.write(b"\n}")
         txt_path.write_text(self.summary_text(), encoding="utf-8")
         return json_path, txt_path
+
+
+def write_layers_json(path: Path, reports: list[Any]) -> None:
+    """``{"layers": [report.to_dict(), ...]}`` as ``json.dumps(..., ensure_ascii=False, indent=1)``
+    writes it (the vegetation run's report.json), with the issues of every :class:`MergedReport`
+    streamed from its spool instead of held in memory."""
+    marks: dict[str, tuple[MergedReport, str]] = {}
+    layers = []
+    for i, r in enumerate(reports):
+        if isinstance(r, MergedReport):
+            d = r._head()
+            for kind in ("rejected", "repaired"):
+                d[kind] = mark = f"\x00onemap-issues-{i}-{kind}\x00"
+                marks[json.dumps(mark)] = (r, kind)
+            layers.append(d)
+        else:
+            layers.append(r.to_dict())
+    text = json.dumps({"layers": layers}, ensure_ascii=False, indent=1)
+    with Path(path).open("w", encoding="utf-8") as f:
+        pos = 0
+        for at, mark in sorted((text.index(m), m) for m in marks):
+            line = text[text.rfind("\n", 0, at) + 1:at]  # '<pad>"rejected": '
+            pad = line[:len(line) - len(line.lstrip(" "))]
+            f.write(text[pos:at])
+            r, kind = marks[mark]
+            first = True
+            for d in r.issues(kind):
+                item = json.dumps(d, ensure_ascii=False, indent=1).replace("\n", "\n " + pad)
+                f.write(("[\n " if first else ",\n ") + pad + item)
+                first = False
+            f.write("[]" if first else "\n" + pad + "]")
+            pos = at + len(mark)
+        f.write(text[pos:])

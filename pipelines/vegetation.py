@@ -360,10 +360,10 @@ def _build_whole(src: Path, out: Path, options: VegetationOptions, progress: Pro
 
 def write_reports(out_dir: Path, reports: list[RunReport]) -> None:
     """One report.json/report.txt per run covering every layer of it."""
+    from pipelines.report_merge import write_layers_json
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.json").write_text(
-        json.dumps({"layers": [r.to_dict() for r in reports]}, ensure_ascii=False, indent=1),
-        encoding="utf-8")
+    write_layers_json(out_dir / "report.json", reports)  # a partitioned run's issues streamed
     (out_dir / "report.txt").write_text("\n".join(r.summary_text() for r in reports), encoding="utf-8")
 
 
