@@ -10,9 +10,11 @@ import * as live from "./live.js";
 import { onPick } from "./picking.js";
 import { closeToolPane, h, kvTable, later, openPanel, openToolPane, section, toast } from "./ui.js";
 
+/** Event categories: the codes of the database's event_category (migrations 0001 and 0009_civil). */
 export const CATEGORIES = [
   "city_appearance", "street_order", "sanitation", "municipal_facilities",
   "greening", "illegal_construction", "safety_hazard", "dispute",
+  "burglary", "theft", "family_conflict",
 ];
 export const PRIORITY_COLORS = { A: "#d7263d", B: "#f46036", C: "#e2b714", D: "#2e86de" };
 const CLOSED = new Set(["closed", "rejected"]);
