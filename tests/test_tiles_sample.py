@@ -36,23 +36,15 @@ def onemap(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]
                           text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def district(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("district-tiles") / "tiles"
-    done = onemap("tiles", "build", "--sample", str(sample_dir), "--out", str(out))
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return out
-
-
-def test_build_writes_every_layer_and_catalog(district: Path, sample_dir: Path) -> None:
-    catalog = json.loads((district / "index.json").read_text())
+def test_build_writes_every_layer_and_catalog(sample_tiles: Path, sample_dir: Path) -> None:
+    catalog = json.loads((sample_tiles / "index.json").read_text())
     layers = {entry["name"]: entry for entry in catalog["layers"]}
     assert set(LAYERS) <= set(layers)
     for name in LAYERS:
         entry = layers[name]
         assert entry.get("ok", True) and not entry.get("error"), entry
         marker = "layer.json" if name == "terrain" else "tileset.json"
-        assert (district / name / marker).exists(), name
+        assert (sample_tiles / name / marker).exists(), name
     clean = sample_dir / "clean"
     n_buildings = len(gpd.read_file(clean / "buildings.gpkg", columns=["id"]))
     n_furniture = len(gpd.read_file(clean / "furniture.gpkg", columns=["id"]))
@@ -63,36 +55,37 @@ def test_build_writes_every_layer_and_catalog(district: Path, sample_dir: Path) 
         assert layers[name]["bytes"] > 0, name
 
 
-def test_build_writes_imagery_and_mesh(district: Path) -> None:
+def test_build_writes_imagery_and_mesh(sample_tiles: Path) -> None:
     """OUT/imagery/ (TMS pyramid of clean/ortho.tif) and OUT/mesh/tileset.json, both in index.json."""
     from tiles.imagery import validate_imagery
 
-    layers = {e["name"]: e for e in json.loads((district / "index.json").read_text())["layers"]}
+    layers = {e["name"]: e for e in json.loads((sample_tiles / "index.json").read_text())["layers"]}
     assert layers["imagery"]["kind"] == "imagery" and layers["imagery"]["url"] == "/imagery/"
     assert layers["imagery"]["features"] > 0 and layers["imagery"]["maxzoom"] == 18
-    assert (district / "imagery" / "tilemapresource.xml").exists() and validate_imagery(district / "imagery") == []
+    assert (sample_tiles / "imagery" / "tilemapresource.xml").exists()
+    assert validate_imagery(sample_tiles / "imagery") == []
     assert layers["mesh"]["kind"] == "3dtiles" and layers["mesh"]["url"] == "/tiles/mesh/tileset.json"
-    assert (district / "mesh" / "tileset.json").exists() and layers["mesh"]["features"] > 0
+    assert (sample_tiles / "mesh" / "tileset.json").exists() and layers["mesh"]["features"] > 0
 
 
 @pytest.mark.parametrize("layer", LAYERS)
-def test_validate_passes_on_each_layer(district: Path, layer: str) -> None:
-    done = onemap("tiles", "validate", str(district / layer))
+def test_validate_passes_on_each_layer(sample_tiles: Path, layer: str) -> None:
+    done = onemap("tiles", "validate", str(sample_tiles / layer))
     text = " ".join((done.stdout + done.stderr).split())
     assert done.returncode == 0, text[-4000:]
     assert text.startswith("OK ") and "; 0 errors" in text, text[-2000:]
 
 
-def test_building_ids_in_tiles_are_the_delivery_ids(district: Path, sample_dir: Path) -> None:
+def test_building_ids_in_tiles_are_the_delivery_ids(sample_tiles: Path, sample_dir: Path) -> None:
     ids: list[str] = []
 
     def leaves(tile: dict) -> list[dict]:
         kids = tile.get("children") or []
         return [tile] if not kids else [t for k in kids for t in leaves(k)]
 
-    root = json.loads((district / "buildings" / "tileset.json").read_text())["root"]
+    root = json.loads((sample_tiles / "buildings" / "tileset.json").read_text())["root"]
     for tile in leaves(root):
-        glb = read_glb((district / "buildings" / tile["content"]["uri"]).read_bytes())
+        glb = read_glb((sample_tiles / "buildings" / tile["content"]["uri"]).read_bytes())
         ids += [str(v) for v in glb.property_table()["id"]]
     delivered = gpd.read_file(sample_dir / "clean" / "buildings.gpkg", columns=["id"])["id"]
     assert sorted(ids) == sorted(delivered)
