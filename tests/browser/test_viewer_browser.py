@@ -98,7 +98,7 @@ def test_planner_view(server: str, browser, tokens: dict[str, str], viewer_db: s
 def test_bigscreen_reacts_to_new_event(server: str, browser, tokens: dict[str, str], district: dict) -> None:  # noqa: ANN001
     p = Page(browser, server, tokens["operator"], (1920, 1080))
     try:
-        p.open("/?mode=bigscreen&tour=off")
+        p.open("/?mode=bigscreen&tour=off&scale=0.5")  # half resolution: software GL at 1920x1080
         assert_scene_loaded(p)
         p.wait("() => document.body.dataset.kpis === 'loaded'")
         kpis = p.page.locator("#kpis [data-kpi]")

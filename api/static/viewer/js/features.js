@@ -96,15 +96,22 @@ export function centroid(geometry) {
   return best ? best.c : null;
 }
 
-/** Ground-draped polygons (+ clamped outlines) for every feature; returns the data source. */
+/**
+ * Ground-draped polygons (+ clamped outlines) for every feature; returns the data source.
+ *
+ * Entities get Cesium's own unique ids (the feature id is in entity.onemap): a layer that is
+ * rebuilt — the grid on a new metric, any collection reloaded — removes its entities and adds new
+ * ones, and when a new entity took the id of one removed before the next frame, Cesium's geometry
+ * visualizer kept the outline but never drew the ground fill again (the grid choropleth stayed
+ * uncoloured; found by the grid pixel test).
+ */
 export function polygonsToEntities(dataSource, features, kind, { fill, outline, width = 2 } = {}) {
   for (const f of features) {
     const id = f.id ?? f.properties?.id;
     const parts = polygonParts(f.geometry);
-    parts.forEach((rings, i) => {
+    parts.forEach((rings) => {
       const fillColor = typeof fill === "function" ? fill(f) : fill;
       const entity = dataSource.entities.add({
-        id: `${kind}:${id}:${i}`,
         polygon: fillColor ? {
           hierarchy: hierarchy(rings),
           material: fillColor,
