@@ -131,12 +131,16 @@ def hash_password(password: str) -> str:
 def verify_password(password_hash: str | None, password: str) -> bool:
     """Whether ``password`` matches; without a hash one is still computed (same time either way)."""
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
 
-_DUMMY_HASH: Final[str] = _hasher.hash(secrets.token_urlsafe(16))
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """A hash of a random password, made on first use (an argon2id hash costs ~0.1 s: not at import,
+    which every ``onemap`` command pays)."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def default_ttl_s(role: str) -> float | None:
