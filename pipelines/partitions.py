@@ -274,6 +274,22 @@ def resolve_address(address: str | None) -> str | None:
     return address or None
 
 
+# Dask's statistical profiler samples a worker's stack every 10 ms and keeps one call tree a
+# second for the last distributed.admin.low-level-log-length (1,000) seconds, twice (all tasks;
+# per task prefix). On partition tasks that history cost ≈ 0.3 MB of RSS a second: a worker's peak
+# grew with the run's length, not with its partitions (measured: docs/scale.md, Memory). The
+# workers of --dask local:N run without it; a remote cluster's workers are checked.
+WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
+PROFILE_ENV = "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED"
+PROFILE_HISTORY = 1000
+
+
+def _worker_profiling() -> bool:
+    import dask
+
+    return bool(dask.config.get("distributed.worker.profile.enabled"))
+
+
 class Engine:
     """Runs partition tasks; a context manager owning the Dask client/cluster it started."""
 
@@ -303,7 +319,7 @@ class Engine:
             if n < 1:
                 raise InputError(f"--dask {self.address}: at least one worker", hint="e.g. --dask local:2")
             self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                        dashboard_address=":0", silence_logs=logging.ERROR)
+                                        dashboard_address=":0", silence_logs=logging.ERROR, config=WORKER_CONFIG)
             self.client = Client(self.cluster)
         else:
             try:
@@ -312,6 +328,11 @@ class Engine:
                 raise InputError(f"cannot reach the Dask scheduler at {self.address}: {exc}",
                                  hint="start one (dask scheduler; dask worker ADDRESS) or use --dask local:N") \
                     from exc
+            profiling = [w for w, on in self.client.run(_worker_profiling).items() if on]
+            if profiling:
+                log.warning("%d Dask worker(s) of %s run the statistical profiler: its history grows a "
+                            "worker's memory for the first %s s of a run (start them with %s=False)",
+                            len(profiling), self.address, PROFILE_HISTORY, PROFILE_ENV)
 
     def __exit__(self, *exc: object) -> None:
         if self.client is not None:
@@ -339,15 +360,17 @@ class Engine:
             return results
         from distributed import as_completed
 
-        futures = [self.client.submit(fn, *args, pure=False) for args in calls]
+        # a future is dropped as soon as its result is read: the worker then forgets the task
+        pending = {f.key: f for f in (self.client.submit(fn, *args, pure=False) for args in calls)}
         try:
-            for fut in as_completed(futures):
+            for fut in as_completed(list(pending.values())):
                 res = fut.result()
+                del pending[fut.key]
                 results.append(res)
                 if on_done:
                     on_done(res)
         finally:
-            for fut in futures:
+            for fut in pending.values():
                 fut.cancel()
         return results
 

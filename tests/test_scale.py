@@ -211,3 +211,20 @@ def test_dask_setting_and_partition_level() -> None:
     assert all(c.bounds[1] <= 4000 for c in cells)
     ix, iy = cell_index(np.array([[0.0, 0.0], [7999.9, 3999.9], [4000.0, 4000.0]]), square, 1)
     assert ix.tolist() == [0, 1, 1] and iy.tolist() == [0, 0, 1]  # half-open cells
+
+
+def test_local_workers_run_without_the_profiler(caplog: pytest.LogCaptureFixture) -> None:
+    """--dask local:N workers keep no profiler history (it grew a worker's memory with the run's
+    length: docs/scale.md, Memory); a cluster whose workers profile is warned about."""
+    from distributed import Client, LocalCluster
+
+    from pipelines.partitions import Engine, _worker_profiling
+
+    with Engine("local:1") as engine:
+        assert list(engine.client.run(_worker_profiling).values()) == [False]
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        assert list(client.run(_worker_profiling).values()) == [True]  # Dask's default
+        with caplog.at_level("WARNING", logger="pipelines.partitions"), Engine(cluster.scheduler_address):
+            pass
+    assert "run the statistical profiler" in caplog.text, caplog.text
