@@ -65,6 +65,9 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
         level=logging.DEBUG if verbose else os.environ.get("ONEMAP_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        # pyogrio logs "Created N records" at INFO for every layer written (hundreds per sample)
+        logging.getLogger("pyogrio").setLevel(logging.WARNING)
 
 
 def main() -> None:
