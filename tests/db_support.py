@@ -47,15 +47,22 @@ class PgServer:
             API_URLS[owner_url] = api
         return owner_url
 
-    def create_database(self, name: str) -> str:
-        """Drop and create database ``name`` (roles, ownership, PostGIS); its owner URL (SQLAlchemy)."""
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """Drop and create database ``name`` (roles, ownership, PostGIS); its owner URL (SQLAlchemy).
+        ``template``: a copy of that database (its idle connections are closed first: PostgreSQL
+        copies only a database nobody is connected to)."""
         import psycopg
 
         from gis.dbroles import apply_roles
 
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
+            if template is None:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            else:
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname = %s AND pid <> pg_backend_pid()", (template,))
+                conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         if self.passwords:
             apply_roles(self.admin_url, name, self.passwords["onemap_owner"], self.passwords["onemap_api"])
         return self.register(_swap(self.owner_url, database=name))

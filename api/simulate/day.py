@@ -89,6 +89,7 @@ class Simulation:
         self._pool = ThreadPoolExecutor(max_workers=self.cfg.http_threads, thread_name_prefix="sim-http")
         self._pending: set[str] = set()  # event ids with an operator call in flight
         self._handled: set[str] = set()  # event ids an operator took up once
+        self._screened: set[str] = set()  # event ids an operator decided to reject or not (once each)
         self._reported: dict[str, tuple[LonLat, float]] = {}  # reported by us: where, when (monotonic)
         self._to_close: list[tuple[float, str, str]] = []  # (due monotonic, event id, next status)
         #: operators handle events reported since the simulation started (not the sample's backlog)
@@ -221,7 +222,10 @@ class Simulation:
     def _dispatch(self, op: str, event: dict[str, Any]) -> None:
         eid = event["id"]
         try:
-            if self.rnd.random() < self.cfg.reject_share:
+            with self._lock:  # an event waiting for a free worker comes back: judged only the first time
+                first = eid not in self._screened
+                self._screened.add(eid)
+            if first and self.rnd.random() < self.cfg.reject_share:
                 r = self.client.call("PATCH", f"/events/{eid}", "PATCH /events/{id}", op,
                                      json={"status": "rejected", "note": "重复上报（模拟）"})
                 if r is not None and r.status_code == 200:
