@@ -3,10 +3,11 @@
 The root square (from the layer's declared extent, never from its features) is cut into the
 quadtree cells of one level L (:mod:`pipelines.partitions`). A building belongs to the cell
 holding the centre of its envelope (half-open cells: exactly one). Each **partition task**
-reads only its cell's bounding box from the source (GeoPackage / FlatGeobuf spatial index;
-Shapefile scans), keeps the buildings it owns, cleans them with the same rules as before
-(:func:`pipelines.buildings.prepare_buildings`), builds its own quadtree below level L and
-encodes every tile of it, exactly like the one-piece build. It writes, into its own folder:
+reads only its cell's bounding box from the source (GeoPackage / FlatGeobuf spatial index,
+GeoParquet row groups and bbox covering; Shapefile scans), keeps the buildings it owns, cleans
+them with the same rules as before (:func:`pipelines.buildings.prepare_buildings`), builds its
+own quadtree below level L and encodes every tile of it, exactly like the one-piece build. It
+writes, into its own folder:
 the glb tiles, ``summary.json`` (tile boxes, errors, ids, sizes), ``report.json`` (its
 rejections and repairs, numbered by source row), ``top.parquet`` (its ``max_features`` tallest
 buildings: what the parent levels draw) and ``ids.parquet`` (the ids alive when the duplicate-id
@@ -80,14 +81,14 @@ class Plan:
 # ------------------------------------------------------------------------------------ plan
 def plan_partitions(src: Path | str, options: BuildingOptions) -> Plan | None:
     """The partition plan, or None when the one-piece build applies (one partition, or a format
-    read whole: CSV, GeoParquet)."""
+    read whole: CSV)."""
     mapping = load_mapping(options.mapping) if options.mapping else FieldMapping()
     probe = pt.probe_source(src, options, mapping)
     if probe is None:
         return None
     path = Path(src)
     stat = path.stat()
-    settings = digest(["buildings-partitioned-1", str(path.absolute()), str(stat.st_size), str(stat.st_mtime_ns),
+    settings = digest(["buildings-partitioned-2", str(path.absolute()), str(stat.st_size), str(stat.st_mtime_ns),
                        _options_key(options), str(probe.level),
                        repr(active_geoid().metadata())])
     return Plan(str(path.absolute()), probe.layer, probe.layer_crs.to_wkt(), probe.working.to_wkt(), probe.square,
@@ -175,7 +176,7 @@ def _run_partition(plan: Plan, options: BuildingOptions, cell_key: str, dup_rows
     bbox = to_layer.transform_bounds(*bounds, densify_pts=21)
     folder = pt.fresh_task_dir(Path(plan.work) / cell_key.replace("/", "_"))
     layer = _read(plan, options, bbox=bbox)
-    n_read = len(layer.gdf)
+    n_read, scan = len(layer.gdf), layer.scan  # scan: what a GeoParquet read touched (row groups, rows)
     geoms = np.asarray(layer.gdf.geometry.values, dtype=object)
     ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
     env = shapely.bounds(geoms[ok])
@@ -185,10 +186,11 @@ def _run_partition(plan: Plan, options: BuildingOptions, cell_key: str, dup_rows
             0.5 * (env[:, 0] + env[:, 2]), 0.5 * (env[:, 1] + env[:, 3]))
         ix, iy = pt.cell_index(np.column_stack([ex, ey]), plan.square, level)
         owned[ok] = (ix == cx) & (iy == cy)
-    layer = pt.subset_layer(layer, np.flatnonzero(owned))
+    mine = np.flatnonzero(owned)  # in source order: a spatial index's order (R-tree) is not the file's
+    layer = pt.subset_layer(layer, mine[np.argsort(np.asarray(layer.fids, np.int64)[mine], kind="stable")])
     summary = _encode_rows(plan, options, layer, folder, dup_rows, subtree_root=(level, cx, cy, bounds),
                            prepare=prepare_buildings)
-    summary.update({"cell": cell_key, "bbox": list(bbox), "read": n_read, "owned": int(owned.sum()),
+    summary.update({"cell": cell_key, "bbox": list(bbox), "read": n_read, "scan": scan, "owned": int(owned.sum()),
                     "seconds": round(time.perf_counter() - t0, 3), "cpu_s": round(time.process_time() - cpu0, 3),
                     "rss_mb": round(pt.peak_rss_mb(), 1), "pid": os.getpid(), "dups": sorted(dup_rows)})
     return pt.mark_done(folder, summary)

@@ -129,7 +129,7 @@ def build_partitioned(plan: Plan, out: Path | str | None, options: BuildingOptio
             for tkey, info in s.get("tiles", {}).items():
                 infos[tkey], dirs[tkey] = info, work.task_dir(key)
         result.tiles = len(infos)
-        fields = ("cell", "bbox", "read", "owned", "written", "seconds", "cpu_s", "rss_mb", "pid")
+        fields = ("cell", "bbox", "read", "scan", "owned", "written", "seconds", "cpu_s", "rss_mb", "pid")
         parts = [{k: s.get(k) for k in fields} for s in summaries.values()]
         acc.output["partitions"] = {"level": plan.level, "cells": len(cells), "resumed": resumed,
                                     "stage_seconds": dict(stages),

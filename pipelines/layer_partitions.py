@@ -258,7 +258,7 @@ def _run_partition(plan: LayerPlan, options: Any, cell_key: str, dups: dict[int,
     region = _grow(bounds, w.margin_m)
     bbox = to_layer.transform_bounds(*region, densify_pts=21)
     src = _read(plan, options, w, bbox=bbox)
-    reads = [{"bbox": list(bbox), "read": len(src.gdf)}]
+    reads = [{"bbox": list(bbox), "read": len(src.gdf), "scan": src.scan}]  # scan: GeoParquet row groups
     env = _envelopes(plan, src)
     owned = _owned(plan, env, level, cx, cy)
     if w.margin_m > 0 and owned.any():  # the owned features' whole envelopes, and the roads around them
@@ -269,7 +269,7 @@ def _run_partition(plan: LayerPlan, options: Any, cell_key: str, dups: dict[int,
                       max(need[3], region[3]))
             bbox = to_layer.transform_bounds(*region, densify_pts=21)
             src = _read(plan, options, w, bbox=bbox)
-            reads.append({"bbox": list(bbox), "read": len(src.gdf)})
+            reads.append({"bbox": list(bbox), "read": len(src.gdf), "scan": src.scan})
             owned = _owned(plan, _envelopes(plan, src), level, cx, cy)
     env = _envelopes(plan, src)
     dem = _dem(plan, options, _union(region, *(env[np.isfinite(env).all(axis=1)] if len(env) else [])))

@@ -108,7 +108,7 @@ def auto_level(n_features: int, per_partition: int, square: Sequence[float] | No
 
 
 # ------------------------------------------------------------------------------------ source probe
-PARTITIONED_SUFFIXES = (".gpkg", ".fgb", ".shp", ".geojson", ".json", ".gml", ".sqlite")
+PARTITIONED_SUFFIXES = (".gpkg", ".fgb", ".shp", ".geojson", ".json", ".gml", ".sqlite", ".parquet", ".geoparquet")
 
 
 @dataclass(frozen=True)
@@ -126,31 +126,46 @@ class SourceProbe:
     fid_base: int  # the first feature id (rows are fids - fid_base)
 
 
+def _metadata(path: Path, options: Any, mapping: Any) -> tuple[str | None, int, Any, Any] | None:
+    """(layer, feature count, extent or None, declared CRS) from the file's metadata (GeoParquet:
+    :func:`core.delivery.geoparquet.probe`, the extent only when the run can be partitioned)."""
+    from core.delivery import geoparquet as gp
+
+    try:
+        if path.suffix.lower() in gp.PARQUET_SUFFIXES:
+            found = gp.probe(path, lambda n: n > options.partition_features or options.partition_level is not None)
+            return None if found is None else (None, *found)
+        import pyogrio
+
+        from core.delivery.read import pick_layer
+
+        layer = pick_layer(path, options.layer or mapping.layer)
+        info = pyogrio.read_info(path, layer=layer, force_feature_count=True, force_total_bounds=True)
+        return layer, int(info.get("features") or 0), info.get("total_bounds"), info.get("crs")
+    except Exception:  # noqa: BLE001 - unreadable: the one-piece path reports it properly
+        return None
+
+
 def probe_source(src: Path | str, options: Any, mapping: Any) -> SourceProbe | None:
     """Plan a partitioned run from the source's metadata: feature count, declared extent and CRS,
     the root square, the level (``options.partition_level``, else :func:`auto_level` with
     ``options.partition_features``) and the ENU origin on the DEM at the square's centre. None when
-    the one-piece build applies: few features, a format read whole (CSV, GeoParquet),
-    ``partition_level`` 0, no CRS or extent, an unreadable file (the one-piece path reports it).
-    Heights use the active geoid (:func:`core.frames.using_geoid`)."""
-    import pyogrio
+    the one-piece build applies: few features, a format read whole (CSV, GeoParquet of
+    GeoArrow-native geometry), ``partition_level`` 0, no CRS or extent, an unreadable file (the
+    one-piece path reports it). Heights use the active geoid (:func:`core.frames.using_geoid`)."""
     from pyproj import CRS, Transformer
 
-    from core.delivery.read import pick_layer
     from core.frames import geoid_undulation, projected_to_lonlat, working_crs_for
     from tiles.tileset import snapped_square
 
     path = Path(src)
     if path.suffix.lower() not in PARTITIONED_SUFFIXES or not path.is_file() or options.partition_level == 0:
         return None
-    try:
-        layer = pick_layer(path, options.layer or mapping.layer)
-        info = pyogrio.read_info(path, layer=layer, force_feature_count=True, force_total_bounds=True)
-    except Exception:  # noqa: BLE001 - unreadable: the one-piece path reports it properly
+    found = _metadata(path, options, mapping)
+    if found is None:
         return None
-    n = int(info.get("features") or 0)
-    bounds = info.get("total_bounds")
-    declared = info.get("crs") or options.src_crs or mapping.crs
+    layer, n, bounds, declared = found
+    declared = declared or options.src_crs or mapping.crs
     if n <= options.partition_features and options.partition_level is None:
         return None
     if n == 0 or bounds is None or not np.all(np.isfinite(bounds)) or declared is None:
@@ -172,9 +187,14 @@ def probe_source(src: Path | str, options: Any, mapping: Any) -> SourceProbe | N
             np.array([cx]), np.array([cy]), working)
         h0 = round(float(h[0]), 0) if np.isfinite(h[0]) else 0.0
     h_ell = h0 + float(geoid_undulation(lon, lat)[0])
-    first = pyogrio.read_dataframe(path, layer=layer, max_features=1, fid_as_index=True, read_geometry=False)
+    fid_base = 0  # GeoParquet: the feature id is the 0-based row
+    if path.suffix.lower() not in (".parquet", ".geoparquet"):
+        import pyogrio
+
+        first = pyogrio.read_dataframe(path, layer=layer, max_features=1, fid_as_index=True, read_geometry=False)
+        fid_base = int(first.index[0]) if len(first) else 0
     return SourceProbe(layer, n, layer_crs, working, tuple(float(v) for v in wb), tuple(square), int(level),
-                       (float(lon[0]), float(lat[0]), h_ell), int(first.index[0]) if len(first) else 0)
+                       (float(lon[0]), float(lat[0]), h_ell), fid_base)
 
 
 def open_ground(dem: Path | str, bounds: tuple[float, ...], crs: Any) -> Any:

@@ -1,7 +1,8 @@
 """Read a delivered layer into canonical columns, with clear errors and an :class:`Accounting`.
 
-Any format pyogrio reads (Shapefile, GeoPackage, GeoJSON, FlatGeobuf, GeoParquet, ...) plus CSV
-of points (``x``/``y``, ``lon``/``lat``, ... columns, or a WKT column). Any CRS PROJ knows; the
+Any format pyogrio reads (Shapefile, GeoPackage, GeoJSON, FlatGeobuf, ...), GeoParquet (pyarrow;
+by bounding box or row: :mod:`core.delivery.geoparquet`) plus CSV of points (``x``/``y``,
+``lon``/``lat``, ... columns, or a WKT column). Any CRS PROJ knows; the
 delivery CRS is only a default for files that declare none (``src_crs``, the mapping's ``crs:``).
 Encodings: :mod:`core.delivery.encoding`; field mapping: :mod:`core.delivery.mapping`; lenient
 numbers: :mod:`core.delivery.values`; per-vertex coordinate rules (NaN/Inf, outside the CRS
@@ -30,6 +31,7 @@ from pyproj import CRS
 from pyproj.exceptions import CRSError
 
 from core.delivery import encoding as enc
+from core.delivery import geoparquet as gp
 from core.delivery.accounting import Accounting
 from core.delivery.errors import (
     CrsConflictError,
@@ -77,6 +79,7 @@ class SourceLayer:
     report: Accounting
     field_sources: dict[str, str | None]
     fids: np.ndarray | None = None  # the file's feature ids of the rows (bbox reads, ``with_fids``)
+    scan: dict[str, Any] | None = None  # what a GeoParquet bbox/fids read touched (geoparquet.ScanStats)
 
 
 _CSV_XY_PAIRS = (("x", "y"), ("lon", "lat"), ("lng", "lat"), ("longitude", "latitude"),
@@ -274,10 +277,12 @@ def read_layer(
     (case-insensitive); missing required ones raise :class:`FieldMissingError`, whose hint names
     ``field_options[name]`` (the command's real option, e.g. ``--id-field``) when there is one.
     ``report``: an accounting to fill (loaders pass theirs); a new one otherwise.
-    ``bbox`` (layer CRS; formats GDAL reads): only the features whose envelope meets it, through the
-    file's spatial index (GeoPackage, FlatGeobuf; Shapefile scans); an empty result is then no error.
-    ``fids``: only these features (by the file's feature id). ``with_fids``: keep the file's
-    feature ids in ``SourceLayer.fids`` (partitioned pipelines).
+    ``bbox`` (layer CRS; not CSV): only the features whose envelope meets it, through the file's
+    spatial index (GeoPackage, FlatGeobuf; GeoParquet row groups and bbox covering; Shapefile and
+    GeoParquet without a covering scan); an empty result is then no error. ``fids``: only these
+    features (by the file's feature id; GeoParquet: the 0-based row). ``with_fids``: keep the
+    file's feature ids in ``SourceLayer.fids`` (partitioned pipelines); ``SourceLayer.scan``: what a
+    GeoParquet bbox/fids read touched.
     """
     path = Path(path)
     if not path.exists():
@@ -290,6 +295,7 @@ def read_layer(
     notes: list[str] = []
     encoding_used: str | None = None
     want_fids = False
+    scan: dict[str, Any] | None = None
     if path.suffix.lower() in CSV_SUFFIXES:
         origin = "--encoding" if encoding else "the mapping's encoding"
         gdf, declared, note = _read_csv_points(path, encoding or mapping.encoding, origin, src_crs or mapping.crs)
@@ -297,17 +303,26 @@ def read_layer(
         crs, crs_note = _resolve_crs(path, declared, src_crs, False, mapping.crs)
         layer_used = None
         encoding_used = encoding or mapping.encoding or "UTF-8"
-    elif path.suffix.lower() in (".parquet", ".geoparquet"):
+    elif path.suffix.lower() in gp.PARQUET_SUFFIXES:
         # GeoParquet (UTF-8 by specification) through pyarrow: GDAL's driver is optional
-        try:
-            gdf = gpd.read_parquet(path)
-        except Exception as exc:  # noqa: BLE001 - pyarrow/geopandas raise many types
-            raise UnreadableError(path, f"cannot read as GeoParquet: {str(exc).strip().splitlines()[0]}",
-                                  hint="check that the file is complete and has a geometry column") from exc
         layer_used, encoding_used = None, "UTF-8"
         if encoding and not enc.is_utf8_name(encoding):
             notes.append(f"--encoding {encoding} ignored: GeoParquet files are UTF-8 by specification")
-        crs, crs_note = _resolve_crs(path, gdf.crs, src_crs, False, mapping.crs)
+        want_fids = with_fids or bbox is not None or fids is not None
+        if bbox is None and fids is None:
+            try:
+                gdf = gpd.read_parquet(path)
+            except Exception as exc:  # noqa: BLE001 - pyarrow/geopandas raise many types
+                raise UnreadableError(path, f"cannot read as GeoParquet: {str(exc).strip().splitlines()[0]}",
+                                      hint="check that the file is complete and has a geometry column") from exc
+            declared = gdf.crs
+            gdf.index = pd.RangeIndex(len(gdf))  # feature id = row number (a stored pandas index is not one)
+        else:  # a partition: row group by row group (core.delivery.geoparquet)
+            meta = gp.read_meta(path)
+            stats = gp.ScanStats()
+            gdf = gp.read_rows(path, bbox=bbox, fids=fids, stats=stats, meta=meta)
+            declared, scan = meta.crs, stats.as_dict()
+        crs, crs_note = _resolve_crs(path, declared, src_crs, False, mapping.crs)
         gdf = gdf.set_geometry(gdf.geometry.name)
     else:
         if path.suffix.lower() == ".shp":
@@ -430,7 +445,7 @@ def read_layer(
         report.note(f"layer CRS {name} differs from the delivery CRS {expected_crs}: "
                     "every feature reprojected")
         report.repair(np.arange(len(out)), "reprojected", f"reprojected from {name}")
-    return SourceLayer(out, crs, path, layer_used, encoding_used, report, field_sources, fid_values)
+    return SourceLayer(out, crs, path, layer_used, encoding_used, report, field_sources, fid_values, scan)
 
 
 def read_table(path: Path | str, mapping: FieldMapping | None, report: Accounting, *,
