@@ -66,8 +66,10 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if not verbose:
-        # pyogrio logs "Created N records" at INFO for every layer written (hundreds per sample)
-        logging.getLogger("pyogrio").setLevel(logging.WARNING)
+        # INFO lines nobody reads: pyogrio's "Created N records" for every layer written (hundreds
+        # per sample), httpx's line per request (`onemap simulate`: ~950,000 a day for 50 devices)
+        for name in ("pyogrio", "httpx"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def main() -> None:
