@@ -20,7 +20,7 @@ run: setup db sample tiles load admin live
 ## test: install what tests need and run the whole suite
 test: setup-test
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25
 
 setup: system venv npm
 setup-test: system-test venv npm
