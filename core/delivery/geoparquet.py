@@ -18,9 +18,10 @@ Overture), a row group whose covering statistics cannot meet the box is skipped 
 rows of the others are selected on the covering values before any WKB is decoded; the envelopes
 of those candidates are then checked exactly (a float32 covering is only a pre-filter). Without
 a covering every row group's geometry is decoded and filtered by its bounds (correct, slower:
-the whole file is scanned, like a Shapefile). A row group is streamed in batches of
-:data:`BATCH_ROWS`: memory is bounded by one batch plus the rows kept either way, whatever the
-writer's row-group size. :class:`ScanStats` counts what a read touched.
+the whole file is scanned, like a Shapefile). A row group is decoded in batches of
+:data:`BATCH_ROWS` rows; pyarrow still buffers the row group's column chunks, so a read's memory
+follows the row-group size (and the rows kept), never the file's. :class:`ScanStats` counts what
+a read touched.
 
 Only WKB geometry columns (what geopandas writes by default and what most deliveries use) are
 read this way; a file of GeoArrow-native geometry is read whole (:func:`partitionable`).
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 PARQUET_SUFFIXES = (".parquet", ".geoparquet")
 CRS84 = "OGC:CRS84"  # a GeoParquet column without "crs" (the specification's default)
 _HINT = "check that the file is complete and has a geometry column"
-BATCH_ROWS = 65_536  # rows held at once inside a row group (pyarrow writes row groups of up to 1 Mi rows)
+BATCH_ROWS = 65_536  # rows decoded at once inside a row group (pyarrow writes row groups of up to 1 Mi rows)
 Bbox = tuple[float, float, float, float]
 
 
