@@ -88,7 +88,7 @@ def plan_partitions(src: Path | str, options: BuildingOptions) -> Plan | None:
         return None
     path = Path(src)
     stat = path.stat()
-    settings = digest(["buildings-partitioned-2", str(path.absolute()), str(stat.st_size), str(stat.st_mtime_ns),
+    settings = digest(["buildings-partitioned-3", str(path.absolute()), str(stat.st_size), str(stat.st_mtime_ns),
                        _options_key(options), str(probe.level),
                        repr(active_geoid().metadata())])
     return Plan(str(path.absolute()), probe.layer, probe.layer_crs.to_wkt(), probe.working.to_wkt(), probe.square,
@@ -179,12 +179,16 @@ def _run_partition(plan: Plan, options: BuildingOptions, cell_key: str, dup_rows
     n_read, scan = len(layer.gdf), layer.scan  # scan: what a GeoParquet read touched (row groups, rows)
     geoms = np.asarray(layer.gdf.geometry.values, dtype=object)
     ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
-    env = shapely.bounds(geoms[ok])
     owned = np.zeros(len(geoms), bool)
     if ok.any():
-        ex, ey = Transformer.from_crs(layer_crs, working, always_xy=True).transform(
-            0.5 * (env[:, 0] + env[:, 2]), 0.5 * (env[:, 1] + env[:, 3]))
-        ix, iy = pt.cell_index(np.column_stack([ex, ey]), plan.square, level)
+        # the owner is the cell of the footprint's point on surface in the working CRS, the point the
+        # one-piece build places a building by (buildings.py). It lies on the geometry, so the
+        # owner's bbox read returns the building: GDAL's filter keeps a feature whose geometry meets
+        # the box; the envelope's centre of an L around a cell corner is in a cell the L never meets
+        to_working = Transformer.from_crs(layer_crs, working, always_xy=True)
+        rp = shapely.point_on_surface(shapely.transform(geoms[ok], lambda xy: np.column_stack(
+            to_working.transform(xy[:, 0], xy[:, 1]))))
+        ix, iy = pt.cell_index(np.column_stack([shapely.get_x(rp), shapely.get_y(rp)]), plan.square, level)
         owned[ok] = (ix == cx) & (iy == cy)
     mine = np.flatnonzero(owned)  # in source order: a spatial index's order (R-tree) is not the file's
     layer = pt.subset_layer(layer, mine[np.argsort(np.asarray(layer.fids, np.int64)[mine], kind="stable")])
@@ -197,7 +201,8 @@ def _run_partition(plan: Plan, options: BuildingOptions, cell_key: str, dup_rows
 
 
 def run_orphans(plan: Plan, options: BuildingOptions, fids: list[int]) -> dict[str, Any]:
-    """Rows no cell owns (no geometry, coordinates rejected): read by feature id and accounted."""
+    """Rows no cell owns (no geometry, coordinates rejected; a usable one: ``unowned``): read by
+    feature id and accounted."""
     from pipelines.buildings import prepare_buildings
 
     with using_geoid(plan.geoid):
@@ -239,11 +244,15 @@ def _encode_rows(plan: Plan, options: BuildingOptions, layer: Any, folder: Path,
     alive_at_dup = np.array([r not in acc.rejected or acc.rejected[r].code in _AFTER_DUP[1:]
                              for r in range(acc.n_input)], bool)
     pt.write_ids(folder, acc.ids[alive_at_dup], rows_global[alive_at_dup])
-    written = rows_global[b.rows]
+    if subtree_root is None and len(b):  # the orphans task draws nothing: never count them written
+        acc.reject(np.asarray(b.rows, np.int64), "unowned", pt.UNOWNED)
+        written = np.empty(0, np.int64)
+    else:
+        written = rows_global[b.rows]
     np.save(folder / "written.npy", written)
     np.save(folder / "rows.npy", rows_global)
     (folder / "report.json").write_text(json.dumps(pt.export_report(acc, rows_global)), encoding="utf-8")
-    summary: dict[str, Any] = {"written": len(b), "root": None, "tiles": {}, "depth_below": 0, "rest_max": 0.0,
+    summary: dict[str, Any] = {"written": len(written), "root": None, "tiles": {}, "depth_below": 0, "rest_max": 0.0,
                                "max_height": 0.0, "owned_rows": len(rows_global)}
     if len(b) == 0 or subtree_root is None:
         return summary

@@ -310,6 +310,11 @@ def _worker_profiling() -> bool:
     return bool(dask.config.get("distributed.worker.profile.enabled"))
 
 
+#: the message of the ``unowned`` rejection: the orphans task reads by feature id the rows no
+#: partition owned; one with a usable geometry would be accounted as written yet drawn in no tile
+UNOWNED = "read by no partition (its geometry does not reach the partition of its reference point)"
+
+
 class Engine:
     """Runs partition tasks; a context manager owning the Dask client/cluster it started."""
 

@@ -405,13 +405,13 @@ def test_duplicates_and_orphans_across_partitions_from_geoparquet(tmp_path: Path
                              if k in _leaf_keys(tmp_path / "whole") for i in ids)
 
 
-@pytest.mark.parametrize("fmt", ["parquet", pytest.param("gpkg", marks=pytest.mark.xfail(
-    strict=True, reason="GDAL's bbox filter tests the geometry: the owner cell never reads the L (docs/scale.md, "
-                        "Limits); the orphans task counts it written, no tile draws it"))])
+@pytest.mark.parametrize("fmt", ["parquet", "gpkg"])
 def test_building_around_a_cell_corner_is_drawn(fmt: str, tmp_path: Path) -> None:
     """An L-shaped building around a level-3 cell corner: its envelope's centre (the corner) is in
-    the north-east cell, which its geometry does not meet. Read by envelope (GeoParquet), that
-    cell owns and draws it, as the one-piece build does."""
+    the north-east cell, which its geometry does not meet. The owner is the cell of its point on
+    surface (as the one-piece build places it), which its geometry meets, so GDAL's bbox filter
+    returns it there too. Owned by the envelope's centre, the GeoPackage build counted it written
+    (orphans task) and drew it in no tile."""
     from pipelines import partitions as pt
     from pipelines.building_partitions import plan_partitions
 
@@ -438,3 +438,25 @@ def test_building_around_a_cell_corner_is_drawn(fmt: str, tmp_path: Path) -> Non
     assert parts.report.counts["written"] == len(rows)
     leaves = _leaf_keys(tmp_path / "parts")
     assert [k for k, ids in _manifest_tiles(tmp_path / "parts").items() if "L" in ids and k in leaves]
+
+
+def test_orphans_task_never_counts_a_building_written(tmp_path: Path) -> None:
+    """The orphans task reads by id the rows no cell owned and draws nothing: a usable building
+    there is rejected ``unowned`` (named, with the way out), never counted written."""
+    import dataclasses
+
+    from core.delivery.reasons import REASONS
+    from pipelines.building_partitions import plan_partitions, run_orphans
+
+    src = tmp_path / "b.gpkg"
+    gpd.GeoDataFrame([{"id": f"B{i:03d}", "height": 6.0 + i, "use": "residential",
+                       "geometry": _square(535_000.0 + (i % 8) * 250.0, 3_644_000.0 + (i // 8) * 250.0)}
+                      for i in range(40)], crs="EPSG:4548").to_file(src, driver="GPKG")
+    plan = dataclasses.replace(plan_partitions(src, BuildingOptions(partition_level=3)), work=str(tmp_path / "w"))
+    run_orphans(plan, BuildingOptions(partition_level=3), [plan.fid_base + 5])
+    folder = tmp_path / "w" / "orphans"
+    assert np.load(folder / "written.npy").tolist() == []
+    report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    text = json.dumps(report, ensure_ascii=False)
+    assert '"unowned"' in text and "B005" in text, text[:2000]
+    assert "--partition-level 0" in REASONS["unowned"].hint

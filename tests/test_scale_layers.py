@@ -30,6 +30,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyogrio
 import pytest
 import shapely
@@ -322,3 +323,34 @@ def test_dem_window_same_heights(clean: Path) -> None:
     coarse = DemGrid.window(clean / "dem.tif", box, crs, resolution=8.0)
     assert coarse.sampler.resolution == pytest.approx(4 * whole.sampler.resolution, rel=0.01)
     assert np.nanmax(np.abs(sample_heights(coarse, x, y, crs=crs) - sample_heights(whole, x, y, crs=crs))) < 5.0
+
+
+def test_road_owned_by_a_cell_it_never_meets_is_drawn_and_counted_once(tmp_path: Path) -> None:
+    """A road looping around a level-3 cell, more than the margin (101 m) away from it, whose
+    envelope's centre lies in that cell: its owner never reads it (GDAL keeps what a geometry
+    meets), the orphans task accounts it, and the cells it crosses draw it piece by piece, as the
+    one-piece build draws it: written once, drawn, nothing ``unowned`` (that code is for
+    buildings, which only their owner draws)."""
+    from pipelines import partitions as pt
+    from pipelines.layer_partitions import plan_layer
+
+    src = tmp_path / "roads.gpkg"
+    n = _roads(src)
+    plan = plan_layer("roads", src, RoadOptions(partition_level=3))
+    cells = pt.grid_cells(plan.square, 3, plan.extent)
+    x0, y0, x1, y1 = max((c.bounds for c in cells), key=lambda b: (b[0] - plan.square[0]) * (b[1] - plan.square[1])
+                         if b[2] < plan.square[2] and b[3] < plan.square[3] else -1)
+    cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2 + 150  # 150 m outside the cell, margin 101 m
+    loop = LineString([(cx + r, cy - r), (cx - r, cy - r), (cx - r, cy + r), (cx + r, cy + r)])  # a C around it
+    gdf = gpd.read_file(src)
+    gdf = gpd.GeoDataFrame(pd.concat([gdf, gpd.GeoDataFrame(
+        [{"id": "U-LOOP", "class": "residential", "width": 6.0, "bridge": 0, "geometry": loop}], crs=gdf.crs)],
+        ignore_index=True), crs=gdf.crs)
+    src.unlink()
+    gdf.to_file(src, driver="GPKG")
+    parts = build_roads(src, tmp_path / "parts", RoadOptions(partition_level=3)).report
+    whole = build_roads(src, tmp_path / "whole", RoadOptions(partition_level=0)).report
+    assert "U-LOOP" in _leaf_ids(tmp_path / "whole" / "tileset.json")
+    assert _leaf_ids(tmp_path / "parts" / "tileset.json").count("U-LOOP") >= 2  # by the cells it crosses
+    assert parts.issue_for("U-LOOP")[1] == [] and "unowned" not in parts.rejected_by_code()
+    assert parts.counts["written"] == whole.counts["written"] == n + 1 - 4

@@ -54,6 +54,11 @@ _TABLE: tuple[Reason, ...] = (
            "the feature is entirely covered by a higher-ranked feature of the same layer "
            "(a road under a wider road), so nothing of it would be drawn",
            "delete the covered feature or correct its class/width"),
+    Reason("unowned", "reject",
+           "a partitioned build read the feature in no partition (its geometry does not reach the "
+           "partition its reference point lies in, e.g. a road looping around a partition), "
+           "so no tile would draw it",
+           "build the layer in one piece with --partition-level 0"),
     # ---------------------------------------------------------------- rejections: values
     Reason("missing_value", "reject", "a required field is empty", "fill the field"),
     Reason("unparsable_value", "reject", "a value that cannot be read as the field's type (number, time)",
