@@ -2,7 +2,8 @@
 
 The root square (from the layer's declared extent, never from its features) is cut into the
 quadtree cells of one level L (:mod:`pipelines.partitions`). A building belongs to the cell
-holding the centre of its envelope (half-open cells: exactly one). Each **partition task**
+holding its footprint's point on surface in the working CRS (half-open cells: exactly one), a
+point of the geometry, so the owner's bbox read returns it whatever the reader's filter. Each **partition task**
 reads only its cell's bounding box from the source (GeoPackage / FlatGeobuf spatial index,
 GeoParquet row groups and bbox covering; Shapefile scans), keeps the buildings it owns, cleans
 them with the same rules as before (:func:`pipelines.buildings.prepare_buildings`), builds its
@@ -20,8 +21,9 @@ tallest omitted building. **Duplicate ids across partitions**: the client hashes
 every partition (16 bytes a building), confirms collisions with the real ids, and re-runs the few
 partitions holding a later copy with it rejected (``duplicate_id``, the first row kept, as
 before). Rows no partition owns (no geometry, bad coordinates) are read by feature id and
-accounted by one more task. The client holds per-building only those 16 bytes plus the written
-rows; tiles are hard-linked from the work folder into the staging folder and published.
+accounted by one more task, which draws nothing (a usable building there: ``unowned``). The
+client holds per-building only those 16 bytes plus the written rows; tiles are hard-linked from
+the work folder into the staging folder and published.
 """
 
 from __future__ import annotations

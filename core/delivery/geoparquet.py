@@ -5,10 +5,10 @@ a whole file with :func:`geopandas.read_parquet` (:func:`core.delivery.read.read
 partition of it here (:func:`read_rows`), as the partitioned pipelines read GDAL formats:
 
 * ``bbox`` (layer CRS): exactly the rows whose geometry's envelope meets the box (boundary
-  inclusive; rows without a geometry, or with an empty one, never do), in file order. That is
-  what partition ownership (the cell holding the envelope's centre) needs; GDAL's filter (with
-  GEOS) keeps only those whose geometry itself meets the box, a subset differing near a box's
-  corners;
+  inclusive; rows without a geometry, or with an empty one, never do), in file order. GDAL's
+  filter (with GEOS) keeps only those whose geometry itself meets the box, a subset differing
+  near a box's corners; partition owners are chosen so that both return every row a cell owns
+  (docs/scale.md, "Owners and GDAL's bbox filter");
 * ``fids``: these rows, in the order asked; a feature id is the row's 0-based number in the
   file (stable: the partition code numbers source rows with it, ``fid_base`` 0).
 
