@@ -407,7 +407,7 @@ def test_duplicates_and_orphans_across_partitions_from_geoparquet(tmp_path: Path
 
 @pytest.mark.parametrize("fmt", ["parquet", "gpkg"])
 def test_building_around_a_cell_corner_is_drawn(fmt: str, tmp_path: Path) -> None:
-    """An L-shaped building around a level-3 cell corner: its envelope's centre (the corner) is in
+    """An L-shaped building around a level-2 cell corner: its envelope's centre (the corner) is in
     the north-east cell, which its geometry does not meet. The owner is the cell of its point on
     surface (as the one-piece build places it), which its geometry meets, so GDAL's bbox filter
     returns it there too. Owned by the envelope's centre, the GeoPackage build counted it written
@@ -428,13 +428,13 @@ def test_building_around_a_cell_corner_is_drawn(fmt: str, tmp_path: Path) -> Non
             gdf.to_parquet(src, write_covering_bbox=True)
 
     write()
-    plan = plan_partitions(src, BuildingOptions(partition_level=3))
-    cells = pt.grid_cells(plan.square, 3, plan.extent)
+    plan = plan_partitions(src, BuildingOptions(partition_level=2))
+    cells = pt.grid_cells(plan.square, 2, plan.extent)
     cx, cy = cells[len(cells) // 2].bounds[:2]
     rows.append({"id": "L", "height": 30.0, "use": "office", "geometry": shapely.union(
         shapely.box(cx - 30, cy - 30, cx + 30, cy - 20), shapely.box(cx - 30, cy - 30, cx - 20, cy + 30))})
     write()
-    parts = build_buildings(src, tmp_path / "parts", BuildingOptions(partition_level=3, max_features=8))
+    parts = build_buildings(src, tmp_path / "parts", BuildingOptions(partition_level=2, max_features=8))
     assert parts.report.counts["written"] == len(rows)
     leaves = _leaf_keys(tmp_path / "parts")
     assert [k for k, ids in _manifest_tiles(tmp_path / "parts").items() if "L" in ids and k in leaves]
