@@ -3,12 +3,12 @@
 The root square (from the layer's declared extent, never from its features) is cut into the
 quadtree cells of one level L (:mod:`pipelines.partitions`). A building belongs to the cell
 holding its footprint's point on surface in the working CRS (half-open cells: exactly one), a
-point of the geometry, so the owner's bbox read returns it whatever the reader's filter. Each **partition task**
-reads only its cell's bounding box from the source (GeoPackage / FlatGeobuf spatial index,
-GeoParquet row groups and bbox covering; Shapefile scans), keeps the buildings it owns, cleans
-them with the same rules as before (:func:`pipelines.buildings.prepare_buildings`), builds its
-own quadtree below level L and encodes every tile of it, exactly like the one-piece build. It
-writes, into its own folder:
+point of the geometry, so the owner's bbox read returns it whatever the reader's filter. Each
+**partition task** reads only its cell's bounding box from the source (GeoPackage / FlatGeobuf
+spatial index, GeoParquet row groups and bbox covering; Shapefile scans), keeps the buildings it
+owns, cleans them with the same rules as before (:func:`pipelines.buildings.prepare_buildings`),
+builds its own quadtree below level L and encodes every tile of it, exactly like the one-piece
+build. It writes, into its own folder:
 the glb tiles, ``summary.json`` (tile boxes, errors, ids, sizes), ``report.json`` (its
 rejections and repairs, numbered by source row), ``top.parquet`` (its ``max_features`` tallest
 buildings: what the parent levels draw) and ``ids.parquet`` (the ids alive when the duplicate-id
@@ -187,9 +187,9 @@ def _run_partition(plan: Plan, options: BuildingOptions, cell_key: str, dup_rows
         # one-piece build places a building by (buildings.py). It lies on the geometry, so the
         # owner's bbox read returns the building: GDAL's filter keeps a feature whose geometry meets
         # the box; the envelope's centre of an L around a cell corner is in a cell the L never meets
-        to_working = Transformer.from_crs(layer_crs, working, always_xy=True)
-        rp = shapely.point_on_surface(shapely.transform(geoms[ok], lambda xy: np.column_stack(
-            to_working.transform(xy[:, 0], xy[:, 1]))))
+        from pipelines.buildings import _transform_geoms
+
+        rp = shapely.point_on_surface(_transform_geoms(geoms[ok], layer_crs, working))
         ix, iy = pt.cell_index(np.column_stack([shapely.get_x(rp), shapely.get_y(rp)]), plan.square, level)
         owned[ok] = (ix == cx) & (iy == cy)
     mine = np.flatnonzero(owned)  # in source order: a spatial index's order (R-tree) is not the file's

@@ -187,8 +187,10 @@ def probe_source(src: Path | str, options: Any, mapping: Any) -> SourceProbe | N
             np.array([cx]), np.array([cy]), working)
         h0 = round(float(h[0]), 0) if np.isfinite(h[0]) else 0.0
     h_ell = h0 + float(geoid_undulation(lon, lat)[0])
+    from core.delivery.geoparquet import PARQUET_SUFFIXES
+
     fid_base = 0  # GeoParquet: the feature id is the 0-based row
-    if path.suffix.lower() not in (".parquet", ".geoparquet"):
+    if path.suffix.lower() not in PARQUET_SUFFIXES:
         import pyogrio
 
         first = pyogrio.read_dataframe(path, layer=layer, max_features=1, fid_as_index=True, read_geometry=False)

@@ -48,13 +48,18 @@ def _shot(p: Page, name: str) -> None:
     print(f"screenshot: {path}")
 
 
-def _one(url: str, sql: str, **params: object) -> dict:
+def _all(url: str, sql: str, **params: object) -> list[sa.Row]:
     engine = sa.create_engine(url)
     try:
         with engine.connect() as c:
-            return dict(c.execute(sa.text(sql), params).mappings().one())
+            return list(c.execute(sa.text(sql), params))
     finally:
         engine.dispose()
+
+
+def _one(url: str, sql: str, **params: object) -> dict:
+    (row,) = _all(url, sql, **params)
+    return dict(row._mapping)
 
 
 def _device_token(url: str, name: str, device: str) -> str:
@@ -282,12 +287,7 @@ CLUSTER_JS = """(ids) => {
 
 
 def _category_codes(url: str) -> list[str]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as c:
-            return sorted(c.execute(sa.text("SELECT code FROM event_category")).scalars())
-    finally:
-        engine.dispose()
+    return sorted(r.code for r in _all(url, "SELECT code FROM event_category"))
 
 
 def test_heatmap_time_and_category_filter_and_clusters(ops: Page, viewer_db: str, server: str,
@@ -439,26 +439,14 @@ def test_style_buildings_by_height(ops: Page, viewer_db: str) -> None:
 def _heights(url: str, ids: list[str]) -> dict[str, float | None]:
     """Building heights as the tiles are built from the same delivery: the delivered height, else
     floors x 3 m (pipelines/buildings.py, height_from_floors); None for a building with neither."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as c:
-            rows = c.execute(sa.text("SELECT id, COALESCE(height, floors * 3.0) AS h FROM buildings "
-                                     "WHERE id = ANY(:ids)"), {"ids": ids})
-            return {r.id: r.h for r in rows}
-    finally:
-        engine.dispose()
+    rows = _all(url, "SELECT id, COALESCE(height, floors * 3.0) AS h FROM buildings WHERE id = ANY(:ids)", ids=ids)
+    return {r.id: r.h for r in rows}
 
 
 def _open_by_category(url: str) -> dict[str, int]:
     """Open events per category with any event, by the category's Chinese name (the page's language)."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as c:
-            rows = c.execute(sa.text(
-                "SELECT k.label_zh, count(*) FILTER (WHERE e.status NOT IN ('closed', 'rejected')) AS n "
-                "FROM events e JOIN event_category k ON k.code = e.category GROUP BY 1")).all()
-    finally:
-        engine.dispose()
+    rows = _all(url, "SELECT k.label_zh, count(*) FILTER (WHERE e.status NOT IN ('closed', 'rejected')) AS n "
+                     "FROM events e JOIN event_category k ON k.code = e.category GROUP BY 1")
     return {label: n for label, n in rows}
 
 
